@@ -1,0 +1,243 @@
+"""fgbg command line: parse options, call the engine, show progress and errors.
+
+Heavy packages (torch, numba, zarr) are imported inside the commands that need
+them, so ``--help`` and ``info`` start fast. User errors print one line and exit
+with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from engine.errors import FgbgError
+
+app = typer.Typer(
+    help="fgbg: paste foregrounds onto backgrounds at scale, with exact masks and depth, into Zarr.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Codec(str, Enum):
+    zstd = "zstd"
+    none = "none"
+    jpeg = "jpeg"
+
+
+class OnBad(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Zarr store (a folder).")],
+    bg: Annotated[Optional[Path], typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
+    fg: Annotated[Optional[Path], typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks.")] = None,
+    fg_masks: Annotated[Optional[Path], typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
+    size: Annotated[int, typer.Option(help="Output height and width in pixels (square); see --width.")] = 224,
+    width: Annotated[Optional[int], typer.Option(help="Output width if not square.")] = None,
+    positions: Annotated[int, typer.Option(help="Placements per (background, foreground, flip).")] = 20,
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also emit each placement with the foreground mirrored.")] = True,
+    scale_min: Annotated[float, typer.Option(help="Smallest foreground height as a fraction of image height.")] = 0.25,
+    scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
+    limit: Annotated[Optional[int], typer.Option(help="Keep only the first N samples of the plan.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the plan (and of the built-in assets).")] = 0,
+    builtin_backgrounds: Annotated[int, typer.Option(help="Built-in street scenes to generate (no --bg).")] = 100,
+    builtin_foregrounds: Annotated[int, typer.Option(help="Built-in cars to generate (no --fg).")] = 100,
+    mask_threshold: Annotated[int, typer.Option(help="Mask = alpha > this (0..254); 127 means alpha > 0.5.")] = 127,
+    save_alpha: Annotated[bool, typer.Option(help="Also store the soft alpha as 'alpha'.")] = False,
+    depth_source: Annotated[str, typer.Option(help="Where depth comes from: ground-plane (exact geometry).")] = "ground-plane",
+    horizon: Annotated[Optional[float], typer.Option(help="User backgrounds: horizon row as a fraction of the height (default 0.5, a level camera).")] = None,
+    camera_height: Annotated[float, typer.Option(help="User backgrounds: camera height above the ground, metres.")] = 1.6,
+    focal: Annotated[Optional[float], typer.Option(help="User backgrounds: focal length in output pixels (default: the width).")] = None,
+    max_depth: Annotated[float, typer.Option(help="Depth written for sky and far ground, metres.")] = 80.0,
+    image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
+    compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
+    quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
+    shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
+    chunk_size: Annotated[Optional[int], typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
+    on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.")] = OnBad.error,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
+    resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
+    device: Annotated[Device, typer.Option(help="Where to composite: auto, cpu or cuda.")] = Device.auto,
+    writer_threads: Annotated[int, typer.Option(help="Threads compressing and writing shards.")] = 2,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Composite every foreground onto every background into a Zarr v3 store.
+
+    Default layout: backgrounds × foregrounds × {plain, flipped} × 20 positions
+    (100 × 100 inputs → 400,000 samples), each with image, mask and depth.
+    """
+    _setup_logging(verbose)
+    from engine.config import GenerateConfig, RunOptions
+    from engine.generate import generate as run_generate
+
+    try:
+        config = GenerateConfig(
+            bg_dir=None if bg is None else str(bg), fg_dir=None if fg is None else str(fg),
+            fg_mask_dir=None if fg_masks is None else str(fg_masks),
+            builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
+            height=size, width=width or size, positions=positions, flip=flip,
+            scale_min=scale_min, scale_max=scale_max, limit=limit, seed=seed,
+            mask_threshold=mask_threshold, save_alpha=save_alpha, depth_source=depth_source,
+            horizon=horizon, camera_height=camera_height, focal=focal, max_depth=max_depth,
+            image_codec=image_codec.value, jpeg_quality=quality, compression_level=compression_level, shard_size=shard_size,
+            chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
+        )
+        run = RunOptions(overwrite=overwrite, resume=resume, device=device.value, writer_threads=writer_threads)
+        with _Progress(disabled=quiet) as bar:
+            report = run_generate(config, out, run, progress=bar.update)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted: finished shards are kept; complete {out} with --resume", 130) from None
+    for line in report.skipped:
+        typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
+    verb = "completed" if report.resumed else "wrote"
+    typer.echo(
+        f"{verb} {report.samples_written} samples ({report.n_samples} in store) to {report.path} "
+        f"in {report.seconds:.1f} s, {report.images_per_second:.0f} images/s"
+    )
+
+
+@app.command()
+def info(
+    store: Annotated[Path, typer.Argument(help="A store written by generate.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """What is inside a store: samples, arrays, codecs, size, completeness, settings."""
+    from engine.store import inspect_store
+
+    try:
+        s = inspect_store(store)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    a, lay = s.attrs, s.attrs["layout"]
+    if as_json:
+        typer.echo(json.dumps({
+            "path": str(s.path), "complete": s.complete, "samples": lay["n_samples"],
+            "samples_done": s.samples_done, "shards_done": s.shards_done, "shards": lay["n_shards"],
+            "bytes_on_disk": s.bytes_on_disk, "files": s.n_files,
+            "arrays": {k: {**v, "shape": list(v["shape"])} for k, v in s.arrays.items()},
+            "attributes": a,
+        }, indent=2))
+        return
+    state = "complete" if s.complete else f"INCOMPLETE ({s.shards_done}/{lay['n_shards']} shards, finish with generate --resume)"
+    cfg = a["config"]
+    inputs = a["inputs"]
+    source = "built-in procedural streets and cars" if cfg["bg_dir"] is None else f"{cfg['bg_dir']} + {cfg['fg_dir']}"
+    typer.echo(f"{s.path}  fgbg format {a['format_version']}, written by fgbg {a['tool_version']}")
+    typer.echo(f"  state     {state}")
+    typer.echo(f"  samples   {s.samples_done:,} of {lay['n_samples']:,}  ({lay['height']}x{lay['width']}, "
+               f"{lay['shard_size']} per shard, {lay['chunk_size']} per chunk)")
+    typer.echo(f"  inputs    {len(inputs['backgrounds'])} backgrounds x {len(inputs['foregrounds'])} foregrounds "
+               f"({source}); seed {a['seed']}")
+    typer.echo(f"  depth     {a['depth']['source']}: {a['depth']['geometry']}, capped at {a['depth']['max_depth']:g} m")
+    if a["skipped"]:
+        typer.echo(f"  skipped   {len(a['skipped'])} bad input files (see info --json)")
+    typer.echo("  arrays")
+    for name, v in s.arrays.items():
+        shape = "x".join(map(str, v["shape"]))
+        chunks = "x".join(map(str, v["chunks"]))
+        shards = "" if v["shards"] is None else " shards " + "x".join(map(str, v["shards"]))
+        typer.echo(f"    {name:<16} {shape:<18} {v['dtype']:<22} chunks {chunks}{shards}  "
+                   f"{'+'.join(v['codecs']) or 'raw'}  {_size(v['bytes'])}")
+    typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
+
+
+@app.command()
+def preview(
+    store: Annotated[Path, typer.Argument(help="A store written by generate.")],
+    n: Annotated[int, typer.Option("--n", help="Number of samples to show (spread over the store).")] = 16,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")] = Path("preview.png"),
+    tile: Annotated[Optional[int], typer.Option(help="Tile height in pixels (default: the store's).")] = None,
+) -> None:
+    """Write a contact sheet PNG: image | mask | depth (colour map) per sample."""
+    from engine.preview import contact_sheet
+
+    try:
+        sheet = contact_sheet(store, n=n, tile=tile)
+        sheet.save(out)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    except OSError as e:
+        raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
+    typer.echo(f"wrote {out} ({sheet.width}x{sheet.height})")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
+
+
+class _Progress:
+    """A rich progress bar fed by the engine's progress callback (samples/s)."""
+
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled or not sys.stderr.isatty()
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> _Progress:
+        if not self.disabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("[bold]generate"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} images/s"), TimeRemainingColumn(),
+                console=Console(stderr=True), transient=False,
+            )
+            self.bar.__enter__()
+        return self
+
+    def update(self, advanced: int, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("generate", total=total, completed=done, rate="-")
+            return
+        self.bar.update(self.task, completed=done)
+        speed = self.bar.tasks[0].speed
+        self.bar.update(self.task, rate=f"{speed:,.0f}" if speed else "-")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,188 @@
+"""Configuration dataclasses, saved with every output.
+
+``GenerateConfig`` is everything that determines a store's *contents*; it is
+written to the store's attributes and compared on ``--resume``. Options that
+change only how the work runs (device, threads, progress) live in
+``RunOptions`` and are not part of a store's identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import ConfigError
+
+IMAGE_CODECS = ("zstd", "none", "jpeg")
+DEPTH_SOURCES = ("ground-plane",)
+ON_BAD_INPUT = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """What to generate. Defaults reproduce the original 400k layout.
+
+    Attributes:
+        bg_dir: folder of background images; ``None`` with ``fg_dir`` ``None``
+            uses the built-in procedural street scenes and cars.
+        fg_dir: folder of foregrounds (RGBA PNGs, or RGB with ``fg_mask_dir``).
+        fg_mask_dir: optional folder of masks named like the foregrounds.
+        builtin_backgrounds: number of built-in scenes when no folders are given.
+        builtin_foregrounds: number of built-in cars when no folders are given.
+        height: output height, pixels.
+        width: output width, pixels.
+        positions: placements per (background, foreground, flip).
+        flip: also emit every placement with the foreground mirrored.
+        scale_min: smallest foreground height, as a fraction of ``height``.
+        scale_max: largest foreground height, as a fraction of ``height``.
+        limit: keep only the first ``limit`` samples of the plan.
+        seed: seed of the plan and of the built-in assets.
+        mask_threshold: mask is 255 where alpha > this (0..254); 127 means α > 0.5.
+        save_alpha: also store the soft alpha (``alpha`` array).
+        depth_source: how depth is obtained (``ground-plane``).
+        horizon: horizon row as a fraction of height for user backgrounds.
+        camera_height: camera height above the ground in metres (user backgrounds).
+        focal: focal length in pixels for user backgrounds (``None``: equal to width).
+        max_depth: depth written for sky and for ground beyond it, metres.
+        image_codec: ``zstd`` (default, lossless), ``none`` (raw) or ``jpeg``.
+        jpeg_quality: JPEG quality 1..100 when ``image_codec`` is ``jpeg``.
+        compression_level: Zstandard level (1 fastest .. 22 smallest) of lossless arrays.
+        shard_size: samples per shard (= per batch); the unit of resume.
+        chunk_size: samples per chunk inside a shard (``None``: about 1 MB of images).
+        max_pixels: refuse input images larger than this (decompression bombs).
+        on_bad_input: ``error`` stops at the first bad file, ``skip`` skips and lists them.
+    """
+
+    bg_dir: str | None = None
+    fg_dir: str | None = None
+    fg_mask_dir: str | None = None
+    builtin_backgrounds: int = 100
+    builtin_foregrounds: int = 100
+    height: int = 224
+    width: int = 224
+    positions: int = 20
+    flip: bool = True
+    scale_min: float = 0.25
+    scale_max: float = 0.6
+    limit: int | None = None
+    seed: int = 0
+    mask_threshold: int = 127
+    save_alpha: bool = False
+    depth_source: str = "ground-plane"
+    horizon: float | None = None
+    camera_height: float = 1.6
+    focal: float | None = None
+    max_depth: float = 80.0
+    image_codec: str = "zstd"
+    jpeg_quality: int = 95
+    compression_level: int = 3
+    shard_size: int = 2048
+    chunk_size: int | None = None
+    max_pixels: int = 64_000_000
+    on_bad_input: str = "error"
+
+    def __post_init__(self) -> None:
+        check_generate_config(self)
+
+    @property
+    def builtin(self) -> bool:
+        """True when the built-in procedural assets are used."""
+        return self.bg_dir is None and self.fg_dir is None
+
+    @property
+    def samples_per_chunk(self) -> int:
+        """Samples per chunk: the given ``chunk_size`` or about 1 MB of images."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        # Smallest divisor of the shard holding >= 1 MB of images: zarr-python's
+        # per-chunk overhead dominates below that, and shards must hold whole chunks.
+        per_image = self.height * self.width * 3
+        for n in range(1, self.shard_size + 1):
+            if self.shard_size % n == 0 and n * per_image >= 1_000_000:
+                return n
+        return self.shard_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerateConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the store's contents (input folders excluded:
+        inputs are identified by their file names and hashes instead)."""
+        d = self.to_dict()
+        for key in ("bg_dir", "fg_dir", "fg_mask_dir"):
+            d.pop(key)
+        return d
+
+
+def check_generate_config(c: GenerateConfig) -> None:
+    """Raise :class:`ConfigError` for option values that cannot work."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    need((c.bg_dir is None) == (c.fg_dir is None),
+         "give both --bg and --fg, or neither to use the built-in assets")
+    need(c.fg_mask_dir is None or c.fg_dir is not None, "--fg-masks needs --fg")
+    need(c.builtin_backgrounds >= 1 and c.builtin_foregrounds >= 1,
+         "built-in asset counts must be at least 1")
+    need(16 <= c.height <= 4096 and 16 <= c.width <= 4096,
+         f"output size must be between 16 and 4096 pixels, got {c.width}x{c.height}")
+    need(c.positions >= 1, f"--positions must be at least 1, got {c.positions}")
+    need(0 < c.scale_min <= c.scale_max <= 1,
+         f"need 0 < --scale-min <= --scale-max <= 1, got {c.scale_min} and {c.scale_max}")
+    need(c.limit is None or c.limit >= 1, f"--limit must be at least 1, got {c.limit}")
+    need(0 <= c.seed < 2**63, f"--seed must be in [0, 2**63), got {c.seed}")
+    need(0 <= c.mask_threshold <= 254, f"--mask-threshold must be in [0, 254], got {c.mask_threshold}")
+    need(c.depth_source in DEPTH_SOURCES,
+         f"--depth-source must be one of {', '.join(DEPTH_SOURCES)}, got {c.depth_source!r}")
+    need(c.horizon is None or 0 <= c.horizon < 1,
+         f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
+    need(c.camera_height > 0, f"--camera-height must be positive, got {c.camera_height}")
+    need(c.focal is None or c.focal > 0, f"--focal must be positive, got {c.focal}")
+    need(0 < c.max_depth <= 60000, f"--max-depth must be in (0, 60000] (float16), got {c.max_depth}")
+    need(c.image_codec in IMAGE_CODECS,
+         f"--image-codec must be one of {', '.join(IMAGE_CODECS)}, got {c.image_codec!r}")
+    need(1 <= c.jpeg_quality <= 100, f"--quality must be in [1, 100], got {c.jpeg_quality}")
+    need(1 <= c.compression_level <= 22, f"compression level must be in [1, 22], got {c.compression_level}")
+    need(c.shard_size >= 1, f"--shard-size must be at least 1, got {c.shard_size}")
+    need(c.chunk_size is None or 1 <= c.chunk_size <= c.shard_size,
+         f"--chunk-size must be between 1 and --shard-size ({c.shard_size}), got {c.chunk_size}")
+    need(c.chunk_size is None or c.shard_size % c.chunk_size == 0,
+         f"--shard-size ({c.shard_size}) must be a multiple of --chunk-size ({c.chunk_size})")
+    need(c.max_pixels >= 1, "--max-pixels must be positive")
+    need(c.on_bad_input in ON_BAD_INPUT,
+         f"--on-bad-input must be one of {', '.join(ON_BAD_INPUT)}, got {c.on_bad_input!r}")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a generation; not part of the store's identity.
+
+    Attributes:
+        overwrite: replace an existing output.
+        resume: continue an existing output made with the same config (or start one).
+        device: ``cpu`` (the CUDA path comes with the GPU engine).
+        writer_threads: threads compressing and writing shards.
+    """
+
+    overwrite: bool = False
+    resume: bool = False
+    device: str = "cpu"
+    writer_threads: int = 2
+
+    def __post_init__(self) -> None:
+        if self.overwrite and self.resume:
+            raise ConfigError("--overwrite and --resume exclude each other")
+        if self.writer_threads < 1:
+            raise ConfigError(f"writer threads must be at least 1, got {self.writer_threads}")

@@ -1,0 +1,16 @@
+"""Column layout of the placement table shared by every compositing kernel.
+
+One ``int64`` row per sample, so a batch's parameters travel to the device in
+one copy. Kept in its own dependency-free module so the engine, the CPU kernel,
+the CUDA kernel and the reference all agree on it.
+"""
+
+BG = 0  #: index of the background image
+OFFSET = 1  #: start of the resized foreground in the flat RGBA atlas (bytes)
+X = 2  #: column of the foreground's top-left pixel in the output
+Y = 3  #: row of the foreground's top-left pixel in the output
+H = 4  #: height of the resized foreground, pixels
+W = 5  #: width of the resized foreground, pixels
+FLIP = 6  #: 1 to mirror the foreground horizontally, else 0
+DEPTH = 7  #: the foreground plane's depth as float16 bits (uint16 value)
+N_COLUMNS = 8

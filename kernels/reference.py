@@ -1,0 +1,43 @@
+"""Plain NumPy references for the kernels: slow, obvious, used by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import placement as P
+
+
+def composite_reference(
+    bg_images: np.ndarray,
+    bg_depth: np.ndarray,
+    atlas: np.ndarray,
+    table: np.ndarray,
+    threshold: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference for :func:`kernels.composite.composite_batch`.
+
+    Same arguments (without outputs). Returns ``images (B, H, W, 3) uint8``,
+    ``masks (B, H, W) uint8``, ``depth (B, H, W) uint16`` (float16 bits) and
+    ``alpha (B, H, W) uint8``, computed in float64 with ``floor(v + 0.5)``
+    rounding, one sample at a time.
+    """
+    n = len(table)
+    _, height, width, _ = bg_images.shape
+    images = np.empty((n, height, width, 3), np.uint8)
+    masks = np.zeros((n, height, width), np.uint8)
+    depth = np.empty((n, height, width), np.uint16)
+    alpha_out = np.zeros((n, height, width), np.uint8)
+    for b, row in enumerate(table):
+        bg, off, x, y, h, w, flip, d = (int(v) for v in row)
+        fg = atlas[off : off + h * w * 4].reshape(h, w, 4).astype(np.float64)
+        if flip:
+            fg = fg[:, ::-1]
+        image = bg_images[bg].astype(np.float64)
+        a = fg[..., 3:4] / 255.0
+        region = image[y : y + h, x : x + w]
+        image[y : y + h, x : x + w] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)
+        images[b] = image.astype(np.uint8)
+        alpha_out[b, y : y + h, x : x + w] = fg[..., 3]
+        masks[b] = np.where(alpha_out[b] > threshold, 255, 0)
+        depth[b] = np.where(masks[b] > 0, d, bg_depth[bg])
+    return images, masks, depth, alpha_out
