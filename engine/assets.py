@@ -1,0 +1,303 @@
+"""Input assets: backgrounds and foregrounds, validated and brought to size.
+
+Every user-caused problem with a file raises :class:`~engine.errors.InputError`
+naming the file, or, with ``on_bad_input="skip"``, is recorded in
+``AssetSet.skipped`` and the file left out.
+
+Backgrounds are centre-cropped to the output aspect and resized to
+``(height, width)``. Foregrounds are cropped tight to their alpha (so the
+bottom row is where the object touches the ground) and shrunk, never enlarged,
+to fit a canonical box of ``height × 3·width``; the plan resizes them further
+per sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine.camera import GroundPlane
+from engine.errors import InputError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: canonical foreground box is ``height × FG_WIDTH_FACTOR·width``
+FG_WIDTH_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input, identified by name and content hash (recorded in the store)."""
+
+    name: str
+    sha256: str
+    mask: str | None = None
+    mask_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A file left out under ``on_bad_input="skip"``."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class AssetSet:
+    """Backgrounds and foregrounds ready for the plan and the compositor.
+
+    Attributes:
+        bg_images: ``(NB, H, W, 3) uint8`` backgrounds at output size.
+        fg_images: ``NF`` arrays ``(h_i, w_i, 4) uint8``, RGBA straight alpha,
+            tight-cropped, at canonical size.
+        bg_files: what each background came from.
+        fg_files: what each foreground came from.
+        bg_grounds: per-background camera when the scene geometry is known
+            (built-in scenes), else ``None``.
+        bg_depth: ``(NB, H, W) float32`` exact scene depth in metres (``inf``
+            for sky) when known (built-in scenes), else ``None``.
+        skipped: bad inputs left out.
+    """
+
+    bg_images: np.ndarray
+    fg_images: list[np.ndarray]
+    bg_files: list[InputFile]
+    fg_files: list[InputFile]
+    bg_grounds: list[GroundPlane] | None = None
+    bg_depth: np.ndarray | None = None
+    skipped: list[BadInput] = field(default_factory=list)
+
+    @property
+    def fg_sizes(self) -> np.ndarray:
+        """``(NF, 2) int64`` canonical ``(height, width)`` of each foreground."""
+        return np.array([fg.shape[:2] for fg in self.fg_images], dtype=np.int64).reshape(-1, 2)
+
+
+def list_images(folder: str | Path, role: str) -> list[Path]:
+    """Non-hidden regular files of ``folder``, sorted by name.
+
+    Raises:
+        InputError: the folder is missing, not a folder, or holds no files.
+    """
+    path = Path(folder)
+    if not path.exists():
+        raise InputError(path, f"{role} folder does not exist")
+    if not path.is_dir():
+        raise InputError(path, f"{role} folder is not a folder")
+    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.is_file())
+    if not files:
+        raise InputError(path, f"{role} folder is empty")
+    return files
+
+
+def read_image(path: Path, max_pixels: int) -> tuple[Image.Image, str]:
+    """Read, hash and fully decode one image file.
+
+    Returns:
+        The decoded image (EXIF orientation applied) and the file's SHA-256.
+
+    Raises:
+        InputError: unreadable, not an image, too many pixels, truncated or corrupt.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, f"cannot read file ({e.strerror or e})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image (Pillow cannot identify it)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(path, "image has too many pixels (possible decompression bomb)") from None
+    except OSError as e:
+        raise InputError(path, f"cannot open image ({e})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise InputError(
+            path,
+            f"image is {width}x{height} = {width * height} pixels, more than --max-pixels "
+            f"{max_pixels} (possible decompression bomb)",
+        )
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(path, f"truncated or corrupt image ({e})") from None
+    return image, digest
+
+
+def fit_background(image: Image.Image, height: int, width: int) -> np.ndarray:
+    """Centre-crop to the output aspect and resize: ``(height, width, 3) uint8``."""
+    rgb = image.convert("RGB")
+    fitted = ImageOps.fit(rgb, (width, height), method=Image.Resampling.LANCZOS)
+    return np.asarray(fitted, dtype=np.uint8).copy()
+
+
+def canonical_foreground(rgba: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Crop an RGBA array tight to alpha > 0 and shrink it into ``height × 3·width``.
+
+    Args:
+        rgba: ``(h, w, 4) uint8`` straight alpha, with some alpha > 0.
+        height: output height (the canonical box's height).
+        width: output width (the box is ``FG_WIDTH_FACTOR`` times as wide).
+
+    Returns:
+        ``(h', w', 4) uint8``, never larger than the input crop.
+    """
+    from kernels.resample import resize_rgba  # torch: only when assets are built
+
+    rows = np.flatnonzero(rgba[..., 3].any(axis=1))
+    cols = np.flatnonzero(rgba[..., 3].any(axis=0))
+    crop = rgba[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = np.where(crop[..., 3:] > 0, crop, 0).astype(np.uint8)  # RGB is meaningless at alpha 0
+    h, w = crop.shape[:2]
+    shrink = min(1.0, height / h, FG_WIDTH_FACTOR * width / w)
+    if shrink >= 1.0:
+        return np.ascontiguousarray(crop)
+    new_h, new_w = max(1, round(h * shrink)), max(1, round(w * shrink))
+    return resize_rgba(np.ascontiguousarray(crop), new_h, new_w)
+
+
+def _load_all(
+    items: Sequence[T], load: Callable[[T], object], on_bad_input: str
+) -> tuple[list[object], list[BadInput]]:
+    """Run ``load`` over ``items`` on a few threads (Pillow decodes without the
+    GIL); keep input order; skip or raise on :class:`InputError`."""
+    def attempt(item: T) -> object:
+        try:
+            return load(item)
+        except InputError as e:
+            if on_bad_input != "skip":
+                raise
+            return BadInput(str(e.path), e.reason)
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(attempt, items))
+    good = [r for r in results if not isinstance(r, BadInput)]
+    bad = [r for r in results if isinstance(r, BadInput)]
+    for b in bad:
+        log.warning("skipping %s: %s", b.path, b.reason)
+    return good, bad
+
+
+def load_backgrounds(
+    folder: str | Path, height: int, width: int, max_pixels: int, on_bad_input: str = "error"
+) -> tuple[np.ndarray, list[InputFile], list[BadInput]]:
+    """Load every image of ``folder`` as a background.
+
+    Returns:
+        ``(NB, height, width, 3) uint8`` images, their input records, skipped files.
+    """
+    files = list_images(folder, "background")
+
+    def load(path: Path) -> tuple[np.ndarray, InputFile]:
+        image, digest = read_image(path, max_pixels)
+        return fit_background(image, height, width), InputFile(path.name, digest)
+
+    good, bad = _load_all(files, load, on_bad_input)
+    if not good:
+        raise InputError(folder, f"no usable backgrounds ({len(bad)} bad files skipped)")
+    images = np.stack([g[0] for g in good])  # type: ignore[index]
+    return images, [g[1] for g in good], bad  # type: ignore[index]
+
+
+def _mask_files(mask_folder: Path) -> dict[str, Path]:
+    """Map file stem → mask path; two masks with one stem are ambiguous."""
+    by_stem: dict[str, Path] = {}
+    for path in list_images(mask_folder, "foreground mask"):
+        if path.stem in by_stem:
+            raise InputError(path, f"two masks named {path.stem}.*: {by_stem[path.stem].name} and {path.name}")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def load_foregrounds(
+    folder: str | Path,
+    mask_folder: str | Path | None,
+    height: int,
+    width: int,
+    max_pixels: int,
+    on_bad_input: str = "error",
+) -> tuple[list[np.ndarray], list[InputFile], list[BadInput]]:
+    """Load every image of ``folder`` as a foreground.
+
+    A foreground's alpha is its mask from ``mask_folder`` (same file stem) when
+    one exists there, else its own alpha channel; having neither is an error.
+
+    Returns:
+        Canonical ``(h_i, w_i, 4) uint8`` RGBA arrays, input records, skipped files.
+    """
+    files = list_images(folder, "foreground")
+    masks = _mask_files(Path(mask_folder)) if mask_folder is not None else {}
+
+    def load(path: Path) -> tuple[np.ndarray, InputFile]:
+        image, digest = read_image(path, max_pixels)
+        record = InputFile(path.name, digest)
+        mask_path = masks.get(path.stem)
+        if mask_path is not None:
+            mask, mask_digest = read_image(mask_path, max_pixels)
+            if mask.size != image.size:
+                raise InputError(
+                    mask_path,
+                    f"mask is {mask.size[0]}x{mask.size[1]} but its image {path.name} is "
+                    f"{image.size[0]}x{image.size[1]}",
+                )
+            rgba = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            alpha = np.asarray(mask.convert("L"), dtype=np.uint8)
+            rgba = np.concatenate([rgba, alpha[..., None]], axis=2)
+            record = InputFile(path.name, digest, mask_path.name, mask_digest)
+        elif "A" in image.getbands() or "transparency" in image.info:
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        else:
+            hint = " and no mask in --fg-masks" if mask_folder is not None else " (give --fg-masks)"
+            raise InputError(path, f"foreground has no alpha channel{hint}")
+        if not rgba[..., 3].any():
+            raise InputError(mask_path or path, "alpha is zero everywhere (nothing to paste)")
+        return canonical_foreground(rgba, height, width), record
+
+    good, bad = _load_all(files, load, on_bad_input)
+    if not good:
+        raise InputError(folder, f"no usable foregrounds ({len(bad)} bad files skipped)")
+    return [g[0] for g in good], [g[1] for g in good], bad  # type: ignore[index]
+
+
+def builtin_assets(seed: int, n_backgrounds: int, n_foregrounds: int, height: int, width: int) -> AssetSet:
+    """The embedded default: procedural street scenes with exact depth, and cars.
+
+    Deterministic from ``seed``; input records carry a hash of the generated
+    pixels so a resumed store notices a changed generator.
+    """
+    from engine.synthetic import car_sprite, street_scene
+
+    scenes = [street_scene(seed, i, height, width) for i in range(n_backgrounds)]
+    cars = [canonical_foreground(car_sprite(seed, i, height), height, width) for i in range(n_foregrounds)]
+
+    def record(kind: str, i: int, *arrays: np.ndarray) -> InputFile:
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+        return InputFile(f"builtin:{kind}/{i:05d}", digest)
+
+    return AssetSet(
+        bg_images=np.stack([s.image for s in scenes]),
+        fg_images=cars,
+        bg_files=[record("street", i, s.image, s.depth) for i, s in enumerate(scenes)],
+        fg_files=[record("car", i, c) for i, c in enumerate(cars)],
+        bg_grounds=[s.ground for s in scenes],
+        bg_depth=np.stack([s.depth for s in scenes]).astype(np.float32),
+    )

@@ -1,0 +1,479 @@
+"""The Zarr v3 store: layout, creation, shard writes, resume and inspection.
+
+Layout (a documented contract; see the README)::
+
+    images        (N, H, W, 3) uint8        composites (lossless codecs)
+    images_jpeg   (N,) bytes                one JPEG file per sample (--image-codec jpeg)
+    masks         (N, H, W) uint8           0/255
+    depth         (N, H, W) float16         metres
+    alpha         (N, H, W) uint8           soft alpha (--save-alpha)
+    meta/{bg_index, fg_index, flip, x, y, h, w, scale}   (N,)
+    assets/bg (NB, H, W, 3) uint8, assets/bg_depth (NB, H, W) float16,
+    assets/fg (NF, Hf, Wf, 4) uint8 (zero-padded), assets/fg_size (NF, 2) int32
+    zarr.json     attributes["fgbg"]: format, versions, config, inputs, depth, progress
+
+Per-sample arrays are sharded along N (``shard_size`` samples per shard file,
+``chunk_size`` per chunk inside it) so 400k samples stay a few hundred files.
+A shard is the unit of work and of resume: its files are written (zarr writes
+each file atomically: temp file + rename), fsynced, and only then is the shard
+recorded in ``progress.shards_done``. Metadata is the plan, which is known up
+front, so it is written whole when the store is created.
+
+This module imports zarr and numpy only (``info`` must stay fast).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engine import __version__
+from engine.config import GenerateConfig
+from engine.errors import StoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.assets import AssetSet
+    from engine.compositor import Batch
+    from engine.plan import SamplePlan
+
+FORMAT_VERSION = 1
+ATTRS_KEY = "fgbg"
+META_FIELDS = ("bg_index", "fg_index", "flip", "x", "y", "h", "w", "scale")
+#: samples per metadata chunk, and chunks per metadata shard
+META_CHUNK = 65536
+META_CHUNKS_PER_SHARD = 64
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def lossless_codecs(codec: str, level: int) -> list[Any]:
+    """Compressors for a lossless array (an empty list stores raw bytes).
+
+    Plain Zstandard for every array: measured on built-in composites
+    (``benchmarks/bench_codecs.py``, RESULTS.md) it beat Blosc with byte- or
+    bit-shuffle on ratio for images, masks *and* float16 depth, at 450 MB/s
+    per core (level 3). Chunks hold consecutive samples, which share a
+    background, so Zstandard's long matches find it again across the chunk.
+    """
+    from zarr.codecs import ZstdCodec
+
+    if codec == "none":
+        return []
+    return [ZstdCodec(level=level)]
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Sizes that fix the store's files."""
+
+    n_samples: int
+    height: int
+    width: int
+    shard_size: int
+    chunk_size: int
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.n_samples // self.shard_size)
+
+    def shard_range(self, index: int) -> tuple[int, int]:
+        start = index * self.shard_size
+        return start, min(start + self.shard_size, self.n_samples)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_partial_files(root: Path) -> int:
+    """Delete temp files left by writes that were killed (zarr's ``*.partial``)."""
+    n = 0
+    for path in root.rglob("*.partial"):
+        path.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+class ZarrWriter:
+    """Writes one store: created fresh, or reopened to resume.
+
+    Use :meth:`create` or :meth:`open_resume`; then :meth:`write_shard` (any
+    thread, one call per shard) and :meth:`mark_done` (one thread).
+    """
+
+    def __init__(self, root: Path, group: Any, layout: StoreLayout, config: GenerateConfig, done: set[int]) -> None:
+        self.root = root
+        self.group = group
+        self.layout = layout
+        self.config = config
+        self.done = set(done)
+        self.data_arrays = data_array_names(config)
+
+    # -- creation -------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        config: GenerateConfig,
+        plan: SamplePlan,
+        assets: AssetSet,
+        bg_depth: np.ndarray,
+        depth_info: dict[str, Any],
+        overwrite: bool = False,
+    ) -> ZarrWriter:
+        """Create the store: arrays, metadata (the whole plan), assets, attributes.
+
+        Args:
+            path: output folder.
+            config: generation config (saved in the attributes).
+            plan: the sample plan (metadata arrays are written from it).
+            assets: inputs (saved under ``assets/`` with their names and hashes).
+            bg_depth: ``(NB, H, W) float32`` background depth used.
+            depth_info: the depth source's description.
+            overwrite: replace an existing fgbg store at ``path``.
+        """
+        zarr = _zarr()
+        root = Path(path)
+        prepare_output(root, overwrite)
+        layout = StoreLayout(plan.n_samples, config.height, config.width, config.shard_size, config.samples_per_chunk)
+        N, H, W, S, C = layout.n_samples, layout.height, layout.width, layout.shard_size, layout.chunk_size
+        try:
+            group = zarr.open_group(root, mode="w")
+            level, codec = config.compression_level, config.image_codec
+            label_codec = "none" if codec == "none" else "zstd"
+
+            def per_sample(name: str, shape: tuple[int, ...], dtype: Any, codecs: list[Any], dims: Sequence[str]) -> None:
+                group.create_array(
+                    name, shape=(N, *shape), dtype=dtype, chunks=(C, *shape), shards=(S, *shape),
+                    compressors=codecs, fill_value=0, dimension_names=("sample", *dims),
+                )
+
+            if codec == "jpeg":
+                with warnings.catch_warnings():  # zarr flags the vlen dtype as not yet in the v3 spec
+                    warnings.simplefilter("ignore")
+                    group.create_array(
+                        "images_jpeg", shape=(N,), dtype=zarr.dtype.VariableLengthBytes(),
+                        chunks=(C,), shards=(S,), compressors=[], dimension_names=("sample",),
+                    )
+            else:
+                per_sample("images", (H, W, 3), np.uint8, lossless_codecs(codec, level), ("y", "x", "channel"))
+            per_sample("masks", (H, W), np.uint8, lossless_codecs(label_codec, level), ("y", "x"))
+            per_sample("depth", (H, W), np.float16, lossless_codecs(label_codec, level), ("y", "x"))
+            if config.save_alpha:
+                per_sample("alpha", (H, W), np.uint8, lossless_codecs(label_codec, level), ("y", "x"))
+            _write_meta(group, plan, codec=lossless_codecs("zstd", level))
+            _write_assets(group, assets, bg_depth, lossless_codecs("zstd", level))
+            attrs = {
+                "format_version": FORMAT_VERSION,
+                "tool": "fgbg",
+                "tool_version": __version__,
+                "config": config.to_dict(),
+                "seed": config.seed,
+                "layout": {
+                    "n_samples": N, "height": H, "width": W, "shard_size": S, "chunk_size": C,
+                    "n_shards": layout.n_shards, "image_codec": codec,
+                    "data_arrays": list(data_array_names(config)),
+                },
+                "inputs": input_records(assets),
+                "skipped": [{"path": b.path, "reason": b.reason} for b in assets.skipped],
+                "depth": depth_info,
+                "progress": {"shards_done": [], "complete": False},
+            }
+            # Written last: a store without these attributes was never fully created.
+            group.attrs.update({ATTRS_KEY: attrs})
+            _fsync(root / "zarr.json")
+        except OSError as e:
+            raise StoreError(f"{root}: cannot create the store ({e.strerror or e})") from None
+        return cls(root, group, layout, config, set())
+
+    @classmethod
+    def open_resume(
+        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, list[dict[str, Any]]]
+    ) -> ZarrWriter | None:
+        """Reopen a store made with the same config and inputs, to complete it.
+
+        Returns:
+            The writer, or ``None`` when the store's creation itself never
+            finished (nothing to keep: the caller creates it afresh).
+
+        Raises:
+            StoreError: not an fgbg store, another format, or different settings/inputs.
+        """
+        zarr = _zarr()
+        root = Path(path)
+        attrs = read_attrs(root, allow_unfinished=True)
+        if attrs is None:
+            return None
+        if attrs.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{root}: store format {attrs.get('format_version')} cannot be resumed by this version")
+        stored = GenerateConfig.from_dict(attrs["config"])
+        differ = [k for k, v in config.identity().items() if stored.identity().get(k) != v]
+        if differ:
+            raise StoreError(f"{root}: made with different settings ({', '.join(differ)}); "
+                             "resume with the same options, or use --overwrite")
+        if attrs["inputs"] != inputs:
+            raise StoreError(f"{root}: made from different input files; resume with the same inputs, or use --overwrite")
+        remove_partial_files(root)
+        group = zarr.open_group(root, mode="r+")
+        lay = attrs["layout"]
+        layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
+        return cls(root, group, layout, stored, set(attrs["progress"]["shards_done"]))
+
+    # -- writing --------------------------------------------------------------
+
+    def todo(self) -> list[int]:
+        """Shards not yet recorded as done, in order."""
+        return [k for k in range(self.layout.n_shards) if k not in self.done]
+
+    def write_shard(self, index: int, batch: Batch) -> None:
+        """Write shard ``index`` from ``batch`` (its samples, in order) and fsync it.
+
+        Safe to call from several threads for different shards.
+
+        Raises:
+            StoreError: the write failed (disk full, permissions…); done shards are kept.
+        """
+        start, stop = self.layout.shard_range(index)
+        if len(batch.masks) != stop - start:
+            raise ValueError(f"shard {index} needs {stop - start} samples, got {len(batch.masks)}")
+        arrays: dict[str, Any] = {"masks": batch.masks, "depth": batch.depth}
+        if self.config.image_codec == "jpeg":
+            arrays["images_jpeg"] = encode_jpeg_batch(batch.images, self.config.jpeg_quality)
+        else:
+            arrays["images"] = batch.images
+        if self.config.save_alpha:
+            arrays["alpha"] = batch.alpha
+        try:
+            for name, data in arrays.items():
+                self.group[name][start:stop] = data
+            for name in arrays:
+                for path in self._shard_files(name, index):
+                    _fsync(path)
+        except OSError as e:
+            raise StoreError(
+                f"{self.root}: writing shard {index} failed ({e.strerror or e}); "
+                "finished shards are kept: free space and run again with --resume"
+            ) from None
+
+    def mark_done(self, index: int) -> None:
+        """Record shard ``index`` as complete (after :meth:`write_shard` returned)."""
+        self.done.add(index)
+        attrs = dict(self.group.attrs[ATTRS_KEY])
+        attrs["progress"] = {
+            "shards_done": sorted(self.done),
+            "complete": len(self.done) == self.layout.n_shards,
+        }
+        try:
+            self.group.attrs.update({ATTRS_KEY: attrs})
+            _fsync(self.root / "zarr.json")
+        except OSError as e:
+            raise StoreError(
+                f"{self.root}: recording progress failed ({e.strerror or e}); run again with --resume"
+            ) from None
+
+    def _shard_files(self, name: str, index: int) -> list[Path]:
+        array = self.group[name]
+        key = array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
+        path = self.root / name / key
+        return [path] if path.exists() else []
+
+
+def data_array_names(config: GenerateConfig) -> tuple[str, ...]:
+    """Per-sample arrays a store made with ``config`` has."""
+    names = ["images_jpeg" if config.image_codec == "jpeg" else "images", "masks", "depth"]
+    if config.save_alpha:
+        names.append("alpha")
+    return tuple(names)
+
+
+def encode_jpeg_batch(images: np.ndarray, quality: int) -> np.ndarray:
+    """``(B, H, W, 3) uint8`` → ``(B,) object`` array of baseline JPEG ``bytes`` (4:2:0).
+
+    One libjpeg call per image (Pillow, which releases the GIL while encoding,
+    so writer threads encode shards in parallel).
+    """
+    from PIL import Image
+
+    out = np.empty(len(images), dtype=object)
+    for i, image in enumerate(images):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
+        out[i] = buffer.getvalue()
+    return out
+
+
+def _record(f: Any) -> dict[str, Any]:
+    d = {"name": f.name, "sha256": f.sha256}
+    if f.mask is not None:
+        d.update(mask=f.mask, mask_sha256=f.mask_sha256)
+    return d
+
+
+def input_records(assets: AssetSet) -> dict[str, list[dict[str, Any]]]:
+    """The ``inputs`` attribute for ``assets`` (compared on resume)."""
+    return {
+        "backgrounds": [_record(f) for f in assets.bg_files],
+        "foregrounds": [_record(f) for f in assets.fg_files],
+    }
+
+
+def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
+    N = plan.n_samples
+    chunk = min(META_CHUNK, N)
+    shard = chunk * META_CHUNKS_PER_SHARD
+    dtypes = {"bg_index": np.int32, "fg_index": np.int32, "flip": np.uint8, "x": np.int32,
+              "y": np.int32, "h": np.int32, "w": np.int32, "scale": np.float32}
+    meta = group.create_group("meta")
+    arrays = {
+        name: meta.create_array(name, shape=(N,), dtype=dtype, chunks=(chunk,), shards=(shard,),
+                                compressors=codec, fill_value=0, dimension_names=("sample",))
+        for name, dtype in dtypes.items()
+    }
+    for start in range(0, N, shard):
+        p = plan.placements(start, min(start + shard, N))
+        values = {"bg_index": p.bg, "fg_index": p.fg, "flip": p.flip, "x": p.x, "y": p.y,
+                  "h": p.h, "w": p.w, "scale": p.scale}
+        for name, array in arrays.items():
+            array[start : start + len(p)] = values[name].astype(dtypes[name])
+
+
+def _write_assets(group: Any, assets: AssetSet, bg_depth: np.ndarray, codec: list[Any]) -> None:
+    g = group.create_group("assets")
+    bg = assets.bg_images
+    g.create_array("bg", data=bg, chunks=(1, *bg.shape[1:]), compressors=codec,
+                   dimension_names=("background", "y", "x", "channel"))
+    g.create_array("bg_depth", data=bg_depth.astype(np.float16), chunks=(1, *bg.shape[1:3]),
+                   compressors=codec, dimension_names=("background", "y", "x"))
+    sizes = assets.fg_sizes
+    fg = np.zeros((len(sizes), int(sizes[:, 0].max()), int(sizes[:, 1].max()), 4), np.uint8)
+    for i, image in enumerate(assets.fg_images):
+        fg[i, : image.shape[0], : image.shape[1]] = image
+    g.create_array("fg", data=fg, chunks=(1, *fg.shape[1:]), compressors=codec,
+                   dimension_names=("foreground", "y", "x", "channel"))
+    g.create_array("fg_size", data=sizes.astype(np.int32), compressors=codec,
+                   dimension_names=("foreground", "hw"))
+
+
+# -- output handling and inspection ---------------------------------------------
+
+
+def is_fgbg_store(root: Path) -> bool:
+    """True when ``root`` holds a zarr group (finished or not) this tool made."""
+    meta = root / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        return json.loads(meta.read_text()).get("node_type") == "group"
+    except (OSError, ValueError):
+        return False
+
+
+def prepare_output(root: Path, overwrite: bool) -> None:
+    """Make sure ``root`` can be created; delete an old store if ``overwrite``.
+
+    Raises:
+        StoreError: ``root`` exists (without ``overwrite``), or is something
+            other than a store (never deleted, even with ``overwrite``).
+    """
+    if root.exists() or root.is_symlink():
+        if not overwrite:
+            raise StoreError(f"{root} exists: use --overwrite to replace it or --resume to complete it")
+        if root.is_dir() and not root.is_symlink() and (is_fgbg_store(root) or not any(root.iterdir())):
+            shutil.rmtree(root)
+        else:
+            raise StoreError(f"{root} exists and is not a Zarr store; refusing to delete it")
+
+
+def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | None:
+    """The ``fgbg`` attributes of the store at ``root``.
+
+    Returns ``None`` when the group exists but its creation never finished
+    (only with ``allow_unfinished``).
+
+    Raises:
+        StoreError: no store there, or not one made by fgbg.
+    """
+    meta = root / "zarr.json"
+    if not root.exists():
+        raise StoreError(f"{root}: no such store")
+    if not meta.is_file():
+        raise StoreError(f"{root}: not a Zarr v3 store (no zarr.json)")
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{root}: unreadable zarr.json ({e})") from None
+    attrs = doc.get("attributes", {}).get(ATTRS_KEY)
+    if attrs is None:
+        if allow_unfinished and doc.get("node_type") == "group":
+            return None
+        raise StoreError(f"{root}: not an fgbg store (no '{ATTRS_KEY}' attributes)")
+    return attrs
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What ``info`` reports about a store."""
+
+    path: Path
+    attrs: dict[str, Any]
+    arrays: dict[str, dict[str, Any]]
+    bytes_on_disk: int
+    n_files: int
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs["progress"]["complete"])
+
+    @property
+    def shards_done(self) -> int:
+        return len(self.attrs["progress"]["shards_done"])
+
+    @property
+    def samples_done(self) -> int:
+        lay = self.attrs["layout"]
+        layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
+        return sum(b - a for a, b in (layout.shard_range(k) for k in self.attrs["progress"]["shards_done"]))
+
+
+def inspect_store(path: str | Path) -> StoreInfo:
+    """Read a store's attributes, array descriptions and size on disk (no data read)."""
+    root = Path(path)
+    attrs = read_attrs(root)
+    arrays: dict[str, dict[str, Any]] = {}
+    for meta in sorted(root.rglob("zarr.json")):
+        doc = json.loads(meta.read_text())
+        if doc.get("node_type") != "array":
+            continue
+        name = meta.parent.relative_to(root).as_posix()
+        codecs = doc.get("codecs", [])
+        inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
+        used = inner["codecs"] if inner else codecs
+        arrays[name] = {
+            "shape": tuple(doc["shape"]),
+            "dtype": doc["data_type"],
+            "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
+            "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
+            "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
+                       if c["name"] not in ("bytes",)],
+            "bytes": sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()),
+        }
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return StoreInfo(root, attrs, arrays, sum(p.stat().st_size for p in files), len(files))
