@@ -1,0 +1,272 @@
+"""generate end to end: the store contract, determinism, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+
+from engine.config import GenerateConfig, RunOptions
+from engine.errors import StoreError
+from engine.generate import generate, load_assets
+from engine.plan import SamplePlan
+from engine.depth import make_depth_source
+from engine.store import ZarrWriter, inspect_store
+from kernels import placement as P
+from kernels.reference import composite_reference
+from kernels.resample import resize_rgba
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small(**overrides) -> GenerateConfig:
+    """3 backgrounds x 2 cars x 2 flips x 4 positions = 48 samples in 3 shards."""
+    base = dict(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4, shard_size=16, chunk_size=4)
+    return GenerateConfig(**{**base, **overrides})
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root``: relative path → bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "s.zarr"
+    generate(small(), out)
+    return out
+
+
+def test_store_contract_readable_with_plain_zarr(store: Path) -> None:
+    g = zarr.open_group(store, mode="r")
+    assert g["images"].shape == (48, 32, 48, 3) and g["images"].dtype == np.uint8
+    assert g["masks"].shape == (48, 32, 48) and g["masks"].dtype == np.uint8
+    assert g["depth"].shape == (48, 32, 48) and g["depth"].dtype == np.float16
+    for name in ("bg_index", "fg_index", "flip", "x", "y", "scale"):
+        assert g[f"meta/{name}"].shape == (48,)
+    assert g["assets/bg"].shape == (3, 32, 48, 3) and g["assets/fg"].shape[0] == 2
+    attrs = g.attrs["fgbg"]
+    assert attrs["format_version"] == 1 and attrs["progress"]["complete"] is True
+    assert attrs["config"]["seed"] == 0 and len(attrs["inputs"]["backgrounds"]) == 3
+    assert all(len(r["sha256"]) == 64 for r in attrs["inputs"]["foregrounds"])
+    assert set(np.unique(g["masks"][:])) <= {0, 255} and (g["masks"][:] > 0).any()
+    # sharded: one file per shard per array, not one per chunk
+    assert len(list((store / "images" / "c").rglob("*"))) == 3 + 3 * 3  # 3 shard files + dirs
+    assert g["images"].shards == (16, 32, 48, 3) and g["images"].chunks[0] < 16
+
+
+def test_metadata_is_the_plan(store: Path) -> None:
+    g = zarr.open_group(store, mode="r")
+    config = small()
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    p = SamplePlan(config, assets.fg_sizes, 3, depth.first_ground_rows()).placements(0, 48)
+    np.testing.assert_array_equal(g["meta/bg_index"][:], p.bg)
+    np.testing.assert_array_equal(g["meta/x"][:], p.x)
+    np.testing.assert_array_equal(g["meta/flip"][:], p.flip)
+    np.testing.assert_array_equal(g["meta/scale"][:], p.scale)
+
+
+def test_samples_recompute_from_the_store_alone(store: Path) -> None:
+    """The store is self-contained: assets + metadata reproduce every image exactly."""
+    g = zarr.open_group(store, mode="r")
+    fg_assets, fg_size = g["assets/fg"][:], g["assets/fg_size"][:]
+    bg_assets, bg_depth = g["assets/bg"][:], g["assets/bg_depth"][:].view(np.uint16)
+    meta = {k: g[f"meta/{k}"][:] for k in ("bg_index", "fg_index", "flip", "x", "y", "h", "w")}
+    depth = g["depth"][:].view(np.uint16)
+    for i in range(0, 48, 5):
+        f = int(meta["fg_index"][i])
+        canonical = fg_assets[f, : fg_size[f, 0], : fg_size[f, 1]]
+        h, w = int(meta["h"][i]), int(meta["w"][i])
+        sprite = resize_rgba(np.ascontiguousarray(canonical), h, w)
+        row = np.zeros((1, P.N_COLUMNS), np.int64)
+        row[0, [P.BG, P.X, P.Y, P.H, P.W, P.FLIP]] = [meta["bg_index"][i], meta["x"][i], meta["y"][i], h, w, meta["flip"][i]]
+        fg_depth = depth[i][g["masks"][i] > 0]
+        row[0, P.DEPTH] = fg_depth[0] if len(fg_depth) else 0
+        images, masks, d, _ = composite_reference(bg_assets, bg_depth, sprite.reshape(-1), row, 127)
+        np.testing.assert_array_equal(images[0], g["images"][i])
+        np.testing.assert_array_equal(masks[0], g["masks"][i])
+        np.testing.assert_array_equal(d[0], depth[i])
+
+
+def test_depth_is_the_ground_under_the_foreground(store: Path) -> None:
+    g = zarr.open_group(store, mode="r")
+    attrs = g.attrs["fgbg"]
+    assert attrs["depth"]["source"] == "ground-plane"
+    config = small()
+    assets = load_assets(config)
+    depth = g["depth"][:].astype(np.float32)
+    masks = g["masks"][:] > 0
+    bottom = g["meta/y"][:] + g["meta/h"][:] - 1
+    for i in range(48):
+        ground = assets.bg_grounds[int(g["meta/bg_index"][i])]
+        want = min(float(ground.ground_depth(np.array([bottom[i]]))[0]), config.max_depth)
+        if masks[i].any():
+            np.testing.assert_allclose(depth[i][masks[i]], np.float16(want), rtol=1e-3)
+        bg = g["assets/bg_depth"][int(g["meta/bg_index"][i])].astype(np.float32)
+        np.testing.assert_array_equal(depth[i][~masks[i]], bg[~masks[i]])
+    assert np.isfinite(depth).all() and (depth > 0).all() and depth.max() <= config.max_depth
+
+
+def test_two_runs_are_byte_identical(store: Path, tmp_path: Path) -> None:
+    generate(small(), tmp_path / "again.zarr")
+    assert tree(tmp_path / "again.zarr") == tree(store)
+
+
+def test_other_seed_gives_other_data(store: Path, tmp_path: Path) -> None:
+    generate(small(seed=1), tmp_path / "s1.zarr")
+    a = zarr.open_group(store)["images"][:]
+    b = zarr.open_group(tmp_path / "s1.zarr")["images"][:]
+    assert (a != b).any()
+
+
+def test_existing_output_is_refused_unless_asked(store: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="exists: use --overwrite"):
+        generate(small(), store)
+    out = tmp_path / "o.zarr"
+    generate(small(limit=5), out)
+    generate(small(), out, RunOptions(overwrite=True))
+    assert tree(out) == tree(store)
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.tex").write_text("x")
+    with pytest.raises(StoreError, match="not a Zarr store; refusing to delete"):
+        generate(small(), other, RunOptions(overwrite=True))
+    assert (other / "thesis.tex").exists()
+
+
+def test_write_error_leaves_a_resumable_store(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "fail.zarr"
+    real = ZarrWriter.write_shard
+
+    def disk_full_on_shard_2(self, index, batch):
+        if index == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, index, batch)
+
+    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full_on_shard_2)
+    with pytest.raises(OSError):
+        generate(small(), out)
+    info = inspect_store(out)
+    assert not info.complete and info.shards_done < 3
+    monkeypatch.setattr(ZarrWriter, "write_shard", real)
+    report = generate(small(), out, RunOptions(resume=True))
+    assert report.resumed and report.shards_written == 3 - info.shards_done
+    assert tree(out) == tree(store)
+
+
+def test_disk_errors_become_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zarr.storage._local as local
+
+    out = tmp_path / "full.zarr"
+    generate(small(limit=16), out)  # fine
+    real_put = local._put
+
+    def full(path, value, exclusive=False):
+        if "images" in str(path) and "/c/" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_put(path, value, exclusive)
+
+    monkeypatch.setattr(local, "_put", full)
+    with pytest.raises(StoreError, match="No space left on device.*--resume"):
+        generate(small(), tmp_path / "full2.zarr")
+
+
+def test_resume_refuses_other_settings(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.zarr"
+    generate(small(), out)
+    with pytest.raises(StoreError, match="different settings \\(positions\\)"):
+        generate(small(positions=5), out, RunOptions(resume=True))
+
+
+def test_resume_of_a_complete_store_writes_nothing(store: Path) -> None:
+    before = tree(store)
+    report = generate(small(), store, RunOptions(resume=True))
+    assert report.samples_written == 0 and tree(store) == before
+
+
+def test_jpeg_codec_stores_decodable_jpegs(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "j.zarr"
+    generate(small(image_codec="jpeg", jpeg_quality=95), out)
+    g = zarr.open_group(out, mode="r")
+    assert "images" not in g and g["images_jpeg"].shape == (48,)
+    lossless = zarr.open_group(store, mode="r")["images"][:]
+    import io
+
+    for i in (0, 17, 47):
+        data = g["images_jpeg"][i : i + 1][0]
+        assert data[:2] == b"\xff\xd8"
+        decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float64)
+        mse = np.mean((decoded - lossless[i]) ** 2)
+        assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 30
+    np.testing.assert_array_equal(g["masks"][:], zarr.open_group(store)["masks"][:])
+
+
+def test_soft_alpha_is_stored_on_request(tmp_path: Path) -> None:
+    out = tmp_path / "a.zarr"
+    generate(small(save_alpha=True, limit=16), out)
+    g = zarr.open_group(out, mode="r")
+    alpha, masks = g["alpha"][:], g["masks"][:]
+    np.testing.assert_array_equal(masks > 0, alpha > 127)
+    assert ((alpha > 0) & (alpha < 255)).any()
+
+
+def test_user_folders_end_to_end(tmp_path: Path) -> None:
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    bg.mkdir()
+    fg.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(bg / f"b{i}.jpg")
+    sprite = np.zeros((30, 40, 4), np.uint8)
+    sprite[5:25, 5:35] = (200, 30, 30, 255)
+    Image.fromarray(sprite).save(fg / "car.png")
+    out = tmp_path / "u.zarr"
+    report = generate(
+        GenerateConfig(bg_dir=str(bg), fg_dir=str(fg), height=32, width=32, positions=3, shard_size=4, horizon=0.4), out
+    )
+    assert report.n_samples == 2 * 1 * 2 * 3
+    g = zarr.open_group(out, mode="r")
+    assert g.attrs["fgbg"]["inputs"]["foregrounds"][0]["name"] == "car.png"
+    assert g.attrs["fgbg"]["depth"]["camera"]["horizon_row"] == pytest.approx(0.4 * 32)
+    depth = g["depth"][:].astype(np.float32)
+    # above the horizon (rows 0..12) the background is sky: max depth
+    assert (depth[:, :12][g["masks"][:, :12] == 0] == 80).all()
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_is_byte_identical(tmp_path: Path) -> None:
+    args = ["--builtin-backgrounds", "6", "--builtin-foregrounds", "6", "--size", "64",
+            "--positions", "20", "--shard-size", "32", "-q"]
+    clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "generate", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], cwd=ROOT, env=env)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            attrs = json.loads((killed / "zarr.json").read_text())["attributes"]["fgbg"]
+            done = len(attrs["progress"]["shards_done"])
+        except (OSError, ValueError, KeyError):
+            pass
+        if done >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not inspect_store(killed).complete
+    subprocess.run([*cmd, "--out", str(killed), "--resume"], cwd=ROOT, env=env, check=True)
+    subprocess.run([*cmd, "--out", str(clean)], cwd=ROOT, env=env, check=True)
+    assert inspect_store(killed).complete
+    assert tree(killed) == tree(clean)

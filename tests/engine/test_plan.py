@@ -1,0 +1,124 @@
+"""The sample plan: deterministic, addressable, covering the grid, in bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.config import GenerateConfig
+from engine.errors import ConfigError
+from engine.plan import SamplePlan, uniform
+
+
+def make_plan(n_bg: int = 5, n_fg: int = 4, ground: int | None = 60, **overrides) -> SamplePlan:
+    config = GenerateConfig(**{"height": 128, "width": 160, "positions": 3, **overrides})
+    rng = np.random.default_rng(0)
+    fg_sizes = np.stack([rng.integers(40, 129, n_fg), rng.integers(30, 400, n_fg)], axis=1)
+    rows = None if ground is None else np.full(n_bg, ground)
+    return SamplePlan(config, fg_sizes, n_bg, rows)
+
+
+def fields(p) -> np.ndarray:
+    return np.stack([p.bg, p.fg, p.flip, p.x, p.y, p.h, p.w, p.scale.view(np.int32)], axis=1)
+
+
+def test_default_layout_is_the_original_400k() -> None:
+    config = GenerateConfig()
+    plan = SamplePlan(config, np.full((100, 2), [224, 448]), 100, np.full(100, 100))
+    assert plan.n_samples == 100 * 100 * 2 * 20 == 400_000
+
+
+def test_any_range_equals_the_same_slice_of_the_whole() -> None:
+    plan = make_plan()
+    whole = fields(plan.placements(0, plan.n_samples))
+    for start, stop in [(0, 1), (7, 19), (33, plan.n_samples), (plan.n_samples - 1, plan.n_samples)]:
+        np.testing.assert_array_equal(fields(plan.placements(start, stop)), whole[start:stop])
+
+
+def test_same_seed_same_plan_other_seed_other_plan() -> None:
+    a = fields(make_plan(seed=3).placements(0, 100))
+    b = fields(make_plan(seed=3).placements(0, 100))
+    c = fields(make_plan(seed=4).placements(0, 100))
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+
+
+def test_grid_is_covered_exactly_once() -> None:
+    plan = make_plan()
+    p = plan.placements(0, plan.n_samples)
+    pos = np.arange(plan.n_samples) // (plan.n_bg * plan.n_fg * plan.n_flip)
+    combos = set(zip(p.bg.tolist(), p.fg.tolist(), p.flip.tolist(), pos.tolist()))
+    assert len(combos) == plan.n_samples == 5 * 4 * 2 * 3
+
+
+def test_plain_and_flipped_share_the_placement() -> None:
+    plan = make_plan()
+    p = plan.placements(0, plan.n_samples)
+    key = {}
+    for i in range(plan.n_samples):
+        k = (int(p.bg[i]), int(p.fg[i]), i // (plan.n_bg * plan.n_fg * 2))
+        key.setdefault(k, []).append((int(p.flip[i]), int(p.x[i]), int(p.y[i]), int(p.h[i])))
+    for entries in key.values():
+        assert sorted(e[0] for e in entries) == [0, 1]
+        assert entries[0][1:] == entries[1][1:]
+
+
+@pytest.mark.parametrize("ground", [None, 60, 127])
+def test_foregrounds_inside_and_standing_on_the_ground(ground: int | None) -> None:
+    plan = make_plan(ground=ground, scale_min=0.1, scale_max=1.0)
+    p = plan.placements(0, plan.n_samples)
+    assert (p.x >= 0).all() and (p.y >= 0).all()
+    assert (p.x + p.w <= 160).all() and (p.y + p.h <= 128).all()
+    assert (p.h >= 1).all() and (p.w >= 1).all()
+    if ground is not None:
+        assert (p.contact_row >= ground).all()
+
+
+def test_scale_range_and_aspect_are_kept() -> None:
+    plan = make_plan(n_fg=1, scale_min=0.3, scale_max=0.5)
+    plan.fg_sizes[:] = [100, 50]  # narrow: never clamped by the width
+    p = plan.placements(0, plan.n_samples)
+    assert (p.h >= round(0.3 * 128)).all() and (p.h <= round(0.5 * 128)).all()
+    np.testing.assert_allclose(p.w, np.floor(p.h * 0.5 + 0.5))
+    np.testing.assert_allclose(p.scale, p.h / 128, rtol=1e-6)
+
+
+def test_wide_foregrounds_are_shrunk_to_fit() -> None:
+    plan = make_plan(n_fg=1, scale_min=0.9, scale_max=1.0)
+    plan.fg_sizes[:] = [50, 500]  # 10:1 — cannot be 0.9 of the height and fit 160 wide
+    p = plan.placements(0, plan.n_samples)
+    assert (p.w <= 160).all() and (p.h == 16).all()
+
+
+def test_limit_keeps_a_prefix() -> None:
+    full = make_plan()
+    limited = make_plan(limit=17)
+    assert limited.n_samples == 17
+    np.testing.assert_array_equal(fields(limited.placements(0, 17)), fields(full.placements(0, 17)))
+    assert make_plan(limit=10**9).n_samples == full.n_samples
+
+
+def test_shard_ranges_cover_the_plan() -> None:
+    plan = make_plan()
+    ranges = plan.shard_ranges(7)
+    assert ranges[0] == (0, 7) and ranges[-1][1] == plan.n_samples
+    assert sum(b - a for a, b in ranges) == plan.n_samples
+
+
+def test_uniform_is_in_range_and_roughly_uniform() -> None:
+    u = uniform(1, np.arange(100_000), 1)
+    assert u.min() >= 0 and u.max() < 1
+    hist = np.histogram(u, bins=10, range=(0, 1))[0]
+    assert hist.min() > 9_500
+
+
+def test_out_of_range_request_is_an_error() -> None:
+    plan = make_plan()
+    with pytest.raises(ValueError):
+        plan.placements(0, plan.n_samples + 1)
+
+
+@pytest.mark.parametrize("bad", [{"scale_min": 0.7, "scale_max": 0.5}, {"positions": 0}, {"limit": 0}])
+def test_bad_options_are_config_errors(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        GenerateConfig(**bad)

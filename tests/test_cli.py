@@ -1,0 +1,121 @@
+"""The command line through Typer's test runner, plus import-cost checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--builtin-backgrounds", "3", "--builtin-foregrounds", "2", "--size", "32",
+         "--positions", "4", "--shard-size", "16", "-q"]
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "s.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 48 samples" in result.output and "images/s" in result.output
+    return out
+
+
+def test_info_describes_a_store(store: Path) -> None:
+    result = runner.invoke(app, ["info", str(store)])
+    assert result.exit_code == 0, result.output
+    for text in ("complete", "48 of 48", "3 backgrounds x 2 foregrounds", "images", "zstd", "ground-plane"):
+        assert text in result.output
+
+
+def test_info_json(store: Path) -> None:
+    result = runner.invoke(app, ["info", str(store), "--json"])
+    data = json.loads(result.output)
+    assert data["complete"] and data["samples"] == 48 and data["arrays"]["depth"]["dtype"] == "float16"
+
+
+def test_info_reports_an_incomplete_store(store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    partial = tmp_path / "p.zarr"
+    shutil.copytree(store, partial)
+    doc = json.loads((partial / "zarr.json").read_text())
+    doc["attributes"]["fgbg"]["progress"] = {"shards_done": [0], "complete": False}
+    (partial / "zarr.json").write_text(json.dumps(doc))
+    result = runner.invoke(app, ["info", str(partial)])
+    assert "INCOMPLETE (1/3 shards" in result.output and "16 of 48" in result.output
+
+
+def test_preview_writes_a_contact_sheet(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.png"
+    result = runner.invoke(app, ["preview", str(store), "--n", "6", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    sheet = np.asarray(Image.open(out))
+    assert sheet.shape[1] == 32 * 3 * 1 and sheet.shape[0] == 6 * (32 + 14)  # 1 triplet per row for n=6
+    assert sheet.std() > 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["generate", "--out", "{tmp}/x.zarr", "--bg", "{tmp}/nope", "--fg", "{tmp}"], "background folder does not exist"),
+        (["generate", "--out", "{tmp}/x.zarr", "--bg", "{tmp}"], "give both --bg and --fg"),
+        (["generate", "--out", "{tmp}/x.zarr", "--scale-min", "0.9", "--scale-max", "0.2"], "--scale-min"),
+        (["generate", "--out", "{tmp}/x.zarr", "--overwrite", "--resume"], "exclude each other"),
+        (["info", "{tmp}/missing.zarr"], "no such store"),
+        (["preview", "{tmp}/missing.zarr"], "no such store"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_existing_output_needs_overwrite_or_resume(store: Path) -> None:
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(store)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(store), "--resume"])
+    assert result.exit_code == 0 and "completed 0 samples" in result.output
+
+
+def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    bg.mkdir()
+    fg.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bg / "ok.png")
+    (bg / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    sprite = np.zeros((20, 20, 4), np.uint8)
+    sprite[4:16, 4:16] = 255
+    Image.fromarray(sprite).save(fg / "a.png")
+    common = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "32", "--positions", "2", "-q"]
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "a.zarr")])
+    assert result.exit_code == 2 and "broken.jpg" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "b.zarr"), "--on-bad-input", "skip"])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "broken.jpg" in result.output
+
+
+@pytest.mark.parametrize("command", [["--help"], ["generate", "--help"], ["info", "{store}"]])
+def test_light_commands_do_not_import_heavy_packages(store: Path, command: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['cli.py'] + sys.argv[1:]\n"
+        "import cli\n"
+        "try:\n    cli.app()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'numba', 'nvidia.dali', 'kornia') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    args = [c.format(store=store) for c in command]
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
