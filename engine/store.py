@@ -161,9 +161,12 @@ class ZarrWriter:
             label_codec = "none" if codec == "none" else "zstd"
 
             def per_sample(name: str, shape: tuple[int, ...], dtype: Any, codecs: list[Any], dims: Sequence[str]) -> None:
+                # write_empty_chunks: otherwise zarr compares every chunk with the
+                # fill value before writing it, an extra pass that cost 2.5x here.
                 group.create_array(
                     name, shape=(N, *shape), dtype=dtype, chunks=(C, *shape), shards=(S, *shape),
                     compressors=codecs, fill_value=0, dimension_names=("sample", *dims),
+                    config={"write_empty_chunks": True},
                 )
 
             if codec == "jpeg":
@@ -172,6 +175,7 @@ class ZarrWriter:
                     group.create_array(
                         "images_jpeg", shape=(N,), dtype=zarr.dtype.VariableLengthBytes(),
                         chunks=(C,), shards=(S,), compressors=[], dimension_names=("sample",),
+                        config={"write_empty_chunks": True},
                     )
             else:
                 per_sample("images", (H, W, 3), np.uint8, lossless_codecs(codec, level), ("y", "x", "channel"))
