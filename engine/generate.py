@@ -116,7 +116,7 @@ def generate(
         if progress:
             progress(n, done_samples, total)
 
-    with ThreadPoolExecutor(max_workers=run.writer_threads, thread_name_prefix="fgbg-writer") as pool:
+    with writer, ThreadPoolExecutor(max_workers=run.writer_threads, thread_name_prefix="fgbg-writer") as pool:
         try:
             for index in todo:
                 start, stop = writer.layout.shard_range(index)

@@ -165,20 +165,39 @@ def test_write_error_leaves_a_resumable_store(store: Path, tmp_path: Path, monke
 
 
 def test_disk_errors_become_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import zarr.storage._local as local
+    import engine.store
 
-    out = tmp_path / "full.zarr"
-    generate(small(limit=16), out)  # fine
-    real_put = local._put
+    real = engine.store.atomic_write
 
-    def full(path, value, exclusive=False):
-        if "images" in str(path) and "/c/" in str(path):
+    def full(path, data):
+        if "images" in str(path):
             raise OSError(28, "No space left on device")
-        return real_put(path, value, exclusive)
+        return real(path, data)
 
-    monkeypatch.setattr(local, "_put", full)
+    monkeypatch.setattr(engine.store, "atomic_write", full)
+    out = tmp_path / "full.zarr"
     with pytest.raises(StoreError, match="No space left on device.*--resume"):
-        generate(small(), tmp_path / "full2.zarr")
+        generate(small(), out)
+    assert not inspect_store(out).complete
+    monkeypatch.setattr(engine.store, "atomic_write", real)
+    generate(small(), out, RunOptions(resume=True))
+    assert inspect_store(out).complete
+
+
+def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.store import atomic_write
+
+    target = tmp_path / "c" / "0"
+    atomic_write(target, b"old")
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["0"]
 
 
 def test_resume_refuses_other_settings(store: Path, tmp_path: Path) -> None:

@@ -1,0 +1,140 @@
+"""Images/s of ``generate`` end to end vs the naive per-image loop, same machine, same run.
+
+    python benchmarks/bench_generate.py                      # defaults below
+    python benchmarks/bench_generate.py --samples 40000 --codecs zstd,jpeg
+
+For each codec the engine writes ``--samples`` samples of the built-in assets
+to a scratch store ``--repeats`` times; the naive loop (benchmarks/naive.py)
+does ``--naive-samples`` of the same placements. Reported: median images/s of
+the store-writing phase (compositing, compression, writes, fsync; asset
+building and imports excluded, as they are for the naive loop) and of the whole
+call, plus a per-stage breakdown for one shard. Results: table on stdout and
+``benchmarks/results/generate.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, save, timed
+
+from engine.compositor import Compositor
+from engine.config import GenerateConfig, RunOptions
+from engine.depth import make_depth_source
+from engine.generate import generate, load_assets
+from engine.plan import SamplePlan
+from engine.store import ZarrWriter
+from naive import naive_generate
+
+SCRATCH = ROOT / "benchmarks" / "scratch"
+
+
+def engine_run(config: GenerateConfig, out: Path) -> tuple[int, float, float]:
+    """One generate call: (samples, seconds writing the store, seconds for the whole call)."""
+    marks: list[float] = []
+    t0 = time.perf_counter()
+    report = generate(config, out, RunOptions(overwrite=True), progress=lambda *_: marks.append(time.perf_counter()))
+    end = time.perf_counter()
+    return report.n_samples, end - marks[0], end - t0
+
+
+def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:
+    """Images/s of each stage on one shard (fresh atlas for the resample stage)."""
+    import numcodecs
+
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    n = min(config.shard_size, plan.n_samples)
+    stages: dict[str, float] = {}
+    t = timed(lambda: plan.placements(0, n), repeats=5)
+    stages["plan"] = n / t["median_s"]
+    p = plan.placements(0, n)
+    compositor = Compositor(assets, depth, config)
+    t0 = time.perf_counter()
+    compositor.table(p)  # cold atlas: every (foreground, size) of this shard resized once
+    stages["resample_cold_atlas"] = n / (time.perf_counter() - t0)
+    stages["resizes_in_shard"] = compositor.atlas.resizes
+    t = timed(lambda: compositor.composite(p), repeats=5)
+    stages["composite_warm_atlas"] = n / t["median_s"]
+    batch = compositor.composite(p)
+    zstd = numcodecs.Zstd(level=config.compression_level)
+    chunk = config.samples_per_chunk
+
+    def compress() -> None:
+        for arr in (batch.images, batch.masks, batch.depth):
+            for i in range(0, n, chunk):
+                zstd.encode(np.ascontiguousarray(arr[i : i + chunk]))
+
+    t = timed(compress, repeats=3)
+    stages["compress_1_thread"] = n / t["median_s"]
+    with ZarrWriter.create(out, config, plan, assets, depth.background_depth(), depth.describe(), overwrite=True) as writer:
+        t = timed(lambda: writer.write_shard(0, batch), repeats=3)
+    stages["write_shard_incl_compress_fsync"] = n / t["median_s"]
+    return stages
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=20_000, help="engine samples per run")
+    ap.add_argument("--naive-samples", type=int, default=2_000, help="naive-loop samples per run")
+    ap.add_argument("--backgrounds", type=int, default=100)
+    ap.add_argument("--foregrounds", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--codecs", default="zstd", help="comma-separated: zstd, jpeg, none")
+    ap.add_argument("--shard-size", type=int, default=2048)
+    args = ap.parse_args()
+
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {"samples": args.samples, "naive_samples": args.naive_samples,
+                                  "assets": [args.backgrounds, args.foregrounds]}
+    base = dict(builtin_backgrounds=args.backgrounds, builtin_foregrounds=args.foregrounds,
+                limit=args.samples, shard_size=args.shard_size)
+
+    # Naive loop first, on the same assets and placements.
+    config = GenerateConfig(**base)
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    p = plan.placements(0, min(args.naive_samples, plan.n_samples))
+    naive_times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        naive_generate(assets.bg_images, assets.fg_images, p, SCRATCH / "naive.zip")
+        naive_times.append(time.perf_counter() - t0)
+    naive_rate = len(p) / statistics.median(naive_times)
+    results["naive_images_per_s"] = naive_rate
+    print(f"naive per-image loop (Pillow resize, NumPy paste, 2 JPEGs, zip): {naive_rate:8.0f} images/s")
+
+    for codec in args.codecs.split(","):
+        config = GenerateConfig(**base, image_codec=codec)
+        out = SCRATCH / f"bench-{codec}.zarr"
+        runs = [engine_run(config, out) for _ in range(args.repeats)]
+        n = runs[0][0]
+        writing = statistics.median(r[1] for r in runs)
+        whole = statistics.median(r[2] for r in runs)
+        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        stages = stage_breakdown(config, SCRATCH / f"stages-{codec}.zarr")
+        rate = n / writing
+        results[codec] = {
+            "samples": n, "images_per_s_writing": rate, "images_per_s_whole_call": n / whole,
+            "seconds_writing_median": writing, "seconds_whole_median": whole,
+            "speedup_vs_naive": rate / naive_rate, "store_bytes": size, "stages_images_per_s": stages,
+        }
+        print(f"engine --image-codec {codec:5s}: {rate:8.0f} images/s writing ({rate / naive_rate:.1f}x naive), "
+              f"{n / whole:.0f} images/s whole call incl. assets+imports, store {size / 1e6:.0f} MB")
+        for stage, value in stages.items():
+            unit = "" if stage == "resizes_in_shard" else " images/s"
+            print(f"    {stage:34s} {value:10.0f}{unit}")
+    path = save("generate", results)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    print(f"saved {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Shared benchmark plumbing: timing with warm-up and repeats, machine facts, JSON.
+
+Every benchmark prints a table and writes ``benchmarks/results/<name>.json``
+holding the figures, the command line, and the hardware/software it ran on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> dict[str, Any]:
+    """Hardware and software versions of this run."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu": _cpu_name(),
+    }
+    for name in ("numpy", "numba", "torch", "zarr", "PIL"):
+        try:
+            info[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - a missing package is just not reported
+            pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        pass
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median, min and max seconds of ``fn`` over ``repeats`` after ``warmup`` calls.
+
+    ``sync`` (e.g. ``torch.cuda.synchronize``) runs inside the timed region so
+    asynchronous GPU work is counted.
+    """
+    for _ in range(warmup):
+        fn()
+        if sync:
+            sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+
+
+def save(name: str, results: dict[str, Any]) -> Path:
+    """Write ``results`` with machine facts and the command line to ``results/<name>.json``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"benchmark": name, "command": " ".join(sys.argv), "machine": machine(), "results": results}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path

@@ -1,0 +1,63 @@
+"""Shards encoded by fgbg are byte-identical to zarr-python's own."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import ZstdCodec
+
+from engine.shard_codec import encode_shard, shard_spec
+
+
+@pytest.mark.parametrize(
+    "dtype, inner, n, shard, chunk, level",
+    [
+        (np.uint8, (5, 7, 3), 37, 16, 4, 3),  # last shard partial, with absent chunks and a padded edge chunk
+        (np.float16, (6, 5), 16, 16, 8, 1),
+        (np.uint8, (4, 4), 10, 8, 2, None),  # raw (no compressor)
+        (np.int32, (), 20, 8, 8, 5),
+    ],
+)
+@pytest.mark.parametrize("threads", [0, 2])
+def test_encoded_shards_equal_zarrs(tmp_path: Path, dtype, inner, n, shard, chunk, level, threads) -> None:
+    rng = np.random.default_rng(0)
+    data = (rng.random((n, *inner)) * 100).astype(dtype)
+    array = zarr.open_group(tmp_path / "g.zarr", mode="w").create_array(
+        "x", shape=data.shape, dtype=dtype, chunks=(chunk, *inner), shards=(shard, *inner),
+        compressors=[] if level is None else [ZstdCodec(level=level)], fill_value=0,
+        config={"write_empty_chunks": True},
+    )
+    array[:] = data
+    spec = shard_spec(json.loads((tmp_path / "g.zarr" / "x" / "zarr.json").read_text()))
+    assert spec is not None and spec.zstd_level == level
+    pool = ThreadPoolExecutor(threads) if threads else None
+    for k in range(-(-n // shard)):
+        key = array.metadata.encode_chunk_key((k,) + (0,) * len(inner))
+        want = (tmp_path / "g.zarr" / "x" / key).read_bytes()
+        got = encode_shard(data[k * shard : (k + 1) * shard], spec, None if pool is None else pool.map)
+        assert got == want
+    # and zarr reads what we wrote
+    for k in range(-(-n // shard)):
+        key = array.metadata.encode_chunk_key((k,) + (0,) * len(inner))
+        (tmp_path / "g.zarr" / "x" / key).write_bytes(encode_shard(data[k * shard : (k + 1) * shard], spec))
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "g.zarr" / "x")[:], data)
+
+
+def test_unsupported_layouts_are_refused(tmp_path: Path) -> None:
+    g = zarr.open_group(tmp_path / "g.zarr", mode="w")
+    g.create_array("plain", shape=(8, 4), dtype=np.uint8, chunks=(2, 4))  # not sharded
+    g.create_array("split", shape=(8, 4), dtype=np.uint8, chunks=(2, 2), shards=(4, 4))  # chunks split axis 1
+    for name in ("plain", "split"):
+        assert shard_spec(json.loads((tmp_path / "g.zarr" / name / "zarr.json").read_text())) is None
+
+
+def test_rejects_bad_sizes() -> None:
+    from engine.shard_codec import ShardSpec
+
+    with pytest.raises(ValueError, match="1..4 samples"):
+        encode_shard(np.zeros((5, 2), np.uint8), ShardSpec(4, 2, None, 0))
