@@ -81,7 +81,7 @@ def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=20_000, help="engine samples per run")
+    ap.add_argument("--samples", type=int, default=100_000, help="engine samples per run (the atlas of resized foregrounds fills in the first ~30k with 100 x 100 assets)")
     ap.add_argument("--naive-samples", type=int, default=2_000, help="naive-loop samples per run")
     ap.add_argument("--backgrounds", type=int, default=100)
     ap.add_argument("--foregrounds", type=int, default=100)
