@@ -376,7 +376,7 @@ def input_records(assets: AssetSet) -> dict[str, list[dict[str, Any]]]:
 def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
     N = plan.n_samples
     chunk = min(META_CHUNK, N)
-    shard = chunk * META_CHUNKS_PER_SHARD
+    shard = chunk * min(META_CHUNKS_PER_SHARD, -(-N // chunk))
     dtypes = {"bg_index": np.int32, "fg_index": np.int32, "flip": np.uint8, "x": np.int32,
               "y": np.int32, "h": np.int32, "w": np.int32, "scale": np.float32}
     meta = group.create_group("meta")

@@ -150,3 +150,16 @@ def test_mask_of_the_wrong_size(tmp_path: Path) -> None:
     save(masks / "a.png", np.full((41, 60), 255, np.uint8))
     with pytest.raises(InputError, match="a.png: mask is 60x41 but its image a.jpg is 60x40"):
         load_foregrounds(fg, masks, 64, 64, 10**7)
+
+
+def test_unreadable_file_names_the_file(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.read_bytes
+
+    def deny(self: Path) -> bytes:
+        if self.name == "street2.png":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    with pytest.raises(InputError, match="street2.png: cannot read file \\(Permission denied\\)"):
+        load_backgrounds(folders[0], 32, 48, 10**7)
