@@ -99,6 +99,7 @@ def generate(
     (100 × 100 inputs → 400,000 samples), each with image, mask and depth.
     """
     _setup_logging(verbose)
+    from engine.compositor_cuda import resolve_device
     from engine.config import GenerateConfig, RunOptions
     from engine.generate import generate as run_generate
 
@@ -114,8 +115,9 @@ def generate(
             image_codec=image_codec.value, jpeg_quality=quality, compression_level=compression_level, shard_size=shard_size,
             chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
         )
-        run = RunOptions(overwrite=overwrite, resume=resume, device=device.value, writer_threads=writer_threads)
-        with _Progress(disabled=quiet) as bar:
+        chosen = resolve_device(device.value)
+        run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads)
+        with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
             report = run_generate(config, out, run, progress=bar.update)
     except FgbgError as e:
         raise _fail(str(e)) from None
@@ -195,6 +197,14 @@ def preview(
     typer.echo(f"wrote {out} ({sheet.width}x{sheet.height})")
 
 
+def _describe_device(chosen: str, requested: str) -> str:
+    from engine.compositor_cuda import device_name
+
+    if chosen == "cuda":
+        return f"cuda ({device_name()})"
+    return "cpu (no CUDA GPU found)" if requested == "auto" else "cpu"
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -206,8 +216,10 @@ def _size(n: int) -> str:
 class _Progress:
     """A rich progress bar fed by the engine's progress callback (samples/s)."""
 
-    def __init__(self, disabled: bool) -> None:
+    def __init__(self, disabled: bool, header: str) -> None:
+        self.quiet = disabled
         self.disabled = disabled or not sys.stderr.isatty()
+        self.header = header
         self.bar = None
         self.task = None
 
@@ -225,6 +237,10 @@ class _Progress:
         return self
 
     def update(self, advanced: int, done: int, total: int) -> None:
+        if self.header is not None:  # printed once the work starts, not before errors
+            if not self.quiet:
+                typer.echo(self.header, err=True)
+            self.header = None
         if self.bar is None:
             return
         if self.task is None:

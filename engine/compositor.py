@@ -10,7 +10,7 @@ offset; flips are done by the kernel reading columns backwards.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,21 +24,30 @@ from engine.plan import Placements
 from kernels import placement as P
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One batch of finished samples.
+    """One batch of finished samples, in host memory.
 
     Attributes:
         images: ``(B, H, W, 3) uint8`` composites.
         masks: ``(B, H, W) uint8`` 0/255 foreground masks.
         depth: ``(B, H, W) float16`` metres.
         alpha: ``(B, H, W) uint8`` soft alpha, or ``None`` when not saved.
+        ready: blocks until the arrays hold the results (GPU batches are still
+            being copied back when they are returned).
+        release: hands the arrays back for reuse; call once after the last read.
     """
 
     images: np.ndarray
     masks: np.ndarray
     depth: np.ndarray
     alpha: np.ndarray | None
+    ready: Callable[[], None] = _nothing
+    release: Callable[[], None] = _nothing
 
 
 class ForegroundAtlas:
@@ -57,6 +66,7 @@ class ForegroundAtlas:
         self.buffer = np.empty(1 << 20, np.uint8)
         self.used = 0
         self.offsets: dict[tuple[int, int, int], int] = {}
+        self.generation = 0  #: bumped whenever entries move (a device copy must be redone)
 
     def lookup(self, fg: np.ndarray, h: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Offsets of ``(fg, h, w)`` entries in :attr:`buffer`, adding missing ones.
@@ -74,6 +84,7 @@ class ForegroundAtlas:
         if self.used + need > self.max_bytes and self.offsets:
             self.offsets.clear()
             self.used = 0
+            self.generation += 1
             missing = keys
             need = sum(k[1] * k[2] * 4 for k in missing)
         self._reserve(self.used + need)
@@ -90,6 +101,7 @@ class ForegroundAtlas:
             grown = np.empty(max(size, 2 * len(self.buffer)), np.uint8)
             grown[: self.used] = self.buffer[: self.used]
             self.buffer = grown
+            self.generation += 1
 
     def _add(self, keys: list[tuple[int, int, int]]) -> None:
         by_fg: dict[int, list[tuple[int, int]]] = {}

@@ -172,7 +172,7 @@ class RunOptions:
     Attributes:
         overwrite: replace an existing output.
         resume: continue an existing output made with the same config (or start one).
-        device: ``cpu`` (the CUDA path comes with the GPU engine).
+        device: ``auto`` (CUDA when a GPU is present), ``cpu`` or ``cuda``.
         writer_threads: threads compressing and writing shards.
     """
 

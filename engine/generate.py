@@ -1,7 +1,8 @@
 """``generate``: assets → plan → composite → Zarr, shard by shard.
 
-The main thread composites shard ``k + 1`` (Numba uses every core) while a
-small pool compresses and writes shard ``k``; at most ``writer_threads``
+The main thread composites shard ``k + 1`` (Numba on every core, or the GPU,
+whose results copy back asynchronously) while a small pool compresses and
+writes shard ``k``; at most ``writer_threads``
 finished shards wait in memory, so memory stays bounded whatever N is. A shard
 is recorded as done only after its files are durable, so an interrupted run
 (kill -9 included) is completed by ``--resume`` to the same bytes.
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.assets import AssetSet, builtin_assets, load_backgrounds, load_foregrounds
-from engine.compositor import Compositor
+from engine.compositor import Batch, Compositor
+from engine.compositor_cuda import CudaCompositor, device_name, resolve_device
 from engine.config import GenerateConfig, RunOptions
 from engine.depth import make_depth_source
-from engine.errors import ConfigError
 from engine.plan import SamplePlan
 from engine.store import ZarrWriter, input_records
 
@@ -42,6 +43,7 @@ class GenerateReport:
     resumed: bool
     seconds: float
     skipped: list[str]
+    device: str
 
     @property
     def images_per_second(self) -> float:
@@ -78,8 +80,7 @@ def generate(
         StoreError: the output exists, is incompatible, or cannot be written.
     """
     run = run or RunOptions()
-    if run.device not in ("cpu", "auto"):
-        raise ConfigError(f"--device {run.device}: only the CPU engine exists so far")
+    device = resolve_device(run.device)
     t0 = time.perf_counter()
     out = Path(out)
     assets = load_assets(config)
@@ -102,9 +103,22 @@ def generate(
     if progress:
         progress(0, done_samples, total)
 
-    compositor = Compositor(assets, depth, config)
+    if device == "cuda":
+        log.info("compositing on %s", device_name())
+        compositor: Compositor = CudaCompositor(
+            assets, depth, config, capacity=writer.layout.shard_size, slots=run.writer_threads + 2
+        )
+    else:
+        compositor = Compositor(assets, depth, config)
     written = 0
     pending: deque[tuple[int, int, Future[None]]] = deque()
+
+    def write(index: int, batch: Batch) -> None:
+        try:
+            batch.ready()  # GPU batches may still be copying back
+            writer.write_shard(index, batch)
+        finally:
+            batch.release()
 
     def finish_oldest() -> None:
         nonlocal written, done_samples
@@ -121,7 +135,7 @@ def generate(
             for index in todo:
                 start, stop = writer.layout.shard_range(index)
                 batch = compositor.composite(plan.placements(start, stop))
-                pending.append((index, stop - start, pool.submit(writer.write_shard, index, batch)))
+                pending.append((index, stop - start, pool.submit(write, index, batch)))
                 while len(pending) > run.writer_threads:
                     finish_oldest()
             while pending:
@@ -132,4 +146,5 @@ def generate(
     return GenerateReport(
         path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
+        device=device,
     )

@@ -50,16 +50,18 @@ def composite_batch_cuda(
     out_depth: Any,
     out_alpha: Any | None = None,
     stream: Any = 0,
+    host_table: np.ndarray | None = None,
 ) -> None:
     """Composite a batch on the GPU: one kernel launch, no host round trip.
 
     Arguments are as for :func:`kernels.composite.composite_batch` but may be
     Numba device arrays or anything exposing ``__cuda_array_interface__``
     (e.g. CUDA torch tensors); host arrays are copied by Numba. ``stream`` is a
-    Numba stream (0 = default stream).
+    Numba stream (0 = default stream). ``host_table``: a host copy of
+    ``table`` for the bounds check, saving a device-to-host copy.
     """
     check_composite_inputs(
-        bg_images, bg_depth, atlas, _host_table(table), threshold,
+        bg_images, bg_depth, atlas, _host_table(table) if host_table is None else host_table, threshold,
         out_images, out_masks, out_depth, out_alpha,
     )
     n, height, width = out_masks.shape

@@ -82,6 +82,15 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], me
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
 
 
+def test_generate_says_which_device_it_chose(tmp_path: Path) -> None:
+    args = [a for a in SMALL if a != "-q"]
+    result = runner.invoke(app, ["generate", *args, "--limit", "8", "--out", str(tmp_path / "d.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "device: cpu (no CUDA GPU found)" in result.output or "device: cuda (" in result.output
+    result = runner.invoke(app, ["generate", *SMALL, "--device", "cpu", "--out", str(tmp_path / "e.zarr")])
+    assert "device:" not in result.output
+
+
 def test_existing_output_needs_overwrite_or_resume(store: Path) -> None:
     result = runner.invoke(app, ["generate", *SMALL, "--out", str(store)])
     assert result.exit_code == 2 and "--overwrite" in result.output

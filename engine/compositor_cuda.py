@@ -1,0 +1,199 @@
+"""The compositor on a CUDA GPU: same placements, same kernel maths, same bits.
+
+What runs where:
+
+- once: backgrounds and their depth are uploaded and stay on the GPU;
+- per batch, on the host: the placement table, and any (foreground, size)
+  not yet in the atlas is resized (a few thousand resizes for a whole 400k
+  store, reused by every sample after; done on the CPU so that CPU and GPU
+  stores are bit-identical) and its bytes appended to the device atlas;
+- per batch, on the GPU: one composite kernel launch (image, mask, depth,
+  alpha) on the compute stream; then, on a separate copy stream, the outputs go
+  back into pinned host buffers.
+
+Buffers come from a ring of ``slots``: while batch k+1 computes, batch k
+copies back and batch k-1 is compressed and written by the writer threads.
+``composite`` blocks only when every slot is still held by a writer, so memory
+stays bounded whatever the number of samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.assets import AssetSet
+from engine.compositor import Batch, Compositor
+from engine.config import GenerateConfig
+from engine.depth import DepthSource
+from engine.errors import ConfigError
+from engine.plan import Placements
+from kernels import placement as P
+
+log = logging.getLogger(__name__)
+
+
+def cuda_status() -> tuple[bool, bool]:
+    """``(available, simulated)``: whether Numba can run CUDA kernels, and whether
+    that is Numba's CPU simulator (``NUMBA_ENABLE_CUDASIM=1``) rather than a GPU."""
+    from numba import config, cuda
+
+    simulated = bool(config.ENABLE_CUDASIM)
+    try:
+        available = bool(cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken driver means no GPU for us
+        available = False
+    return available, simulated
+
+
+def resolve_device(requested: str) -> str:
+    """The device ``generate`` runs on: ``cpu`` or ``cuda``.
+
+    ``auto`` picks CUDA when a real GPU is there (never the simulator, which is
+    for tests); ``cuda`` without one is an error, never a silent fallback.
+    """
+    if requested == "cpu":
+        return "cpu"
+    available, simulated = cuda_status()
+    if requested == "cuda":
+        if not available:
+            raise ConfigError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+        if simulated:
+            log.warning("--device cuda runs on Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): slow")
+        return "cuda"
+    if requested == "auto":
+        return "cuda" if available and not simulated else "cpu"
+    raise ConfigError(f"--device must be auto, cpu or cuda, got {requested!r}")
+
+
+def device_name() -> str:
+    """Name of the current CUDA device, for reports."""
+    from numba import cuda
+
+    available, simulated = cuda_status()
+    if simulated:
+        return "Numba CUDA simulator"
+    try:
+        return cuda.get_current_device().name.decode() if available else "none"
+    except Exception:  # noqa: BLE001
+        return "CUDA device"
+
+
+@dataclass
+class _Slot:
+    """Device outputs and their pinned host mirrors for one batch in flight."""
+
+    d_table: Any
+    d_images: Any
+    d_masks: Any
+    d_depth: Any
+    d_alpha: Any | None
+    h_images: np.ndarray
+    h_masks: np.ndarray
+    h_depth: np.ndarray
+    h_alpha: np.ndarray | None
+    computed: Any
+    copied: Any
+
+
+class CudaCompositor(Compositor):
+    """Composites batches on the GPU (Numba CUDA), double/triple buffered.
+
+    Args:
+        assets, depth, config: as for :class:`~engine.compositor.Compositor`.
+        capacity: most samples in one batch (the shard size).
+        slots: batches in flight at once (computing, copying, being written).
+    """
+
+    def __init__(
+        self, assets: AssetSet, depth: DepthSource, config: GenerateConfig, capacity: int, slots: int = 3
+    ) -> None:
+        super().__init__(assets, depth, config)
+        from numba import cuda
+
+        self.cuda = cuda
+        self.compute = cuda.stream()
+        self.copy = cuda.stream()
+        self.d_bg = cuda.to_device(self.bg_images, stream=self.compute)
+        self.d_bg_depth = cuda.to_device(self.bg_depth16, stream=self.compute)
+        self.d_atlas = cuda.device_array(len(self.atlas.buffer), np.uint8)
+        self.atlas_uploaded = 0
+        self.atlas_generation = self.atlas.generation
+        _, height, width, _ = self.bg_images.shape
+        self.free: queue.Queue[_Slot] = queue.Queue()
+        for _ in range(slots):
+            self.free.put(self._make_slot(capacity, height, width))
+
+    def _make_slot(self, n: int, height: int, width: int) -> _Slot:
+        cuda = self.cuda
+        alpha = self.save_alpha
+        return _Slot(
+            d_table=cuda.device_array((n, P.N_COLUMNS), np.int64),
+            d_images=cuda.device_array((n, height, width, 3), np.uint8),
+            d_masks=cuda.device_array((n, height, width), np.uint8),
+            d_depth=cuda.device_array((n, height, width), np.uint16),
+            d_alpha=cuda.device_array((n, height, width), np.uint8) if alpha else None,
+            h_images=cuda.pinned_array((n, height, width, 3), np.uint8),
+            h_masks=cuda.pinned_array((n, height, width), np.uint8),
+            h_depth=cuda.pinned_array((n, height, width), np.uint16),
+            h_alpha=cuda.pinned_array((n, height, width), np.uint8) if alpha else None,
+            computed=cuda.event(),
+            copied=cuda.event(),
+        )
+
+    def _sync_atlas(self) -> None:
+        """Bring the device atlas up to the host one: append new entries, or
+        re-upload it all when the host buffer moved (grew or was emptied)."""
+        atlas = self.atlas
+        if atlas.generation != self.atlas_generation or len(self.d_atlas) < atlas.used:
+            if len(self.d_atlas) < len(atlas.buffer):
+                self.d_atlas = self.cuda.device_array(len(atlas.buffer), np.uint8)
+            self.atlas_uploaded = 0
+            self.atlas_generation = atlas.generation
+        if atlas.used > self.atlas_uploaded:
+            # Same stream as the kernels: earlier launches finish reading first.
+            self.d_atlas[self.atlas_uploaded : atlas.used].copy_to_device(
+                atlas.buffer[self.atlas_uploaded : atlas.used], stream=self.compute
+            )
+            self.atlas_uploaded = atlas.used
+
+    def composite(self, p: Placements) -> Batch:
+        """Launch the batch and its copy back; returns at once.
+
+        The returned :class:`Batch` views pinned buffers: call ``ready()``
+        before reading them and ``release()`` after the last read.
+        """
+        from kernels.composite_cuda import composite_batch_cuda
+
+        n = len(p)
+        table = self.table(p)  # host: placements, and resizes for the atlas
+        self._sync_atlas()
+        slot = self.free.get()  # blocks while every slot is being written
+        if n > len(slot.h_masks):
+            self.free.put(slot)
+            raise ValueError(f"batch of {n} exceeds the compositor's capacity {len(slot.h_masks)}")
+        slot.d_table[:n].copy_to_device(table, stream=self.compute)
+        outs = [slot.d_images[:n], slot.d_masks[:n], slot.d_depth[:n]]
+        alpha = None if slot.d_alpha is None else slot.d_alpha[:n]
+        composite_batch_cuda(
+            self.d_bg, self.d_bg_depth, self.d_atlas[: max(self.atlas.used, 1)], slot.d_table[:n],
+            self.threshold, *outs, alpha, stream=self.compute, host_table=table,
+        )
+        slot.computed.record(self.compute)
+        slot.computed.wait(self.copy)  # the copy stream waits for this kernel only
+        hosts = [slot.h_images[:n], slot.h_masks[:n], slot.h_depth[:n]]
+        if alpha is not None:
+            outs.append(alpha)
+            hosts.append(slot.h_alpha[:n])  # type: ignore[index]
+        for d, h in zip(outs, hosts):
+            d.copy_to_host(h, stream=self.copy)
+        slot.copied.record(self.copy)
+        return Batch(
+            images=hosts[0], masks=hosts[1], depth=hosts[2].view(np.float16),
+            alpha=hosts[3] if alpha is not None else None,
+            ready=slot.copied.synchronize, release=lambda: self.free.put(slot),
+        )
