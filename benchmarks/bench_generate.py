@@ -3,9 +3,10 @@
     python benchmarks/bench_generate.py                      # defaults below
     python benchmarks/bench_generate.py --samples 40000 --codecs zstd,jpeg
 
-For each codec the engine writes ``--samples`` samples of the built-in assets
-to a scratch store ``--repeats`` times; the naive loop (benchmarks/naive.py)
-does ``--naive-samples`` of the same placements. Reported: median images/s of
+For each device and codec the engine writes ``--samples`` samples of the
+built-in assets to a scratch store ``--repeats`` times; the naive loop
+(benchmarks/naive.py) does ``--naive-samples`` of the same placements in one
+process, and ``--naive-samples`` per core on a pool of every core. Reported: median images/s of
 the store-writing phase (compositing, compression, writes, fsync; asset
 building and imports excluded, as they are for the naive loop) and of the whole
 call, plus a per-stage breakdown for one shard. Results: table on stdout and
@@ -15,30 +16,33 @@ call, plus a per-stage breakdown for one shard. Results: table on stdout and
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, save, timed
+from common import RESULTS, ROOT, save, timed
 
 from engine.compositor import Compositor
+from engine.compositor_cuda import resolve_device
 from engine.config import GenerateConfig, RunOptions
 from engine.depth import make_depth_source
 from engine.generate import generate, load_assets
 from engine.plan import SamplePlan
 from engine.store import ZarrWriter
-from naive import naive_generate
+from naive import naive_generate, naive_generate_pool
 
 SCRATCH = ROOT / "benchmarks" / "scratch"
 
 
-def engine_run(config: GenerateConfig, out: Path) -> tuple[int, float, float]:
+def engine_run(config: GenerateConfig, out: Path, device: str) -> tuple[int, float, float]:
     """One generate call: (samples, seconds writing the store, seconds for the whole call)."""
     marks: list[float] = []
     t0 = time.perf_counter()
-    report = generate(config, out, RunOptions(overwrite=True), progress=lambda *_: marks.append(time.perf_counter()))
+    run = RunOptions(overwrite=True, device=device)
+    report = generate(config, out, run, progress=lambda *_: marks.append(time.perf_counter()))
     end = time.perf_counter()
     return report.n_samples, end - marks[0], end - t0
 
@@ -88,7 +92,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--codecs", default="zstd", help="comma-separated: zstd, jpeg, none")
     ap.add_argument("--shard-size", type=int, default=2048)
+    ap.add_argument("--devices", default="auto", help="comma-separated: cpu, cuda; auto = cpu, plus cuda where a GPU exists")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
+    devices = args.devices.split(",")
+    if devices == ["auto"]:
+        devices = ["cpu"] + (["cuda"] if resolve_device("auto") == "cuda" else [])
 
     SCRATCH.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"samples": args.samples, "naive_samples": args.naive_samples,
@@ -110,30 +119,46 @@ def main() -> None:
     naive_rate = len(p) / statistics.median(naive_times)
     results["naive_images_per_s"] = naive_rate
     print(f"naive per-image loop (Pillow resize, NumPy paste, 2 JPEGs, zip): {naive_rate:8.0f} images/s")
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        p_pool = plan.placements(0, min(args.naive_samples * cores, plan.n_samples))
+        pool_times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            naive_generate_pool(assets.bg_images, assets.fg_images, p_pool, SCRATCH, cores)
+            pool_times.append(time.perf_counter() - t0)
+        pool_rate = len(p_pool) / statistics.median(pool_times)
+        results["naive_pool_images_per_s"] = pool_rate
+        results["naive_pool_processes"] = cores
+        print(f"naive loop on {cores} processes:                                  {pool_rate:8.0f} images/s")
+    else:
+        pool_rate = naive_rate
 
-    for codec in args.codecs.split(","):
+    for device, codec in [(d, c) for d in devices for c in args.codecs.split(",")]:
         config = GenerateConfig(**base, image_codec=codec)
         out = SCRATCH / f"bench-{codec}.zarr"
-        runs = [engine_run(config, out) for _ in range(args.repeats)]
+        runs = [engine_run(config, out, device) for _ in range(args.repeats)]
         n = runs[0][0]
         writing = statistics.median(r[1] for r in runs)
         whole = statistics.median(r[2] for r in runs)
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
         stages = stage_breakdown(config, SCRATCH / f"stages-{codec}.zarr")
         rate = n / writing
-        results[codec] = {
+        results[f"{device}/{codec}"] = {
             "samples": n, "images_per_s_writing": rate, "images_per_s_whole_call": n / whole,
             "seconds_writing_median": writing, "seconds_whole_median": whole,
-            "speedup_vs_naive": rate / naive_rate, "store_bytes": size, "stages_images_per_s": stages,
+            "speedup_vs_naive": rate / naive_rate, "speedup_vs_naive_pool": rate / pool_rate,
+            "store_bytes": size, "stages_images_per_s": stages,
         }
-        print(f"engine --image-codec {codec:5s}: {rate:8.0f} images/s writing ({rate / naive_rate:.1f}x naive), "
+        print(f"engine --device {device} --image-codec {codec:5s}: {rate:8.0f} images/s writing "
+              f"({rate / naive_rate:.1f}x naive, {rate / pool_rate:.1f}x naive pool), "
               f"{n / whole:.0f} images/s whole call incl. assets+imports, store {size / 1e6:.0f} MB")
         for stage, value in stages.items():
             unit = "" if stage == "resizes_in_shard" else " images/s"
             print(f"    {stage:34s} {value:10.0f}{unit}")
-    path = save("generate", results)
+    path = save("generate", results, args.results_dir)
     shutil.rmtree(SCRATCH, ignore_errors=True)
-    print(f"saved {path.relative_to(ROOT)}")
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":

@@ -75,10 +75,10 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callab
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
-def save(name: str, results: dict[str, Any]) -> Path:
-    """Write ``results`` with machine facts and the command line to ``results/<name>.json``."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, results: dict[str, Any], folder: Path = RESULTS) -> Path:
+    """Write ``results`` with machine facts and the command line to ``folder/<name>.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     doc = {"benchmark": name, "command": " ".join(sys.argv), "machine": machine(), "results": results}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path

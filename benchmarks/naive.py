@@ -46,3 +46,28 @@ def naive_generate(bg_images: np.ndarray, fg_images: list[np.ndarray], placement
                 Image.fromarray(array).save(buffer, format="JPEG", quality=95)
                 archive.writestr(name, buffer.getvalue())
     return n
+
+
+def _naive_worker(args: tuple) -> int:
+    bg_images, fg_images, placements, out_zip = args
+    return naive_generate(bg_images, fg_images, placements, out_zip)
+
+
+def naive_generate_pool(bg_images: np.ndarray, fg_images: list[np.ndarray], placements, out_dir: Path, processes: int) -> int:
+    """The same loop on every core: ``processes`` workers, one zip each, contiguous ranges.
+
+    This is what a user with many cores would run instead of the single loop,
+    so the GPU engine is compared against it too.
+    """
+    import multiprocessing as mp
+    from dataclasses import fields
+
+    n = len(placements)
+    bounds = np.linspace(0, n, processes + 1).astype(int)
+    parts = []
+    for k in range(processes):
+        a, b = bounds[k], bounds[k + 1]
+        part = type(placements)(**{f.name: getattr(placements, f.name)[a:b] for f in fields(placements)})
+        parts.append((bg_images, fg_images, part, out_dir / f"naive-{k}.zip"))
+    with mp.get_context("fork").Pool(processes) as pool:
+        return sum(pool.map(_naive_worker, parts))
