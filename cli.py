@@ -88,7 +88,7 @@ def generate(
     on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.")] = OnBad.error,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
-    device: Annotated[Device, typer.Option(help="Where to composite: auto, cpu or cuda.")] = Device.auto,
+    device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int, typer.Option(help="Threads compressing and writing shards.")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
