@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(STAMP)
 ## bench: images/s of generate vs the naive per-image loop (see benchmarks/RESULTS.md)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
+
+## gpu-wheels: cp312 wheels the lent GPU machine lacks, into .whl/ (ignored), for benchmarks/gpu_session.sh
+GPU_WHEELS := zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1
+gpu-wheels:
+	rm -rf .whl && mkdir -p .whl
+	for w in $(GPU_WHEELS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d .whl $$w || exit 1; done
+	ls -l .whl
 
 clean:
 	rm -rf demo.zarr preview.png .pytest_cache
