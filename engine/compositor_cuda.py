@@ -77,10 +77,13 @@ def device_name() -> str:
     available, simulated = cuda_status()
     if simulated:
         return "Numba CUDA simulator"
+    if not available:
+        return "none"
     try:
-        return cuda.get_current_device().name.decode() if available else "none"
-    except Exception:  # noqa: BLE001
+        name = cuda.get_current_device().name
+    except Exception:  # noqa: BLE001 - a name is only for reports
         return "CUDA device"
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 @dataclass
