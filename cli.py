@@ -37,6 +37,30 @@ class OnBad(str, Enum):
     skip = "skip"
 
 
+class DepthSourceName(str, Enum):
+    ground_plane = "ground-plane"
+    bg_maps = "bg-maps"
+    teacher_bg = "teacher-bg"
+    teacher_composite = "teacher-composite"
+
+
+class FgDepth(str, Enum):
+    auto = "auto"
+    contact = "contact"
+    min_footprint = "min-footprint"
+    constant = "constant"
+
+
+class Occlusion(str, Enum):
+    none = "none"
+    background = "background"
+
+
+class TeacherOutput(str, Enum):
+    depth = "depth"
+    inverse_depth = "inverse-depth"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -74,7 +98,19 @@ def generate(
     builtin_foregrounds: Annotated[int, typer.Option(help="Built-in cars to generate (no --fg).")] = 100,
     mask_threshold: Annotated[int, typer.Option(help="Mask = alpha > this (0..254); 127 means alpha > 0.5.")] = 127,
     save_alpha: Annotated[bool, typer.Option(help="Also store the soft alpha as 'alpha'.")] = False,
-    depth_source: Annotated[str, typer.Option(help="Where depth comes from: ground-plane (exact geometry).")] = "ground-plane",
+    depth_source: Annotated[DepthSourceName, typer.Option(help="Where depth comes from: ground-plane (geometry: exact for the built-in scenes, a level camera over flat ground for yours), bg-maps (your depth map per background, --depth-maps), teacher-bg (a network once per background, --teacher), teacher-composite (a network on every composite).")] = "ground-plane",
+    depth_maps: Annotated[Optional[Path], typer.Option(help="Folder of depth maps named like the backgrounds: 16-bit PNG/TIFF (see --depth-png-scale), float TIFF, .npy/.npz (metres), or EXR (with OpenEXR).")] = None,
+    depth_png_scale: Annotated[float, typer.Option(help="Metres per unit of 16-bit PNG/TIFF depth maps (0.001: millimetres).")] = 0.001,
+    fg_depth: Annotated[FgDepth, typer.Option(help="Depth of the foreground's plane: auto (ground-plane: the ground at its bottom row; maps: contact), contact (median background depth under its bottom row's opaque pixels), min-footprint (nearest background depth under its mask), constant (--fg-depth-value).")] = "auto",
+    fg_depth_value: Annotated[Optional[float], typer.Option(help="Metres, with --fg-depth constant.")] = None,
+    occlusion: Annotated[Occlusion, typer.Option(help="background: hide foreground pixels behind nearer background surfaces (mask and depth follow); none: paste on top.")] = "none",
+    teacher: Annotated[Optional[Path], typer.Option(help="Depth network for teacher-*: a TorchScript file, or ONNX (with onnxruntime), mapping (N,3,H,W) to (N,1,h,w). Never downloaded.")] = None,
+    teacher_output: Annotated[TeacherOutput, typer.Option(help="What the teacher predicts: depth or inverse-depth.")] = "depth",
+    teacher_scale: Annotated[float, typer.Option(help="Metres per teacher output unit (depth = scale*y, or scale/y for inverse depth).")] = 1.0,
+    teacher_size: Annotated[Optional[str], typer.Option(help="Input size the teacher expects, HxW (e.g. 228x304); default: the output size.")] = None,
+    teacher_mean: Annotated[str, typer.Option(help="Per-channel mean of the teacher's [0,1] RGB input.")] = "0.485,0.456,0.406",
+    teacher_std: Annotated[str, typer.Option(help="Per-channel std of the teacher's input.")] = "0.229,0.224,0.225",
+    align_to_ground: Annotated[bool, typer.Option(help="Scale each teacher map so its median matches the ground-plane prior below the horizon.")] = False,
     horizon: Annotated[Optional[float], typer.Option(help="User backgrounds: horizon row as a fraction of the height (default 0.5, a level camera).")] = None,
     camera_height: Annotated[float, typer.Option(help="User backgrounds: camera height above the ground, metres.")] = 1.6,
     focal: Annotated[Optional[float], typer.Option(help="User backgrounds: focal length in output pixels (default: the width).")] = None,
@@ -110,7 +146,13 @@ def generate(
             builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
             height=size, width=width or size, positions=positions, flip=flip,
             scale_min=scale_min, scale_max=scale_max, limit=limit, seed=seed,
-            mask_threshold=mask_threshold, save_alpha=save_alpha, depth_source=depth_source,
+            mask_threshold=mask_threshold, save_alpha=save_alpha, depth_source=_value(depth_source),
+            depth_maps_dir=None if depth_maps is None else str(depth_maps), depth_png_scale=depth_png_scale,
+            fg_depth=_value(fg_depth), fg_depth_value=fg_depth_value, occlusion=_value(occlusion),
+            teacher=None if teacher is None else str(teacher), teacher_output=_value(teacher_output),
+            teacher_scale=teacher_scale, teacher_size=_size_pair(teacher_size, "--teacher-size"),
+            teacher_mean=_triple(teacher_mean, "--teacher-mean"), teacher_std=_triple(teacher_std, "--teacher-std"),
+            align_to_ground=align_to_ground,
             horizon=horizon, camera_height=camera_height, focal=focal, max_depth=max_depth,
             image_codec=image_codec.value, jpeg_quality=quality, compression_level=compression_level, shard_size=shard_size,
             chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
@@ -195,6 +237,35 @@ def preview(
     except OSError as e:
         raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
     typer.echo(f"wrote {out} ({sheet.width}x{sheet.height})")
+
+
+def _value(option: object) -> str:
+    """An enum option's string (Typer passes defaults through unconverted)."""
+    return option.value if isinstance(option, Enum) else str(option)
+
+
+def _size_pair(text: str | None, flag: str) -> tuple[int, int] | None:
+    from engine.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{flag} must look like 228x304 (height x width), got {text!r}") from None
+    return h, w
+
+
+def _triple(text: str, flag: str) -> tuple[float, float, float]:
+    from engine.errors import ConfigError
+
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"{flag} needs three comma-separated numbers, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def _describe_device(chosen: str, requested: str) -> str:

@@ -46,6 +46,7 @@ class InputFile:
     sha256: str
     mask: str | None = None
     mask_sha256: str | None = None
+    size: tuple[int, int] | None = None  #: original (width, height); not part of the record
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,11 @@ class AssetSet:
         fg_files: what each foreground came from.
         bg_grounds: per-background camera when the scene geometry is known
             (built-in scenes), else ``None``.
-        bg_depth: ``(NB, H, W) float32`` exact scene depth in metres (``inf``
-            for sky) when known (built-in scenes), else ``None``.
+        bg_depth: ``(NB, H, W) float32`` metres when known: the built-in
+            scenes' exact depth (``inf`` for sky) or the user's depth maps
+            (0 = unknown); else ``None``.
         skipped: bad inputs left out.
+        depth_files: the depth maps' input records (``bg-maps``).
     """
 
     bg_images: np.ndarray
@@ -80,6 +83,7 @@ class AssetSet:
     bg_grounds: list[GroundPlane] | None = None
     bg_depth: np.ndarray | None = None
     skipped: list[BadInput] = field(default_factory=list)
+    depth_files: list[InputFile] = field(default_factory=list)
 
     @property
     def fg_sizes(self) -> np.ndarray:
@@ -209,7 +213,7 @@ def load_backgrounds(
 
     def load(path: Path) -> tuple[np.ndarray, InputFile]:
         image, digest = read_image(path, max_pixels)
-        return fit_background(image, height, width), InputFile(path.name, digest)
+        return fit_background(image, height, width), InputFile(path.name, digest, size=image.size)
 
     good, bad = _load_all(files, load, on_bad_input)
     if not good:
@@ -304,3 +308,123 @@ def builtin_assets(seed: int, n_backgrounds: int, n_foregrounds: int, height: in
         bg_grounds=[s.ground for s in scenes],
         bg_depth=np.stack([s.depth for s in scenes]).astype(np.float32),
     )
+
+
+DEPTH_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".npz", ".exr")
+
+
+def read_depth_map(path: Path, png_scale: float, max_pixels: int) -> tuple[np.ndarray, str]:
+    """Read one depth map: ``(h, w) float32`` metres (0 = unknown) and its SHA-256.
+
+    16-bit PNG/TIFF hold ``png_scale`` metres per unit (millimetres by
+    default), 32-bit float TIFF and ``.npy``/``.npz`` hold metres, EXR
+    (with the OpenEXR package) its ``Z``/``Y``/``R`` channel in metres.
+
+    Raises:
+        InputError: unreadable, not a depth format, or no valid depth at all.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(path, f"cannot read file ({e.strerror or e})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            depth = np.load(io.BytesIO(data), allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                if "depth" not in keys and len(keys) != 1:
+                    raise InputError(path, f"npz holds {keys}; name the depth array 'depth'")
+                depth = archive["depth" if "depth" in keys else keys[0]]
+        elif suffix == ".exr":
+            depth = _read_exr(path)
+        else:
+            image, _ = read_image(path, max_pixels)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                depth = np.asarray(image, dtype=np.float64) * png_scale
+            elif image.mode == "F":
+                depth = np.asarray(image, dtype=np.float64)
+            else:
+                raise InputError(path, f"{image.mode} image cannot hold depth: use a 16-bit PNG "
+                                       "(millimetres), a float TIFF, .npy or .npz (metres)")
+    except InputError:
+        raise
+    except (OSError, ValueError) as e:
+        raise InputError(path, f"unreadable depth map ({e})") from None
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
+        raise InputError(path, f"depth map must be a 2-D numeric array, got shape {depth.shape} {depth.dtype}")
+    depth = depth.astype(np.float32)
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        raise InputError(path, "depth map has no valid depth (all zero, negative or NaN)")
+    return np.where(valid, depth, 0).astype(np.float32), digest
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    try:
+        import OpenEXR
+    except ImportError:
+        raise InputError(path, "reading EXR needs the OpenEXR package (pip install OpenEXR)") from None
+    with OpenEXR.File(str(path)) as f:
+        channels = f.channels()
+        for name in ("Z", "Y", "depth", "R"):
+            if name in channels:
+                return np.asarray(channels[name].pixels)
+        first = next(iter(channels.values()))
+        return np.asarray(first.pixels)
+
+
+def load_depth_maps(
+    folder: str | Path, bg_files: Sequence[InputFile], height: int, width: int, max_pixels: int,
+    png_scale: float = 0.001, on_bad_input: str = "error",
+) -> tuple[np.ndarray, list[InputFile], list[int], list[BadInput]]:
+    """Depth maps for the backgrounds, matched by file stem, cropped and resized like them.
+
+    Resizing uses nearest neighbour: filtering across a depth edge would
+    invent surfaces in between.
+
+    Returns:
+        ``(NB', height, width) float32`` metres (0 = unknown), the maps' input
+        records, the indices of the backgrounds kept, and bad files skipped
+        (under ``on_bad_input="skip"`` a background whose map is bad is left out).
+    """
+    files = list_images(folder, "depth map")
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        if path.suffix.lower() in DEPTH_SUFFIXES:
+            if path.stem in by_stem:
+                raise InputError(path, f"two depth maps named {path.stem}.*: {by_stem[path.stem].name} and {path.name}")
+            by_stem[path.stem] = path
+
+    def load(item: tuple[int, InputFile]) -> tuple[int, np.ndarray, InputFile]:
+        index, bg = item
+        stem = Path(bg.name).stem
+        path = by_stem.get(stem)
+        if path is None:
+            raise InputError(Path(folder) / f"{stem}.*", f"no depth map for background {bg.name}")
+        depth, digest = read_depth_map(path, png_scale, max_pixels)
+        if bg.size is not None and (depth.shape[1], depth.shape[0]) != tuple(bg.size):
+            raise InputError(path, f"depth map is {depth.shape[1]}x{depth.shape[0]} but its background "
+                                   f"{bg.name} is {bg.size[0]}x{bg.size[1]}")
+        fitted = ImageOps.fit(Image.fromarray(depth), (width, height), method=Image.Resampling.NEAREST)
+        return index, np.asarray(fitted, dtype=np.float32).copy(), InputFile(path.name, digest)
+
+    good, bad = _load_all(list(enumerate(bg_files)), load, on_bad_input)
+    if not good:
+        raise InputError(folder, f"no usable depth maps ({len(bad)} bad)")
+    maps = np.stack([g[1] for g in good])  # type: ignore[index]
+    return maps, [g[2] for g in good], [g[0] for g in good], bad  # type: ignore[index]
+
+
+def file_record(path: str | Path, what: str) -> InputFile:
+    """Name and SHA-256 of one input file (a teacher model, say)."""
+    path = Path(path)
+    try:
+        return InputFile(path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+    except OSError as e:
+        raise InputError(path, f"cannot read {what} ({e.strerror or e})") from None

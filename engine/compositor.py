@@ -170,6 +170,7 @@ class Compositor:
         self.atlas = ForegroundAtlas(assets.fg_images)
         self.threshold = config.mask_threshold
         self.save_alpha = config.save_alpha
+        self.occlusion = config.occlusion == "background"
 
     def table(self, p: Placements) -> np.ndarray:
         """``(B, 8) int64`` kernel placement table for ``p`` (fills the atlas)."""
@@ -181,7 +182,8 @@ class Compositor:
         t[:, P.H] = p.h
         t[:, P.W] = p.w
         t[:, P.FLIP] = p.flip
-        t[:, P.DEPTH] = self.depth.contact_depth(p.bg, p.contact_row).astype(np.float16).view(np.uint16)
+        plane = self.depth.plane_depth(p, t, self.atlas.view(), self.threshold)
+        t[:, P.DEPTH] = plane.astype(np.float16).view(np.uint16)
         return t
 
     def composite(self, p: Placements) -> Batch:
@@ -197,6 +199,15 @@ class Compositor:
         alpha = np.empty((n, height, width), np.uint8) if self.save_alpha else None
         composite_batch(
             self.bg_images, self.bg_depth16, self.atlas.view(), table, self.threshold,
-            images, masks, depth, alpha,
+            images, masks, depth, alpha, occlusion=self.occlusion,
         )
-        return Batch(images, masks, depth.view(np.float16), alpha)
+        batch = Batch(images, masks, depth.view(np.float16), alpha)
+        self.replace_depth(batch, p)
+        return batch
+
+    def replace_depth(self, batch: Batch, p: Placements) -> None:
+        """Overwrite the batch's depth when the source predicts it per composite."""
+        predicted = self.depth.composite_depth(batch.images, p.bg)
+        if predicted is not None:
+            batch.ready()
+            batch.depth[...] = predicted.astype(np.float16)

@@ -184,7 +184,7 @@ class CudaCompositor(Compositor):
         alpha = None if slot.d_alpha is None else slot.d_alpha[:n]
         composite_batch_cuda(
             self.d_bg, self.d_bg_depth, self.d_atlas[: max(self.atlas.used, 1)], slot.d_table[:n],
-            self.threshold, *outs, alpha, stream=self.compute, host_table=table,
+            self.threshold, *outs, alpha, stream=self.compute, host_table=table, occlusion=self.occlusion,
         )
         slot.computed.record(self.compute)
         slot.computed.wait(self.copy)  # the copy stream waits for this kernel only
@@ -195,8 +195,10 @@ class CudaCompositor(Compositor):
         for d, h in zip(outs, hosts):
             d.copy_to_host(h, stream=self.copy)
         slot.copied.record(self.copy)
-        return Batch(
+        batch = Batch(
             images=hosts[0], masks=hosts[1], depth=hosts[2].view(np.float16),
             alpha=hosts[3] if alpha is not None else None,
             ready=slot.copied.synchronize, release=lambda: self.free.put(slot),
         )
+        self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
+        return batch

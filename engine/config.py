@@ -15,7 +15,10 @@ from typing import Any
 from engine.errors import ConfigError
 
 IMAGE_CODECS = ("zstd", "none", "jpeg")
-DEPTH_SOURCES = ("ground-plane",)
+DEPTH_SOURCES = ("ground-plane", "bg-maps", "teacher-bg", "teacher-composite")
+FG_DEPTH_RULES = ("auto", "contact", "min-footprint", "constant")
+OCCLUSION = ("none", "background")
+TEACHER_OUTPUTS = ("depth", "inverse-depth")
 ON_BAD_INPUT = ("error", "skip")
 
 
@@ -40,7 +43,28 @@ class GenerateConfig:
         seed: seed of the plan and of the built-in assets.
         mask_threshold: mask is 255 where alpha > this (0..254); 127 means α > 0.5.
         save_alpha: also store the soft alpha (``alpha`` array).
-        depth_source: how depth is obtained (``ground-plane``).
+        depth_source: how depth is obtained: ``ground-plane`` (geometry),
+            ``bg-maps`` (the user's per-background maps), ``teacher-bg`` (a
+            network once per background) or ``teacher-composite`` (a network
+            on every composite).
+        depth_maps_dir: folder of per-background depth maps (``bg-maps``).
+        depth_png_scale: metres per unit of 16-bit PNG/TIFF depth maps.
+        fg_depth: the foreground plane's depth: ``auto`` (ground-plane: the
+            ground equation at the bottom row; maps: ``contact``), ``contact``
+            (median background depth under the bottom row's opaque pixels),
+            ``min-footprint`` (nearest background depth under the mask) or
+            ``constant`` (``fg_depth_value``).
+        fg_depth_value: metres, for ``fg_depth="constant"``.
+        occlusion: ``background`` hides foreground pixels behind nearer
+            background surfaces; ``none`` pastes on top.
+        teacher: path of a TorchScript or ONNX depth network (teacher sources).
+        teacher_output: whether it predicts ``depth`` or ``inverse-depth``.
+        teacher_scale: metres per output unit (or numerator of the inverse).
+        teacher_size: ``(height, width)`` the teacher wants, or ``None``.
+        teacher_mean: per-channel mean of its ``[0, 1]`` RGB input.
+        teacher_std: per-channel std of its input.
+        align_to_ground: scale each teacher map so its median matches the
+            ground-plane prior below the horizon.
         horizon: horizon row as a fraction of height for user backgrounds.
         camera_height: camera height above the ground in metres (user backgrounds).
         focal: focal length in pixels for user backgrounds (``None``: equal to width).
@@ -70,6 +94,18 @@ class GenerateConfig:
     mask_threshold: int = 127
     save_alpha: bool = False
     depth_source: str = "ground-plane"
+    depth_maps_dir: str | None = None
+    depth_png_scale: float = 0.001
+    fg_depth: str = "auto"
+    fg_depth_value: float | None = None
+    occlusion: str = "none"
+    teacher: str | None = None
+    teacher_output: str = "depth"
+    teacher_scale: float = 1.0
+    teacher_size: tuple[int, int] | None = None
+    teacher_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    teacher_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    align_to_ground: bool = False
     horizon: float | None = None
     camera_height: float = 1.6
     focal: float | None = None
@@ -114,13 +150,17 @@ class GenerateConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        data = dict(data)
+        for key in ("teacher_size", "teacher_mean", "teacher_std"):  # JSON turns tuples into lists
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine the store's contents (input folders excluded:
         inputs are identified by their file names and hashes instead)."""
         d = self.to_dict()
-        for key in ("bg_dir", "fg_dir", "fg_mask_dir"):
+        for key in ("bg_dir", "fg_dir", "fg_mask_dir", "depth_maps_dir", "teacher"):
             d.pop(key)
         return d
 
@@ -146,6 +186,26 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(0 <= c.mask_threshold <= 254, f"--mask-threshold must be in [0, 254], got {c.mask_threshold}")
     need(c.depth_source in DEPTH_SOURCES,
          f"--depth-source must be one of {', '.join(DEPTH_SOURCES)}, got {c.depth_source!r}")
+    need(c.depth_source != "bg-maps" or c.depth_maps_dir is not None, "--depth-source bg-maps needs --depth-maps DIR")
+    need(c.depth_maps_dir is None or c.depth_source == "bg-maps", "--depth-maps is for --depth-source bg-maps")
+    need(not c.depth_source.startswith("teacher") or c.teacher is not None,
+         f"--depth-source {c.depth_source} needs --teacher MODEL (a TorchScript or ONNX file)")
+    need(c.teacher is None or c.depth_source.startswith("teacher"), "--teacher is for the teacher-* depth sources")
+    need(c.depth_source != "bg-maps" or not c.builtin, "--depth-source bg-maps needs your own --bg/--fg folders")
+    need(c.fg_depth in FG_DEPTH_RULES, f"--fg-depth must be one of {', '.join(FG_DEPTH_RULES)}, got {c.fg_depth!r}")
+    need((c.fg_depth == "constant") == (c.fg_depth_value is not None),
+         "--fg-depth constant goes with --fg-depth-value METRES (and only with it)")
+    need(c.fg_depth_value is None or 0 < c.fg_depth_value <= c.max_depth,
+         f"--fg-depth-value must be in (0, --max-depth], got {c.fg_depth_value}")
+    need(c.occlusion in OCCLUSION, f"--occlusion must be one of {', '.join(OCCLUSION)}, got {c.occlusion!r}")
+    need(c.teacher_output in TEACHER_OUTPUTS,
+         f"--teacher-output must be one of {', '.join(TEACHER_OUTPUTS)}, got {c.teacher_output!r}")
+    need(c.teacher_scale > 0, f"--teacher-scale must be positive, got {c.teacher_scale}")
+    need(c.teacher_size is None or (len(c.teacher_size) == 2 and min(c.teacher_size) >= 8),
+         f"--teacher-size must be two sizes of at least 8, got {c.teacher_size}")
+    need(len(c.teacher_mean) == 3 and len(c.teacher_std) == 3 and min(c.teacher_std) > 0,
+         "teacher mean/std need 3 values, std positive")
+    need(0 < c.depth_png_scale, f"--depth-png-scale must be positive, got {c.depth_png_scale}")
     need(c.horizon is None or 0 <= c.horizon < 1,
          f"--horizon is a fraction of the height in [0, 1), got {c.horizon}")
     need(c.camera_height > 0, f"--camera-height must be positive, got {c.camera_height}")

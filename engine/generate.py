@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.assets import AssetSet, builtin_assets, load_backgrounds, load_foregrounds
+from engine.assets import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
 from engine.compositor import Batch, Compositor
 from engine.compositor_cuda import CudaCompositor, device_name, resolve_device
 from engine.config import GenerateConfig, RunOptions
@@ -63,7 +63,17 @@ def load_assets(config: GenerateConfig) -> AssetSet:
         config.fg_dir, config.fg_mask_dir, config.height, config.width,  # type: ignore[arg-type]
         config.max_pixels, config.on_bad_input,
     )
-    return AssetSet(bg_images=bg, fg_images=fg, bg_files=bg_files, fg_files=fg_files, skipped=bad_bg + bad_fg)
+    assets = AssetSet(bg_images=bg, fg_images=fg, bg_files=bg_files, fg_files=fg_files, skipped=bad_bg + bad_fg)
+    if config.depth_maps_dir is not None:
+        maps, map_files, kept, bad_maps = load_depth_maps(
+            config.depth_maps_dir, bg_files, config.height, config.width, config.max_pixels,
+            config.depth_png_scale, config.on_bad_input,
+        )
+        assets = AssetSet(  # backgrounds whose map was bad are left out with it
+            bg_images=bg[kept], fg_images=fg, bg_files=[bg_files[i] for i in kept], fg_files=fg_files,
+            bg_depth=maps, skipped=bad_bg + bad_fg + bad_maps, depth_files=map_files,
+        )
+    return assets
 
 
 def generate(
@@ -84,12 +94,12 @@ def generate(
     t0 = time.perf_counter()
     out = Path(out)
     assets = load_assets(config)
-    depth = make_depth_source(config, assets)
+    depth = make_depth_source(config, assets, device)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
 
     writer = None
     if run.resume and out.exists():
-        writer = ZarrWriter.open_resume(out, config, input_records(assets))
+        writer = ZarrWriter.open_resume(out, config, input_records(assets, config))
     resumed = writer is not None
     if writer is None:
         writer = ZarrWriter.create(

@@ -210,7 +210,7 @@ class ZarrWriter:
                     "n_shards": layout.n_shards, "image_codec": codec,
                     "data_arrays": list(data_array_names(config)),
                 },
-                "inputs": input_records(assets),
+                "inputs": input_records(assets, config),
                 "skipped": [{"path": b.path, "reason": b.reason} for b in assets.skipped],
                 "depth": depth_info,
                 "progress": {"shards_done": [], "complete": False},
@@ -224,7 +224,7 @@ class ZarrWriter:
 
     @classmethod
     def open_resume(
-        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, list[dict[str, Any]]]
+        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any]
     ) -> ZarrWriter | None:
         """Reopen a store made with the same config and inputs, to complete it.
 
@@ -365,12 +365,19 @@ def _record(f: Any) -> dict[str, Any]:
     return d
 
 
-def input_records(assets: AssetSet) -> dict[str, list[dict[str, Any]]]:
-    """The ``inputs`` attribute for ``assets`` (compared on resume)."""
-    return {
+def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
+    """The ``inputs`` attribute: every input file's name and hash (compared on resume)."""
+    records: dict[str, Any] = {
         "backgrounds": [_record(f) for f in assets.bg_files],
         "foregrounds": [_record(f) for f in assets.fg_files],
     }
+    if assets.depth_files:
+        records["depth_maps"] = [_record(f) for f in assets.depth_files]
+    if config.teacher is not None:
+        from engine.assets import file_record
+
+        records["teacher"] = _record(file_record(config.teacher, "teacher model"))
+    return records
 
 
 def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:

@@ -10,7 +10,11 @@ foreground placed at ``(x, y)`` (see :mod:`kernels.placement`)::
 Depth is switched by the mask, not blended: averaging a near and a far surface
 invents a floating surface in between. Depth travels as float16 *bits*
 (``uint16``) so the kernel only copies it, which keeps CPU and CUDA outputs
-bit-identical.
+bit-identical. With ``occlusion`` set, a foreground pixel whose background is
+nearer than the foreground's plane is hidden (``a = 0`` there, so image, mask
+and depth are the background's). For positive float16 values the order of the
+bit patterns is the order of the numbers, so that test is an integer compare;
+a background depth of 0 means unknown and never occludes.
 
 The per-pixel function :func:`composite_pixel` is plain Python compiled twice:
 by ``numba.njit`` here and by ``numba.cuda.jit(device=True)`` in
@@ -28,7 +32,7 @@ from kernels.checks import check_array, check_same_dims
 
 def composite_pixel(
     b, r, c, bg_images, bg_depth, atlas, table, threshold,
-    out_images, out_masks, out_depth, out_alpha, write_alpha,
+    out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
 ):  # pragma: no cover - compiled by Numba; tested through the kernels
     """Composite one output pixel ``(b, r, c)``; shared by CPU and CUDA kernels."""
     bg = table[b, P.BG]
@@ -39,7 +43,11 @@ def composite_pixel(
     fr = r - y
     fc = c - x
     alpha = 0
-    if fr >= 0 and fr < h and fc >= 0 and fc < w:
+    inside = fr >= 0 and fr < h and fc >= 0 and fc < w
+    if inside and occlusion != 0:
+        behind = bg_depth[bg, r, c]
+        inside = behind == 0 or behind >= table[b, P.DEPTH]
+    if inside:
         if table[b, P.FLIP] != 0:
             fc = w - 1 - fc
         base = table[b, P.OFFSET] + (fr * w + fc) * 4
@@ -68,7 +76,7 @@ _pixel_cpu = numba.njit(cache=True, inline="always")(composite_pixel)
 @numba.njit(parallel=True, cache=True)
 def _composite_cpu(
     bg_images, bg_depth, atlas, table, threshold,
-    out_images, out_masks, out_depth, out_alpha, write_alpha,
+    out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
 ):  # pragma: no cover - compiled by Numba
     n, height, width = out_masks.shape
     # One task per output row: enough parallelism for any batch size, and
@@ -79,7 +87,7 @@ def _composite_cpu(
         for c in range(width):
             _pixel_cpu(
                 b, r, c, bg_images, bg_depth, atlas, table, threshold,
-                out_images, out_masks, out_depth, out_alpha, write_alpha,
+                out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
             )
 
 
@@ -137,6 +145,7 @@ def composite_batch(
     out_masks: np.ndarray,
     out_depth: np.ndarray,
     out_alpha: np.ndarray | None = None,
+    occlusion: bool = False,
 ) -> None:
     """Composite a batch on the CPU (Numba, all cores), writing into ``out_*``.
 
@@ -150,6 +159,7 @@ def composite_batch(
         out_masks: ``(B, H, W) uint8`` 0/255 masks (written).
         out_depth: ``(B, H, W) uint16`` depth as float16 bits (written).
         out_alpha: optional ``(B, H, W) uint8`` soft alpha in output space.
+        occlusion: hide foreground pixels behind nearer background surfaces.
     """
     check_composite_inputs(
         bg_images, bg_depth, atlas, table, threshold, out_images, out_masks, out_depth, out_alpha
@@ -159,5 +169,5 @@ def composite_batch(
         out_alpha = np.empty((0, 0, 0), np.uint8)  # typed placeholder, never written
     _composite_cpu(
         bg_images, bg_depth, atlas, table, np.int32(threshold),
-        out_images, out_masks, out_depth, out_alpha, write_alpha,
+        out_images, out_masks, out_depth, out_alpha, write_alpha, np.int32(occlusion),
     )

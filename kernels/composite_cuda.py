@@ -25,7 +25,7 @@ BLOCK = (32, 8)
 @cuda.jit
 def _composite_cuda(
     bg_images, bg_depth, atlas, table, threshold,
-    out_images, out_masks, out_depth, out_alpha, write_alpha,
+    out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
 ):  # pragma: no cover - compiled by Numba
     c, row = cuda.grid(2)  # row runs over B * H (sample-major)
     n, height, width = out_masks.shape
@@ -35,7 +35,7 @@ def _composite_cuda(
     r = row - b * height
     _pixel_cuda(
         b, r, c, bg_images, bg_depth, atlas, table, threshold,
-        out_images, out_masks, out_depth, out_alpha, write_alpha,
+        out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
     )
 
 
@@ -51,6 +51,7 @@ def composite_batch_cuda(
     out_alpha: Any | None = None,
     stream: Any = 0,
     host_table: np.ndarray | None = None,
+    occlusion: bool = False,
 ) -> None:
     """Composite a batch on the GPU: one kernel launch, no host round trip.
 
@@ -73,7 +74,7 @@ def composite_batch_cuda(
         return
     _composite_cuda[grid, BLOCK, stream](
         bg_images, bg_depth, atlas, table, np.int32(threshold),
-        out_images, out_masks, out_depth, out_alpha, write_alpha,
+        out_images, out_masks, out_depth, out_alpha, write_alpha, np.int32(occlusion),
     )
 
 

@@ -13,6 +13,7 @@ def composite_reference(
     atlas: np.ndarray,
     table: np.ndarray,
     threshold: int,
+    occlusion: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Reference for :func:`kernels.composite.composite_batch`.
 
@@ -33,6 +34,10 @@ def composite_reference(
         if flip:
             fg = fg[:, ::-1]
         image = bg_images[bg].astype(np.float64)
+        if occlusion:  # hidden where the background is nearer (compared as float16 values)
+            behind = bg_depth[bg, y : y + h, x : x + w]
+            near = (behind > 0) & (behind.view(np.float16) < np.uint16(d).view(np.float16))
+            fg[near, 3] = 0
         a = fg[..., 3:4] / 255.0
         region = image[y : y + h, x : x + w]
         image[y : y + h, x : x + w] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)

@@ -25,7 +25,7 @@ def tiny(**overrides) -> GenerateConfig:
     return GenerateConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize("overrides", [{}, {"save_alpha": True, "image_codec": "none"}])
+@pytest.mark.parametrize("overrides", [{}, {"save_alpha": True, "image_codec": "none", "occlusion": "background"}])
 def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     report = generate(tiny(**overrides), tmp_path / "cuda.zarr", RunOptions(device="cuda", writer_threads=1))

@@ -41,7 +41,7 @@ def random_batch(rng: np.random.Generator, n: int, height: int, width: int, n_bg
     return bg, depth, np.concatenate(sprites), table
 
 
-def run_kernel(device: str, bg, depth, atlas, table, threshold: int, with_alpha: bool = True):
+def run_kernel(device: str, bg, depth, atlas, table, threshold: int, with_alpha: bool = True, occlusion: bool = False):
     n = len(table)
     _, height, width, _ = bg.shape
     outs = [
@@ -51,7 +51,7 @@ def run_kernel(device: str, bg, depth, atlas, table, threshold: int, with_alpha:
         np.zeros((n, height, width), np.uint8) if with_alpha else None,
     ]
     if device == "cpu":
-        composite_batch(bg, depth, atlas, table, threshold, *outs)
+        composite_batch(bg, depth, atlas, table, threshold, *outs, occlusion=occlusion)
         return outs
     from numba import cuda
 
@@ -60,7 +60,7 @@ def run_kernel(device: str, bg, depth, atlas, table, threshold: int, with_alpha:
     d_outs = [None if o is None else cuda.to_device(o) for o in outs]
     composite_batch_cuda(
         cuda.to_device(bg), cuda.to_device(depth), cuda.to_device(atlas), cuda.to_device(table),
-        threshold, *d_outs,
+        threshold, *d_outs, occlusion=occlusion,
     )
     return [None if o is None else o.copy_to_host() for o in d_outs]
 
@@ -79,6 +79,36 @@ def test_matches_reference(kernel_device: str, seed: int) -> None:
     want = composite_reference(bg, depth, atlas, table, 127)
     for name, g, w in zip(("images", "masks", "depth", "alpha"), got, want):
         np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_occlusion_matches_reference(kernel_device: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, height, width = small_shape(kernel_device)
+    bg, depth, atlas, table = random_batch(rng, n, height, width)
+    depth[:, : height // 2] = 0  # unknown depth never occludes
+    got = run_kernel(kernel_device, bg, depth, atlas, table, 127, occlusion=True)
+    want = composite_reference(bg, depth, atlas, table, 127, occlusion=True)
+    for name, g, w in zip(("images", "masks", "depth", "alpha"), got, want):
+        np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def test_a_near_box_hides_the_foreground() -> None:
+    """Background at 20 m with a box at 5 m; the car's plane is at 10 m: hidden only behind the box."""
+    height, width = 20, 30
+    depth = np.full((1, height, width), np.float16(20).view(np.uint16), np.uint16)
+    depth[0, 5:15, 10:14] = np.float16(5).view(np.uint16)
+    sprite = np.full((12, 20, 4), 255, np.uint8)
+    table = np.array([[0, 0, 5, 4, 12, 20, 0, np.float16(10).view(np.uint16)]], np.int64)
+    bg = np.zeros((1, height, width, 3), np.uint8)
+    _, masks, d, alpha = run_kernel("cpu", bg, depth, sprite.reshape(-1), table, 127, occlusion=True)
+    expected = np.zeros((height, width), bool)
+    expected[4:16, 5:25] = True
+    expected[5:15, 10:14] = False
+    np.testing.assert_array_equal(masks[0] > 0, expected)
+    np.testing.assert_array_equal(d[0].view(np.float16)[5:15, 10:14], 5)
+    np.testing.assert_array_equal(d[0].view(np.float16)[expected], 10)
+    assert not alpha[0, 5:15, 10:14].any()
 
 
 def test_cpu_equals_cuda_bit_for_bit() -> None:
