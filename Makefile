@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench gpu-wheels clean
+.PHONY: install demo test bench pictures gpu-wheels clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 ## bench: images/s of generate vs the naive per-image loop (see benchmarks/RESULTS.md)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
+
+## pictures: the README's depth-source pictures in docs/
+pictures: $(STAMP)
+	cd benchmarks && ../$(PY) make_pictures.py
 
 ## gpu-wheels: cp312 wheels the lent GPU machine lacks, into .whl/ (ignored), for benchmarks/gpu_session.sh
 GPU_WHEELS := zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1

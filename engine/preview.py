@@ -29,10 +29,18 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return np.floor(rgb + 0.5).astype(np.uint8)
 
 
+UNKNOWN_RGB = (48, 48, 48)
+
+
 def depth_to_rgb(depth: np.ndarray, near: float, far: float) -> np.ndarray:
-    """``(H, W)`` metres → ``(H, W, 3) uint8``; log scale, near = red, far = blue."""
-    d = np.clip(depth.astype(np.float64), near, far)
-    return colorize(1.0 - (np.log(d) - math.log(near)) / max(math.log(far) - math.log(near), 1e-9))
+    """``(H, W)`` metres → ``(H, W, 3) uint8``; log scale, near = red, far = blue,
+    unknown depth (0 or not finite) dark grey."""
+    d = depth.astype(np.float64)
+    unknown = ~(np.isfinite(d) & (d > 0))
+    d = np.clip(np.where(unknown, far, d), near, far)
+    rgb = colorize(1.0 - (np.log(d) - math.log(near)) / max(math.log(far) - math.log(near), 1e-9))
+    rgb[unknown] = UNKNOWN_RGB
+    return rgb
 
 
 def pick_samples(done_ranges: list[tuple[int, int]], n: int) -> np.ndarray:
@@ -69,7 +77,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     masks = group["masks"].get_orthogonal_selection((index,))
     depth = group["depth"].get_orthogonal_selection((index,)).astype(np.float32)
     far = float(attrs["depth"]["max_depth"])
-    near = max(0.5, float(np.nanmin(depth)) if depth.size else 0.5)
+    known = depth[np.isfinite(depth) & (depth > 0)]
+    near = max(0.5, float(known.min()) if known.size else 0.5)
     height, width = images.shape[1:3]
     th = tile or height
     tw = max(1, round(width * th / height))
