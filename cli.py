@@ -239,6 +239,161 @@ def preview(
     typer.echo(f"wrote {out} ({sheet.width}x{sheet.height})")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Zarr store written by generate (needs images and depth).")],
+    out: Annotated[Path, typer.Option(help="Run folder: <out>/<stage>.pt, <stage>_log.csv, <stage>_metrics.json.")],
+    stage: Annotated[str, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = "coarse",
+    steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.")] = 2000,
+    init: Annotated[Optional[Path], typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
+    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32).")] = 32,
+    optimizer: Annotated[str, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = "sgd",
+    lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).")] = 1.0,
+    adamw_lr: Annotated[float, typer.Option(help="Learning rate with --optimizer adamw.")] = 3e-4,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
+    input_size: Annotated[str, typer.Option(help="Network input, HxW or one number (square); output is 1/4. 228x304 is the paper's NYU size.")] = "112",
+    coarse_channels: Annotated[str, typer.Option(help="Coarse conv widths: paper (96,256,384,384,256) or torchvision (AlexNet's, for --init-from).")] = "paper",
+    init_from: Annotated[Optional[Path], typer.Option(help="AlexNet-style weights for coarse conv1-5 (e.g. torchvision's alexnet .pth); never downloaded.")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out for validation.")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, batches, augmentation, dropout.")] = 0,
+    loss_mask: Annotated[str, typer.Option(help="Pixels in the loss: all (valid depth), foreground or background.")] = "all",
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps (on --eval-samples held-out samples).")] = 250,
+    eval_samples: Annotated[int, typer.Option(help="Held-out samples in the periodic validation (the final one uses all).")] = 2000,
+    checkpoint_every: Annotated[int, typer.Option(help="Write the checkpoint every N steps, and at the end.")] = 500,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPUs with it, else fp16 with a grad scaler; fp32 on the CPU), fp32, bf16, fp16.")] = "auto",
+    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    max_train_samples: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of this many samples.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
+    plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation."""
+    _setup_logging(verbose)
+    from engine.train import TrainConfig
+    from engine.train import train as run_train
+
+    try:
+        height, width = _size_pair(input_size if "x" in input_size.lower() else f"{input_size}x{input_size}", "--input-size")
+        config = TrainConfig(
+            data=str(data), out=str(out), stage=stage, steps=steps, batch=batch, optimizer=optimizer,
+            lr_scale=lr_scale, adamw_lr=adamw_lr, weight_decay=weight_decay, height=height, width=width,
+            coarse_channels=coarse_channels, init=None if init is None else str(init),
+            init_from=None if init_from is None else str(init_from), val_fraction=val_fraction,
+            split_seed=split_seed, seed=seed, loss_mask=loss_mask, eval_every=eval_every,
+            eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=precision,
+            compile=compile, device=device, max_train_samples=max_train_samples,
+        )
+        with _TrainProgress(disabled=quiet) as bar:
+            report = run_train(config, resume=resume, progress=bar.update, plot=plot)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted: continue from the last checkpoint with --resume", 130) from None
+    typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "
+               f"({report.images_per_second:.0f} images/s) -> {report.checkpoint}")
+    typer.echo(_metric_table(report.metrics))
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Zarr store (the held-out split is the one the checkpoint was trained with).")],
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.")],
+    split: Annotated[str, typer.Option(help="val (held-out backgrounds), train, or all.")] = "val",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    batch: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """The paper's error metrics for a checkpoint, next to the constant predictor."""
+    from engine.evaluate import evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(checkpoint, data, split, device, batch)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['checkpoint']} ({result['stage']}, step {result['step']}) on {result['split']}: "
+               f"{result['samples']} samples, input {result['input_size'][1]}x{result['input_size'][0]}")
+    typer.echo(_metric_table(result["metrics"]))
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    out: Annotated[Path, typer.Option(help="Folder for <name>_depth.png (colour map) and <name>_depth.npy (metres).")] = Path("depth"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Predict depth for image files: colour-mapped PNGs and .npy arrays in metres."""
+    import numpy as np
+    from PIL import Image
+
+    from engine.evaluate import predict_images
+    from engine.preview import depth_to_rgb
+
+    try:
+        maps = predict_images(checkpoint, list(images), device)
+        out.mkdir(parents=True, exist_ok=True)
+        for path, depth in zip(images, maps):
+            np.save(out / f"{path.stem}_depth.npy", depth)
+            rgb = depth_to_rgb(depth, max(0.5, float(depth.min())), float(depth.max()) + 1e-3)
+            size = Image.open(path).size
+            Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR).save(out / f"{path.stem}_depth.png")
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    except OSError as e:
+        raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
+    typer.echo(f"wrote {len(maps)} depth maps to {out}/")
+
+
+_METRIC_LABELS = [("delta1", "δ<1.25", "↑"), ("delta2", "δ<1.25²", "↑"), ("delta3", "δ<1.25³", "↑"),
+                  ("abs_rel", "abs rel", "↓"), ("sq_rel", "sq rel", "↓"), ("rmse", "RMSE (m)", "↓"),
+                  ("rmse_log", "RMSE log", "↓"), ("si_log", "RMSE log s.i.", "↓")]
+
+
+def _metric_table(metrics: dict) -> str:
+    names = list(metrics)
+    lines = [f"  {'metric':<16}" + "".join(f"{n:>12}" for n in names)]
+    for key, label, arrow in _METRIC_LABELS:
+        lines.append(f"  {label + ' ' + arrow:<16}" + "".join(f"{metrics[n][key]:>12.4f}" for n in names))
+    return "\n".join(lines)
+
+
+class _TrainProgress:
+    """Rich progress bar for training: step, loss, images/s."""
+
+    def __init__(self, disabled: bool) -> None:
+        self.disabled = disabled or not sys.stderr.isatty()
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> _TrainProgress:
+        if not self.disabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]}  {task.fields[rate]} images/s"),
+                                TimeRemainingColumn(), console=Console(stderr=True))
+            self.bar.__enter__()
+        return self
+
+    def update(self, step: int, steps: int, loss: float, rate: float) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=steps, completed=step - 1, loss="-", rate="-")
+        self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", rate=f"{rate:,.0f}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
 def _value(option: object) -> str:
     """An enum option's string (Typer passes defaults through unconverted)."""
     return option.value if isinstance(option, Enum) else str(option)

@@ -1,0 +1,223 @@
+"""Training data from a store: held-out splits by background, resized arrays, batches.
+
+The validation split holds out whole backgrounds, chosen reproducibly from
+the store's ``meta/bg_index`` (a seeded permutation of the backgrounds), so
+the network is judged on scenes it never saw. A split's samples are read
+chunk-aligned from the store once, resized to the network's input (images)
+and output (depth, masks), and kept in memory; batches are drawn from them
+by a sampler that is a pure function of ``(seed, step)``, so a resumed run
+sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+SPLITS = ("train", "val", "all")
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """One split, resized and in memory.
+
+    Attributes:
+        index: ``(N,) int64`` sample indices in the store.
+        images: ``(N, H, W, 3) uint8`` at the network's input size.
+        depth: ``(N, h, w) float32`` metres at its output size (0 = unknown).
+        masks: ``(N, h, w) bool`` foreground at the output size.
+        bg_index: ``(N,) int64`` background of each sample.
+    """
+
+    index: np.ndarray
+    images: np.ndarray
+    depth: np.ndarray
+    masks: np.ndarray
+    bg_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def validation_backgrounds(n_backgrounds: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted backgrounds held out for validation: ``round(fraction * n)`` (at least 1,
+    at most ``n - 1``) from a permutation seeded by ``seed``."""
+    if n_backgrounds < 2:
+        raise StoreError("the store has one background: a split by background needs at least two")
+    n_val = min(n_backgrounds - 1, max(1, round(fraction * n_backgrounds)))
+    order = np.random.default_rng([seed, 0x5E1]).permutation(n_backgrounds)
+    return np.sort(order[:n_val])
+
+
+def open_training_store(path: str | Path):
+    """Open a store for training/evaluation, checking what the model needs.
+
+    Returns:
+        ``(group, attrs)``.
+
+    Raises:
+        StoreError: not an fgbg store, no depth, or arrays of mismatched shapes.
+    """
+    import zarr
+
+    from engine.store import read_attrs
+
+    root = Path(path)
+    attrs = read_attrs(root)
+    group = zarr.open_group(root, mode="r")
+    image_name = "images" if "images" in group else "images_jpeg" if "images_jpeg" in group else None
+    if image_name is None:
+        raise StoreError(f"{root}: no 'images' array")
+    if "depth" not in group:
+        raise StoreError(f"{root}: no 'depth' array (was it made by fgbg generate?)")
+    n = group[image_name].shape[0]
+    depth = group["depth"]
+    if depth.shape[0] != n or (image_name == "images" and tuple(depth.shape[1:]) != tuple(group["images"].shape[1:3])):
+        raise StoreError(f"{root}: depth {tuple(depth.shape)} does not match images {tuple(group[image_name].shape)}")
+    if "meta/bg_index" not in group or group["meta/bg_index"].shape[0] != n:
+        raise StoreError(f"{root}: meta/bg_index missing or of the wrong length")
+    return group, attrs
+
+
+def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample indices of ``split`` (``train``, ``val`` or ``all``) among completed shards.
+
+    Returns:
+        ``(indices, validation backgrounds)``.
+
+    Raises:
+        StoreError: unknown or empty split.
+    """
+    if split not in SPLITS:
+        raise StoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    group, attrs = open_training_store(path)
+    lay = attrs["layout"]
+    done = np.zeros(lay["n_samples"], bool)
+    for k in attrs["progress"]["shards_done"]:
+        done[k * lay["shard_size"] : (k + 1) * lay["shard_size"]] = True
+    bg = group["meta/bg_index"][:]
+    n_bg = len(attrs["inputs"]["backgrounds"])
+    val_bgs = validation_backgrounds(n_bg, val_fraction, seed)
+    in_val = np.isin(bg, val_bgs)
+    keep = done & (in_val if split == "val" else ~in_val if split == "train" else True)
+    index = np.flatnonzero(keep)
+    if len(index) == 0:
+        raise StoreError(f"{path}: the {split} split is empty (completed samples: {int(done.sum())})")
+    return index, val_bgs
+
+
+def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int], output_size: tuple[int, int],
+               block: int = 2048) -> SplitArrays:
+    """Read samples ``index`` (sorted) and resize them for the network.
+
+    Images: antialiased bilinear to ``input_size``. Depth and masks: nearest
+    (pixel-centre) to ``output_size`` — averaging depth across an object's
+    edge would invent surfaces. Reads contiguous runs in blocks, never one
+    sample at a time.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    group, _ = open_training_store(path)
+    n = len(index)
+    H, W = input_size
+    h, w = output_size
+    images = np.empty((n, H, W, 3), np.uint8)
+    depth = np.empty((n, h, w), np.float32)
+    masks = np.empty((n, h, w), bool)
+    jpeg = "images" not in group
+    out = 0
+    for start, stop in _runs(index, block):
+        sel = index[np.searchsorted(index, start) : np.searchsorted(index, stop)] - start
+        if jpeg:
+            from PIL import Image
+
+            raw = group["images_jpeg"][start:stop]
+            imgs = np.stack([np.asarray(Image.open(io.BytesIO(raw[i])).convert("RGB")) for i in sel])
+        else:
+            imgs = group["images"][start:stop][sel]
+        d = group["depth"][start:stop][sel].astype(np.float32)
+        m = group["masks"][start:stop][sel] > 0
+        k = len(sel)
+        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()  # (k, 3, H0, W0)
+        if x.shape[-2:] != (H, W):
+            x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
+        images[out : out + k] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        dm = torch.from_numpy(np.stack([d, m.astype(np.float32)], axis=1))  # (k, 2, H0, W0)
+        dm = F.interpolate(dm, size=(h, w), mode="nearest-exact")
+        depth[out : out + k] = dm[:, 0].numpy()
+        masks[out : out + k] = dm[:, 1].numpy() > 0.5
+        out += k
+    bg = group["meta/bg_index"][:][index].astype(np.int64)
+    return SplitArrays(index=index, images=images, depth=depth, masks=masks, bg_index=bg)
+
+
+def _runs(index: np.ndarray, block: int, gap: int = 64) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``index`` (sorted): a new range starts
+    after a jump of more than ``gap`` samples or ``block`` samples into a range,
+    so reads skip what is not needed without going one chunk at a time."""
+    if len(index) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(index) > gap) + 1
+    bounds = np.concatenate([[0], cuts, [len(index)]])
+    runs: list[tuple[int, int]] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):  # one iteration per contiguous segment
+        first, last = int(index[a]), int(index[b - 1]) + 1
+        runs.extend((s, min(s + block, last)) for s in range(first, last, block))
+    return runs
+
+
+class BatchSampler:
+    """Which samples form batch ``step``: epochs of seeded permutations, a pure
+    function of ``(seed, step)`` (resume sees the same batches)."""
+
+    def __init__(self, n: int, batch: int, seed: int) -> None:
+        self.n, self.batch, self.seed = n, batch, seed
+        self._perm: dict[int, np.ndarray] = {}
+
+    def __call__(self, step: int) -> np.ndarray:
+        positions = step * self.batch + np.arange(self.batch)
+        epochs, offsets = positions // self.n, positions % self.n
+        return np.array([self._permutation(int(e))[o] for e, o in zip(epochs, offsets)], dtype=np.int64)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perm:
+            self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._perm[epoch]
+
+
+def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None):
+    """Tensors for rows of ``data``: ``x (B, 3, H, W) float32`` normalised,
+    ``depth (B, 1, h, w)``, ``masks (B, 1, h, w) bool``.
+
+    With ``augment_seed``: a random horizontal flip of image, depth and mask
+    together, and colour jitter of the image only (brightness and per-channel
+    gain in [0.8, 1.2]).
+    """
+    import torch
+
+    images = data.images[rows].astype(np.float32) / 255.0  # (B, H, W, 3)
+    depth = data.depth[rows]
+    masks = data.masks[rows]
+    if augment_seed is not None:
+        rng = np.random.default_rng([augment_seed, 0xA06])
+        flip = rng.random(len(rows)) < 0.5
+        images[flip] = images[flip, :, ::-1]
+        depth = depth.copy()
+        masks = masks.copy()
+        depth[flip] = depth[flip, :, ::-1]
+        masks[flip] = masks[flip, :, ::-1]
+        gain = rng.uniform(0.8, 1.2, (len(rows), 1, 1, 1)) * rng.uniform(0.8, 1.2, (len(rows), 1, 1, 3))
+        images = np.clip(images * gain.astype(np.float32), 0.0, 1.0)
+    x = torch.from_numpy((images - IMAGENET_MEAN) / IMAGENET_STD).permute(0, 3, 1, 2).contiguous()
+    return x, torch.from_numpy(np.ascontiguousarray(depth))[:, None], torch.from_numpy(np.ascontiguousarray(masks))[:, None]

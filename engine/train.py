@@ -1,0 +1,309 @@
+"""Training the coarse/fine network, read top to bottom.
+
+As in the paper: first the coarse network alone, then the fine network with
+the coarse one fixed. One config dataclass; one loop; checkpoints that let
+``--resume`` continue exactly (weights, optimiser, grad scaler, step, random
+states, and batches that are a pure function of the step).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: called with (step, steps, loss, images per second)
+TrainProgress = Callable[[int, int, float, float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint).
+
+    Attributes:
+        data: the Zarr store to train on.
+        out: run folder; checkpoints are ``<out>/<stage>.pt``.
+        stage: ``coarse`` or ``fine`` (the fine stage starts from ``init``).
+        steps: optimiser steps of this stage.
+        batch: samples per step (the paper's 32).
+        optimizer: ``sgd`` (momentum 0.9, the paper's per-layer rates) or ``adamw``.
+        lr_scale: multiplies the paper's per-layer rates (``sgd``).
+        adamw_lr: learning rate of every layer with ``adamw``.
+        weight_decay: L2 weight decay.
+        height, width: network input size; the output is 1/4 of it.
+        coarse_channels: ``paper`` or ``torchvision`` (AlexNet's, for ``init_from``).
+        init: checkpoint of a coarse stage to start the fine stage from.
+        init_from: AlexNet-style weights for coarse conv1-5 (e.g. torchvision's file).
+        val_fraction: fraction of backgrounds held out for validation.
+        split_seed: seed of which backgrounds are held out.
+        seed: seed of initialisation, batches, augmentation and dropout.
+        loss_mask: pixels in the loss: ``all`` valid, ``foreground`` or ``background``.
+        lam: λ of the scale-invariant loss.
+        eval_every: validate every N steps (on ``eval_samples`` held-out samples).
+        eval_samples: size of that periodic validation subset (the final one uses all).
+        checkpoint_every: write the checkpoint every N steps (and at the end).
+        precision: ``auto`` (bf16 on GPUs with it, else fp16 + grad scaler; fp32
+            on the CPU), ``fp32``, ``bf16`` or ``fp16``.
+        compile: wrap the model in ``torch.compile``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        max_train_samples: keep a seeded subset of this many training samples.
+    """
+
+    data: str
+    out: str
+    stage: str = "coarse"
+    steps: int = 2000
+    batch: int = 32
+    optimizer: str = "sgd"
+    lr_scale: float = 1.0
+    adamw_lr: float = 3e-4
+    weight_decay: float = 0.0
+    height: int = 112
+    width: int = 112
+    coarse_channels: str = "paper"
+    init: str | None = None
+    init_from: str | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+    loss_mask: str = "all"
+    lam: float = 0.5
+    eval_every: int = 250
+    eval_samples: int = 2000
+    checkpoint_every: int = 500
+    precision: str = "auto"
+    compile: bool = False
+    device: str = "auto"
+    max_train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.stage in ("coarse", "fine"), f"--stage must be coarse or fine, got {self.stage!r}")
+        need(self.stage == "coarse" or self.init is not None or self.init_from is None,
+             "--init-from initialises the coarse stage")
+        need(self.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {self.optimizer!r}")
+        need(self.steps >= 1 and self.batch >= 1, "--steps and --batch must be at least 1")
+        need(0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        need(self.eval_every >= 1 and self.checkpoint_every >= 1, "--eval-every and --checkpoint-every must be >= 1")
+        need(self.lr_scale > 0 and self.adamw_lr > 0, "learning rates must be positive")
+        need(self.loss_mask in ("all", "foreground", "background"),
+             f"--loss-mask must be all, foreground or background, got {self.loss_mask!r}")
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.out) / f"{self.stage}.pt"
+
+    #: fields that may change when resuming (how long and how often, not what)
+    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "out", "data")
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What a run did."""
+
+    checkpoint: Path
+    stage: str
+    steps_run: int
+    seconds: float
+    images_per_second: float
+    metrics: dict[str, dict[str, float]]
+
+
+def _rng_state() -> dict[str, Any]:
+    """torch's generators (dropout); batches and augmentation are seeded per step instead."""
+    import torch
+
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | None = None,
+          plot: bool = False) -> TrainReport:
+    """Train one stage; returns the final validation metrics (model and constant predictor)."""
+    import torch
+
+    from engine.checkpoint import load_checkpoint, save_checkpoint
+    from engine.data import BatchSampler, load_split, make_batch, split_indices
+    from engine.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
+    from engine.metrics import scale_invariant_loss
+    from engine.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
+
+    t_start = time.perf_counter()
+    device = pick_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = config.checkpoint_path()
+    torch.manual_seed(config.seed)
+
+    # -- the model, and where it starts from ------------------------------------------
+    mc = ModelConfig(height=config.height, width=config.width, coarse_channels=config.coarse_channels)
+    model = EigenDepth(mc)
+    resumed = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if resumed is not None:
+        _check_resumable(resumed, config)
+    elif config.stage == "fine":
+        if config.init is None:
+            raise ConfigError("--stage fine needs --init runs/<exp>/coarse.pt (the trained coarse network)")
+        start_from = load_checkpoint(config.init)
+        if start_from["model_config"] != dataclasses.asdict(mc):
+            raise ConfigError(f"{config.init}: made for input {start_from['model_config']['width']}x"
+                              f"{start_from['model_config']['height']}, this run is {mc.width}x{mc.height}")
+        model.load_state_dict(start_from["model"])
+    elif config.init_from is not None:
+        load_alexnet_convs(model, torch.load(config.init_from, map_location="cpu", weights_only=True), config.init_from)
+    if config.stage == "fine":
+        model.coarse.requires_grad_(False)  # the paper trains fine with coarse fixed
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    # -- data: held-out backgrounds, resized into memory ----------------------------------
+    train_index, val_bgs = split_indices(config.data, "train", config.val_fraction, config.split_seed)
+    val_index, _ = split_indices(config.data, "val", config.val_fraction, config.split_seed)
+    if config.max_train_samples is not None and config.max_train_samples < len(train_index):
+        pick = np.random.default_rng([config.seed, 0x7A1]).choice(len(train_index), config.max_train_samples, replace=False)
+        train_index = np.sort(train_index[pick])
+    train_data = load_split(config.data, train_index, (mc.height, mc.width), mc.output_size)
+    val_data = load_split(config.data, val_index, (mc.height, mc.width), mc.output_size)
+    eval_rows = np.sort(np.random.default_rng([config.seed, 0xE7A]).permutation(len(val_data))[: config.eval_samples])
+    val_subset = type(val_data)(**{f.name: getattr(val_data, f.name)[eval_rows] for f in dataclasses.fields(val_data)})
+    valid_train = train_data.depth[train_data.depth > 0]
+    constant_log_depth = float(np.log(valid_train).mean())  # the constant predictor's value
+    log.info("train %d samples, val %d (backgrounds %s)", len(train_data), len(val_data), val_bgs.tolist())
+
+    # -- optimiser: the paper's SGD with per-layer rates, or AdamW ----------------------------
+    groups = param_groups(model, config.stage, config.lr_scale)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
+    else:
+        for g in groups:
+            g["lr"] = config.adamw_lr
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
+    step = 0
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scaler.load_state_dict(resumed["scaler"])
+        step = int(resumed["step"])
+        _set_rng_state(resumed["rng"])
+    forward = torch.compile(model) if config.compile else model
+    sampler = BatchSampler(len(train_data), config.batch, config.seed)
+    log_path = out / f"{config.stage}_log.csv"
+    history = _read_log(log_path, upto=step) if resumed is not None else []
+
+    def checkpoint(metrics: dict | None) -> None:
+        save_checkpoint(ckpt_path, {
+            "stage": config.stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(mc),
+            "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(), "rng": _rng_state(), "constant_log_depth": constant_log_depth,
+            "val_backgrounds": val_bgs.tolist(), "metrics": metrics,
+        })
+        _write_log(log_path, history)
+
+    # -- the loop ---------------------------------------------------------------------
+    model.train()
+    if config.stage == "fine":
+        model.coarse.eval()  # fixed: no dropout in the coarse network
+    steps_run = 0
+    t_loop = time.perf_counter()
+    seen = 0
+    while step < config.steps:
+        rows = sampler(step)
+        x, depth, masks = make_batch(train_data, rows, augment_seed=config.seed * 2**32 + step)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
+        depth, valid = depth.to(device), loss_mask(depth, masks, config.loss_mask).to(device)  # (B, 1, h, w)
+        with autocast(device, dtype):
+            log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
+        loss = scale_invariant_loss(log_pred.float(), depth, valid, config.lam)
+        if not torch.isfinite(loss):
+            raise ConfigError(f"the loss became {loss.item()} at step {step}: lower the learning rate "
+                              "(--lr-scale, or --optimizer adamw)")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        steps_run += 1
+        seen += len(rows)
+        rate = seen / max(time.perf_counter() - t_loop, 1e-9)
+        row: dict[str, Any] = {"step": step, "loss": loss.item(), "images_per_s": rate}
+        if step % config.eval_every == 0 and step < config.steps:
+            metrics = evaluate_arrays(model, val_subset, config.stage, device, dtype, None)["model"]
+            row.update({f"val_{k}": v for k, v in metrics.items()})
+            if config.stage == "fine":
+                model.coarse.eval()
+        history.append(row)
+        if progress:
+            progress(step, config.steps, row["loss"], rate)
+        if step % config.checkpoint_every == 0 and step < config.steps:
+            checkpoint(None)
+
+    final = evaluate_arrays(model, val_data, config.stage, device, dtype, constant_log_depth)
+    if history:
+        history[-1].update({f"val_{k}": v for k, v in final["model"].items()})
+    checkpoint(final)
+    (out / f"{config.stage}_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
+    if plot:
+        from engine.plots import loss_curves, prediction_sheet
+
+        loss_curves(history, out / f"{config.stage}_curves.png", title=f"{config.stage} stage")
+        prediction_sheet(model, val_data, config.stage, device, out / f"{config.stage}_predictions.png")
+    seconds = time.perf_counter() - t_start
+    return TrainReport(ckpt_path, config.stage, steps_run, seconds,
+                       seen / max(time.perf_counter() - t_loop, 1e-9), final)
+
+
+def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:
+    saved = checkpoint["train_config"]
+    now = dataclasses.asdict(config)
+    differ = [k for k in now if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if differ:
+        raise ConfigError(f"{config.checkpoint_path()}: trained with different settings ({', '.join(differ)}); "
+                          "resume with the same options or start a new --out")
+    if checkpoint["step"] >= config.steps:
+        raise ConfigError(f"{config.checkpoint_path()}: already at step {checkpoint['step']} of {config.steps}; "
+                          "raise --steps to train further")
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: (float(v) if v not in ("", None) else math.nan) for k, v in r.items()} for r in csv.DictReader(f)]
+    return [{k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))} for r in rows
+            if r["step"] <= upto]

@@ -1,0 +1,130 @@
+"""Training: overfitting a batch, exact resume, the fine stage, the CLI, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli import app
+from engine.checkpoint import load_checkpoint
+from engine.config import GenerateConfig
+from engine.errors import ConfigError, InputError, StoreError
+from engine.generate import generate
+from engine.train import TrainConfig, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 backgrounds x 2 cars x 2 flips x 4 positions = 48 samples at 64x64."""
+    out = tmp_path_factory.mktemp("train") / "s.zarr"
+    generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=64, width=64, positions=4,
+                            shard_size=16), out)
+    return out
+
+
+def config(store: Path, out: Path, **overrides) -> TrainConfig:
+    base = dict(data=str(store), out=str(out), height=64, width=64, batch=8, steps=6, val_fraction=0.34,
+                eval_every=3, checkpoint_every=3, eval_samples=8, device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def losses(out: Path, stage: str = "coarse") -> list[float]:
+    with open(out / f"{stage}_log.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_overfits_one_batch(store: Path, tmp_path: Path) -> None:
+    report = train(config(store, tmp_path / "o", steps=120, batch=8, max_train_samples=8, optimizer="adamw",
+                          adamw_lr=1e-3, eval_every=1000))
+    curve = losses(tmp_path / "o")
+    assert np.mean(curve[-10:]) < 0.1 * np.mean(curve[:5])
+    assert report.steps_run == 120 and set(report.metrics) == {"model", "constant"}
+
+
+def test_resume_equals_uninterrupted(store: Path, tmp_path: Path) -> None:
+    train(config(store, tmp_path / "a", steps=6))
+    train(config(store, tmp_path / "b", steps=3))
+    train(config(store, tmp_path / "b", steps=6), resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "coarse.pt"), load_checkpoint(tmp_path / "b" / "coarse.pt")
+    assert a["step"] == b["step"] == 6
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+
+
+def test_resume_refuses_other_settings(store: Path, tmp_path: Path) -> None:
+    train(config(store, tmp_path / "r", steps=3))
+    with pytest.raises(ConfigError, match="different settings \\(batch\\)"):
+        train(config(store, tmp_path / "r", steps=6, batch=4), resume=True)
+    with pytest.raises(ConfigError, match="already at step 3 of 3"):
+        train(config(store, tmp_path / "r", steps=3), resume=True)
+
+
+def test_fine_stage_keeps_coarse_fixed(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "f"
+    train(config(store, out, steps=3))
+    report = train(config(store, out, stage="fine", init=str(out / "coarse.pt"), steps=3), plot=True)
+    coarse, fine = load_checkpoint(out / "coarse.pt"), load_checkpoint(out / "fine.pt")
+    for key, tensor in coarse["model"].items():
+        if key.startswith("coarse."):
+            assert torch.equal(tensor, fine["model"][key]), key
+    assert any(not torch.equal(coarse["model"][k], fine["model"][k]) for k in fine["model"] if k.startswith("fine."))
+    assert (out / "fine_curves.png").exists() and (out / "fine_predictions.png").exists()
+    assert json.loads((out / "fine_metrics.json").read_text())["model"]["rmse"] == report.metrics["model"]["rmse"]
+
+
+def test_fine_needs_a_matching_coarse_checkpoint(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    train(config(store, out, steps=2))
+    with pytest.raises(ConfigError, match="needs --init"):
+        train(config(store, out, stage="fine"))
+    with pytest.raises(ConfigError, match="made for input 64x64, this run is 72x72"):
+        train(config(store, out, stage="fine", init=str(out / "coarse.pt"), height=72, width=72))
+
+
+def test_store_problems_are_clear_errors(store: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "nodepth.zarr"
+    shutil.copytree(store, broken)
+    shutil.rmtree(broken / "depth")
+    with pytest.raises(StoreError, match="no 'depth' array"):
+        train(config(broken, tmp_path / "x"))
+    empty = tmp_path / "empty.zarr"
+    shutil.copytree(store, empty)
+    doc = json.loads((empty / "zarr.json").read_text())
+    doc["attributes"]["fgbg"]["progress"]["shards_done"] = []
+    (empty / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match="the train split is empty"):
+        train(config(empty, tmp_path / "y"))
+    with pytest.raises(InputError, match="checkpoint does not exist"):
+        train(config(store, tmp_path / "z", stage="fine", init=str(tmp_path / "nope.pt")))
+
+
+def test_cli_train_evaluate_predict(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    args = ["train", "--data", str(store), "--out", str(out), "--input-size", "64", "--steps", "3", "--batch", "8",
+            "--val-fraction", "0.34", "--device", "cpu", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "coarse: 3 steps" in result.output and "constant" in result.output
+    result = runner.invoke(app, ["evaluate", "--data", str(store), "--checkpoint", str(out / "coarse.pt"), "--json"])
+    data = json.loads(result.output)
+    assert data["split"] == "val" and data["samples"] == 16 and set(data["metrics"]) == {"model", "constant"}
+    image = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(image)
+    result = runner.invoke(app, ["predict", "--checkpoint", str(out / "coarse.pt"), str(image), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    depth = np.load(tmp_path / "d" / "street_depth.npy")
+    assert depth.shape == (14, 14) and (depth > 0).all()
+    assert Image.open(tmp_path / "d" / "street_depth.png").size == (120, 90)
+    result = runner.invoke(app, ["evaluate", "--data", str(store), "--checkpoint", str(tmp_path / "missing.pt")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
