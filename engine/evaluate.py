@@ -87,7 +87,8 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
             x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with autocast(device, dtype):
                 log_pred = model(x, stage)
-            pred = torch.exp(log_pred.float()).cpu()
+            pred = torch.exp(log_pred.float())  # metrics are computed where the batch is
+            depth, masks = depth.to(device), masks.to(device)
             valid = loss_mask(depth, masks, which)
             ours.update(pred, depth, valid)
             if constant_log_depth is not None:

@@ -98,6 +98,13 @@ def test_store_problems_are_clear_errors(store: Path, tmp_path: Path) -> None:
     shutil.rmtree(broken / "depth")
     with pytest.raises(StoreError, match="no 'depth' array"):
         train(config(broken, tmp_path / "x"))
+    mismatched = tmp_path / "mismatched.zarr"
+    shutil.copytree(store, mismatched)
+    meta = json.loads((mismatched / "depth" / "zarr.json").read_text())
+    meta["shape"][2] += 1
+    (mismatched / "depth" / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="depth \\(48, 64, 65\\) does not match images \\(48, 64, 64, 3\\)"):
+        train(config(mismatched, tmp_path / "w"))
     empty = tmp_path / "empty.zarr"
     shutil.copytree(store, empty)
     doc = json.loads((empty / "zarr.json").read_text())
