@@ -51,6 +51,16 @@ def seconds(fn, repeats: int = 5, sync=None) -> float:
     return statistics.median(times)
 
 
+def device_bandwidth(cuda, size: int) -> tuple[float, float]:
+    """(device-to-device copy bytes/s counting read + write, pinned device-to-host bytes/s)."""
+    src = cuda.device_array(size, np.uint8)
+    dst = cuda.device_array(size, np.uint8)
+    pinned = cuda.pinned_array(size, np.uint8)
+    t_copy = seconds(lambda: dst.copy_to_device(src), sync=cuda.synchronize)
+    t_d2h = seconds(lambda: src.copy_to_host(pinned), sync=cuda.synchronize)
+    return 2 * size / t_copy, size / t_d2h
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=400_000, help="end-to-end samples (default: the full 400k)")
@@ -83,17 +93,10 @@ def main() -> None:
     print(f"device: {results['device']}")
 
     # -- bandwidth floors of the device itself ---------------------------------
-    src = cuda.device_array(big, np.uint8)
-    dst = cuda.device_array(big, np.uint8)
-    t = seconds(lambda: dst.copy_to_device(src), sync=cuda.synchronize)
-    copy_bw = 2 * big / t
-    pinned = cuda.pinned_array(big, np.uint8)
-    t = seconds(lambda: src.copy_to_host(pinned), sync=cuda.synchronize)
-    d2h_bw = big / t
+    copy_bw, d2h_bw = device_bandwidth(cuda, big)
     results["device_copy_GBps"] = copy_bw / 1e9
     results["d2h_pinned_GBps"] = d2h_bw / 1e9
     print(f"device-to-device copy: {copy_bw / 1e9:8.1f} GB/s (read + write)   pinned D2H: {d2h_bw / 1e9:6.1f} GB/s")
-    del src, dst, pinned
 
     # -- the kernel alone, per batch size ----------------------------------------
     config = GenerateConfig(builtin_backgrounds=assets_n, builtin_foregrounds=assets_n, height=size, width=size,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import placement as P
-
 
 def composite_reference(
     bg_images: np.ndarray,
