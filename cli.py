@@ -206,7 +206,11 @@ def info(
                f"{lay['shard_size']} per shard, {lay['chunk_size']} per chunk)")
     typer.echo(f"  inputs    {len(inputs['backgrounds'])} backgrounds x {len(inputs['foregrounds'])} foregrounds "
                f"({source}); seed {a['seed']}")
-    typer.echo(f"  depth     {a['depth']['source']}: {a['depth']['geometry']}, capped at {a['depth']['max_depth']:g} m")
+    depth = a["depth"]
+    how = depth["source"] if depth.get("geometry") in (None, depth["source"]) else f"{depth['source']}: {depth['geometry']}"
+    if depth.get("teacher"):
+        how += f" (teacher {depth['teacher']})"
+    typer.echo(f"  depth     {how}, capped at {depth['max_depth']:g} m")
     if a["skipped"]:
         typer.echo(f"  skipped   {len(a['skipped'])} bad input files (see info --json)")
     typer.echo("  arrays")
