@@ -207,7 +207,9 @@ class Compositor:
 
     def replace_depth(self, batch: Batch, p: Placements) -> None:
         """Overwrite the batch's depth when the source predicts it per composite."""
+        if not self.depth.per_composite:
+            return
+        batch.ready()  # a GPU batch is still copying back: the network must see finished images
         predicted = self.depth.composite_depth(batch.images, p.bg)
         if predicted is not None:
-            batch.ready()
             batch.depth[...] = predicted.astype(np.float16)

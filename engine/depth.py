@@ -45,6 +45,9 @@ class DepthSource(Protocol):
     """What the plan and the compositor need from a depth source."""
 
     name: str
+    #: whether :meth:`composite_depth` replaces each composite's depth (it then
+    #: needs the finished composite images)
+    per_composite: bool
 
     def background_depth(self) -> np.ndarray:
         """``(NB, H, W) float32`` metres in ``[0, max_depth]`` (0 = unknown)."""
@@ -93,6 +96,7 @@ class _Source:
     """Shared behaviour: a background depth array, optional cameras, a plane rule."""
 
     name = ""
+    per_composite = False
 
     def __init__(self, depth: np.ndarray, grounds: list[GroundPlane] | None, config: GenerateConfig) -> None:
         self.max_depth = float(config.max_depth)
@@ -205,6 +209,8 @@ class TeacherCompositeDepth(MapDepth):
     used for ``--occlusion``); each composite's depth is the network's view of
     the composite itself.
     """
+
+    per_composite = True
 
     def __init__(self, depth: np.ndarray, assets: AssetSet, config: GenerateConfig, teacher: Any,
                  aligner: Any, extra: dict[str, Any]) -> None:

@@ -230,6 +230,28 @@ def test_teacher_composite_runs_on_every_composite(tmp_path: Path) -> None:
     np.testing.assert_allclose(g["depth"][:].astype(np.float32), want, rtol=2e-3)
 
 
+def test_teacher_composite_waits_for_the_copy_back(tmp_path: Path) -> None:
+    """A GPU batch is returned while its images still copy back: the teacher
+    must only see them after ``ready()`` (a fake copy fills them in here)."""
+    from engine.compositor import Batch, Compositor
+    from engine.depth import make_depth_source
+    from engine.generate import load_assets
+    from engine.plan import SamplePlan
+
+    cfg = teacher_config(script(Brightness(), tmp_path / "b.pt"), "teacher-composite")
+    assets = load_assets(cfg)
+    depth = make_depth_source(cfg, assets)
+    plan = SamplePlan(cfg, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    comp = Compositor(assets, depth, cfg)
+    p = plan.placements(0, 4)
+    done = comp.composite(p)
+    pending = np.zeros_like(done.images)
+    late = Batch(images=pending, masks=done.masks.copy(), depth=np.zeros_like(done.depth), alpha=None,
+                 ready=lambda: np.copyto(pending, done.images))
+    comp.replace_depth(late, p)
+    np.testing.assert_array_equal(late.depth, done.depth)
+
+
 def test_onnx_teacher(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
