@@ -32,7 +32,9 @@ pictures: $(STAMP)
 	cd benchmarks && ../$(PY) make_pictures.py
 
 ## gpu-wheels: cp312 wheels the lent GPU machine lacks, into .whl/ (ignored), for benchmarks/gpu_session.sh
-GPU_WHEELS := zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1
+# (nvCOMP: only for bench_gpu.py's measurement of GPU compression; the machine has CUDA 13)
+GPU_WHEELS := zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1 \
+	nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12
 gpu-wheels:
 	rm -rf .whl && mkdir -p .whl
 	for w in $(GPU_WHEELS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \

@@ -32,6 +32,11 @@ class Codec(str, Enum):
     jpeg = "jpeg"
 
 
+class JpegEncoder(str, Enum):
+    libjpeg = "libjpeg"
+    nvjpeg = "nvjpeg"
+
+
 class OnBad(str, Enum):
     error = "error"
     skip = "skip"
@@ -118,6 +123,7 @@ def generate(
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
     compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
+    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: libjpeg (every CPU core) or nvjpeg (on the GPU: only JPEG bytes cross PCIe; needs --device cuda). Both keep full-resolution colour (4:4:4).")] = JpegEncoder.libjpeg,
     shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
     chunk_size: Annotated[Optional[int], typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
@@ -154,7 +160,8 @@ def generate(
             teacher_mean=_triple(teacher_mean, "--teacher-mean"), teacher_std=_triple(teacher_std, "--teacher-std"),
             align_to_ground=align_to_ground,
             horizon=horizon, camera_height=camera_height, focal=focal, max_depth=max_depth,
-            image_codec=image_codec.value, jpeg_quality=quality, compression_level=compression_level, shard_size=shard_size,
+            image_codec=image_codec.value, jpeg_quality=quality, jpeg_encoder=jpeg_encoder.value,
+            compression_level=compression_level, shard_size=shard_size,
             chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
         )
         chosen = resolve_device(device.value)
@@ -220,6 +227,9 @@ def info(
         shards = "" if v["shards"] is None else " shards " + "x".join(map(str, v["shards"]))
         typer.echo(f"    {name:<16} {shape:<18} {v['dtype']:<22} chunks {chunks}{shards}  "
                    f"{'+'.join(v['codecs']) or 'raw'}  {_size(v['bytes'])}")
+    if cfg["image_codec"] == "jpeg":
+        encoder = cfg.get("jpeg_encoder", "libjpeg")
+        typer.echo(f"  jpeg      quality {cfg['jpeg_quality']}, encoded by {encoder}")
     typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
 
 

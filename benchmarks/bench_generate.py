@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, save, timed
+from common import RESULTS, ROOT, codec_options, save, timed
 
 from engine.compositor import Compositor
 from engine.compositor_cuda import resolve_device
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--backgrounds", type=int, default=100)
     ap.add_argument("--foregrounds", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--codecs", default="zstd", help="comma-separated: zstd, jpeg, none")
+    ap.add_argument("--codecs", default="zstd", help="comma-separated: zstd, jpeg, none, jpeg-nvjpeg (GPU encoder, cuda only)")
     ap.add_argument("--shard-size", type=int, default=2048)
     ap.add_argument("--devices", default="auto", help="comma-separated: cpu, cuda; auto = cpu, plus cuda where a GPU exists")
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
@@ -135,14 +135,18 @@ def main() -> None:
         pool_rate = naive_rate
 
     for device, codec in [(d, c) for d in devices for c in args.codecs.split(",")]:
-        config = GenerateConfig(**base, image_codec=codec)
+        options = codec_options(codec)
+        if options["jpeg_encoder"] == "nvjpeg" and device != "cuda":
+            continue
+        config = GenerateConfig(**base, **options)
         out = SCRATCH / f"bench-{codec}.zarr"
         runs = [engine_run(config, out, device) for _ in range(args.repeats)]
         n = runs[0][0]
         writing = statistics.median(r[1] for r in runs)
         whole = statistics.median(r[2] for r in runs)
         size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-        stages = stage_breakdown(config, SCRATCH / f"stages-{codec}.zarr")
+        # the host stages; the GPU's own are in bench_gpu.py
+        stages = stage_breakdown(config, SCRATCH / f"stages-{codec}.zarr") if device == "cpu" else {}
         rate = n / writing
         results[f"{device}/{codec}"] = {
             "samples": n, "images_per_s_writing": rate, "images_per_s_whole_call": n / whole,
@@ -150,7 +154,9 @@ def main() -> None:
             "speedup_vs_naive": rate / naive_rate, "speedup_vs_naive_pool": rate / pool_rate,
             "store_bytes": size, "stages_images_per_s": stages,
         }
-        print(f"engine --device {device} --image-codec {codec:5s}: {rate:8.0f} images/s writing "
+        flags = f"--image-codec {options['image_codec']}" + (
+            " --jpeg-encoder nvjpeg" if options["jpeg_encoder"] == "nvjpeg" else "")
+        print(f"engine --device {device} {flags}: {rate:8.0f} images/s writing "
               f"({rate / naive_rate:.1f}x naive, {rate / pool_rate:.1f}x naive pool), "
               f"{n / whole:.0f} images/s whole call incl. assets+imports, store {size / 1e6:.0f} MB")
         for stage, value in stages.items():

@@ -11,11 +11,18 @@ Measured, all in one run on one machine:
   output bytes/s, and that as a fraction of the copy bandwidth (the floor: each
   output byte written once, backgrounds and foregrounds read from cache);
 - resizing a shard's foregrounds into an empty atlas (host), copying a batch
-  back, JPEG-encoding it (Pillow, every core), compressing + writing it;
-- ``generate --device cuda`` end to end for each codec, and its floor: the
-  slowest of a plain sequential write of the store's bytes to the same disk,
-  the device-to-host copy of the raw samples, and their compression on every
-  core.
+  back, JPEG-encoding it (Pillow on every core, and nvJPEG on the GPU through
+  torchvision), compressing + writing it;
+- nvCOMP's Zstandard on the GPU (when ``nvidia-nvcomp-cu13`` is importable):
+  a shard's chunks compressed on the device as raw zstd frames, the rate, the
+  ratio next to CPU zstd-3's, and whether the CPU decoder reads them back
+  (which is what a zarr zstd codec would need) — measured only, not used;
+- ``generate --device cuda`` end to end for each codec (``jpeg-nvjpeg``: JPEG
+  encoded on the GPU), and its floor: the slowest of a plain sequential write
+  of the store's bytes to the same disk, the device-to-host copy of what must
+  cross, and the compression/encoding at its measured rate.
+
+A stage that fails records its error in the JSON and the run goes on.
 
 Results: stdout and ``benchmarks/results/gpu.json``. Without a GPU (and
 without ``--smoke``) it says so and exits: those figures stay unmeasured.
@@ -33,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, save
+from common import RESULTS, ROOT, codec_options, save
 
 SCRATCH = ROOT / "benchmarks" / "scratch"
 
@@ -61,11 +68,71 @@ def device_bandwidth(cuda, size: int) -> tuple[float, float]:
     return 2 * size / t_copy, size / t_d2h
 
 
+def nvcomp_zstd(d_arrays: list, chunk_samples: int, n: int, cuda) -> dict[str, object]:
+    """nvCOMP Zstandard on one shard's device arrays, chunk by chunk (as the store chunks them).
+
+    Returns rate (samples/s, compression only and with the compressed bytes'
+    copy back), ratio, the CPU zstd-3 ratio of the same chunks, and whether
+    numcodecs' Zstd decodes nvCOMP's frames to the original bytes.
+    """
+    try:
+        from nvidia import nvcomp
+    except ImportError:
+        return {"skipped": "nvidia-nvcomp-cu13 is not installed (make gpu-wheels carries it)"}
+    import numcodecs
+
+    flat = [d.reshape(d.size) for d in d_arrays]
+    batches, raw_bytes = [], 0
+    for d in flat:
+        step = d.nbytes // n * chunk_samples
+        offsets = list(range(0, d.nbytes, step))
+        batches.append((d, offsets, [min(step, d.nbytes - o) for o in offsets]))
+        raw_bytes += d.nbytes
+    codec = nvcomp.Codec(algorithm="Zstd", bitstream_kind=nvcomp.BitstreamKind.RAW,
+                         uncomp_chunk_size=max(max(b[2]) for b in batches))
+    wrapped = [nvcomp.as_arrays(d, offsets, sizes) for d, offsets, sizes in batches]
+
+    def compress() -> list:
+        out = [codec.encode(w) for w in wrapped]
+        for o in out:
+            o.buffer_sizes  # waits for the compression
+        return out
+
+    t = seconds(compress, repeats=3)
+    encoded = compress()
+    t_back = seconds(lambda: [o.cpu() for o in compress()], repeats=3)
+    packed = sum(sum(o.buffer_sizes) for o in encoded)
+    zstd = numcodecs.Zstd(level=3)
+    cpu_packed, decodes = 0, True
+    for (d, offsets, sizes), o in zip(batches, encoded):
+        host = d.copy_to_host().view(np.uint8)
+        frames = o.cpu()
+        for i, (start, size) in enumerate(zip(offsets, sizes)):
+            original = host[start : start + size].tobytes()
+            cpu_packed += len(zstd.encode(original))
+            if i < 4:
+                decodes &= bytes(numcodecs.Zstd().decode(np.asarray(frames[i]).tobytes())) == original
+    return {"samples_per_s": n / t, "samples_per_s_with_copy_back": n / t_back, "GBps_in": raw_bytes / t / 1e9,
+            "ratio": raw_bytes / packed, "cpu_zstd3_ratio": raw_bytes / cpu_packed,
+            "cpu_zstd_decodes_nvcomp_frames": bool(decodes)}
+
+
+def stage(results: dict, name: str, fn) -> object:
+    """Run one benchmark stage; a failure is recorded (and printed), not fatal."""
+    try:
+        value = fn()
+    except Exception as e:  # noqa: BLE001 - a benchmark records what broke and goes on
+        value = {"error": f"{type(e).__name__}: {e}"}
+    results[name] = value
+    print(f"{name}: {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=400_000, help="end-to-end samples (default: the full 400k)")
     ap.add_argument("--batch-sizes", default="256,1024,2048,4096")
-    ap.add_argument("--codecs", default="zstd,jpeg")
+    ap.add_argument("--codecs", default="zstd,jpeg,jpeg-nvjpeg", help="end-to-end codecs (jpeg-nvjpeg: JPEG on the GPU)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: check the code paths (e.g. on the simulator)")
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
@@ -75,7 +142,8 @@ def main() -> None:
     from engine.depth import make_depth_source
     from engine.generate import generate, load_assets
     from engine.plan import SamplePlan
-    from engine.store import ZarrWriter, encode_jpeg_batch
+    from engine.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
+    from engine.store import ZarrWriter
     from kernels.composite_cuda import composite_batch_cuda
 
     available, simulated = cuda_status()
@@ -149,8 +217,24 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with ThreadPoolExecutor(cores) as pool:
         parts = np.array_split(np.arange(n), cores)
-        t = seconds(lambda: list(pool.map(lambda ix: encode_jpeg_batch(batch.images[ix], 95), parts)), repeats=3)
+        t = seconds(lambda: list(pool.map(lambda ix: encode_jpeg_pillow(batch.images[ix], 95), parts)), repeats=3)
     stages["jpeg_encode_all_cores"] = n / t
+    slot = comp.free.get()  # the kernel loop's only slot: its last (largest) batch is still on the device
+
+    def nvjpeg_rate() -> float:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch sees no CUDA GPU")
+        images = torch.as_tensor(slot.d_images[:n], device="cuda")
+        return n / seconds(lambda: encode_jpeg_torchvision(images, 95), repeats=3)
+
+    nvjpeg = stage(results, "jpeg_encode_nvjpeg_images_per_s", nvjpeg_rate)
+    if isinstance(nvjpeg, float):
+        stages["jpeg_encode_nvjpeg"] = nvjpeg
+    stage(results, "nvcomp_zstd", lambda: nvcomp_zstd([slot.d_images[:n], slot.d_masks[:n], slot.d_depth[:n]],
+                                                       config.samples_per_chunk, n, cuda))
+    comp.free.put(slot)
     with ZarrWriter.create(SCRATCH / "stage.zarr", config, plan, assets, depth.background_depth(), depth.describe(),
                            overwrite=True) as writer:
         t = seconds(lambda: writer.write_shard(0, batch), repeats=3)
@@ -163,14 +247,20 @@ def main() -> None:
     # -- end to end, and the floor ------------------------------------------------
     end_to_end: dict[str, dict[str, float]] = {}
     for codec in args.codecs.split(","):
+        options = codec_options(codec)
+        on_gpu = options["jpeg_encoder"] == "nvjpeg"
+        if on_gpu and "jpeg_encode_nvjpeg" not in stages:
+            print(f"{codec}: skipped (the nvJPEG stage failed)")
+            continue
         cfg = GenerateConfig(builtin_backgrounds=assets_n, builtin_foregrounds=assets_n, height=size, width=size,
-                             image_codec=codec, limit=samples)
+                             limit=samples, **options)
         out = SCRATCH / f"e2e-{codec}.zarr"
         marks: list[float] = []
         report = generate(cfg, out, RunOptions(overwrite=True, device="cuda", writer_threads=max(2, cores // 2)),
                           progress=lambda *_: marks.append(time.perf_counter()))
         t_write = time.perf_counter() - marks[0]
         store_bytes = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        jpeg_bytes = sum(f.stat().st_size for f in (out / "images_jpeg").rglob("*") if f.is_file()) if on_gpu else 0
         # floor 1: a plain sequential write of as many bytes to the same disk
         block = np.random.default_rng(0).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
         t0 = time.perf_counter()
@@ -181,10 +271,15 @@ def main() -> None:
             os.fsync(f.fileno())
         t_disk = time.perf_counter() - t0
         (SCRATCH / "floor.bin").unlink()
-        # floor 2: copying the raw samples back; floor 3: compressing them on every core
-        t_d2h = report.n_samples * per_sample_out / d2h_bw
-        t_compress = report.n_samples / stages["write_shard_compress_all_cores"] if codec != "jpeg" else \
-            report.n_samples / stages["jpeg_encode_all_cores"]
+        # floor 2: copying back what must cross (raw samples; with nvJPEG, JPEG bytes
+        # instead of raw images); floor 3: compressing/encoding at the measured rate
+        if on_gpu:
+            t_d2h = (report.n_samples * size * size * 3 + jpeg_bytes) / d2h_bw
+            t_compress = report.n_samples / stages["jpeg_encode_nvjpeg"]
+        else:
+            t_d2h = report.n_samples * per_sample_out / d2h_bw
+            t_compress = report.n_samples / stages[
+                "jpeg_encode_all_cores" if options["image_codec"] == "jpeg" else "write_shard_compress_all_cores"]
         floor = max(t_disk, t_d2h, t_compress)
         end_to_end[codec] = {
             "samples": report.n_samples, "seconds": t_write, "images_per_s": report.n_samples / t_write,
@@ -192,7 +287,8 @@ def main() -> None:
             "floor_parts_seconds": {"sequential_disk_write": t_disk, "d2h_raw": t_d2h, "compress_or_encode": t_compress},
         }
         e = end_to_end[codec]
-        print(f"generate --device cuda --image-codec {codec}: {e['samples']} samples in {t_write:.1f} s "
+        flags = f"--image-codec {cfg.image_codec}" + (" --jpeg-encoder nvjpeg" if on_gpu else "")
+        print(f"generate --device cuda {flags}: {e['samples']} samples in {t_write:.1f} s "
               f"({e['images_per_s']:.0f} images/s); floor {floor:.1f} s (disk {t_disk:.1f}, D2H {t_d2h:.1f}, "
               f"compress/encode {t_compress:.1f}) -> {e['vs_floor']:.2f}x the floor")
         shutil.rmtree(out, ignore_errors=True)

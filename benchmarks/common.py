@@ -75,6 +75,13 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callab
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
 
+def codec_options(spec: str) -> dict[str, str]:
+    """A benchmark codec name → ``GenerateConfig`` fields: ``zstd``, ``none``,
+    ``jpeg`` (libjpeg on the CPU cores) or ``jpeg-nvjpeg`` (JPEG encoded on the GPU)."""
+    codec, _, encoder = spec.partition("-")
+    return {"image_codec": codec, "jpeg_encoder": encoder or "libjpeg"}
+
+
 def save(name: str, results: dict[str, Any], folder: Path = RESULTS) -> Path:
     """Write ``results`` with machine facts and the command line to ``folder/<name>.json``."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -33,21 +33,26 @@ class Batch:
     """One batch of finished samples, in host memory.
 
     Attributes:
-        images: ``(B, H, W, 3) uint8`` composites.
+        images: ``(B, H, W, 3) uint8`` composites, or ``None`` when they stayed
+            on the GPU to be JPEG-encoded there (see ``encode_jpeg``).
         masks: ``(B, H, W) uint8`` 0/255 foreground masks.
         depth: ``(B, H, W) float16`` metres.
         alpha: ``(B, H, W) uint8`` soft alpha, or ``None`` when not saved.
         ready: blocks until the arrays hold the results (GPU batches are still
             being copied back when they are returned).
         release: hands the arrays back for reuse; call once after the last read.
+        encode_jpeg: ``quality → (B,) object`` JPEG bytes encoded where the
+            images are (nvJPEG on the GPU), or ``None``: encode ``images`` on
+            the host. Call after ``ready()`` and before ``release()``.
     """
 
-    images: np.ndarray
+    images: np.ndarray | None
     masks: np.ndarray
     depth: np.ndarray
     alpha: np.ndarray | None
     ready: Callable[[], None] = _nothing
     release: Callable[[], None] = _nothing
+    encode_jpeg: Callable[[int], np.ndarray] | None = None
 
 
 class ForegroundAtlas:

@@ -9,7 +9,10 @@ What runs where:
   stores are bit-identical) and its bytes appended to the device atlas;
 - per batch, on the GPU: one composite kernel launch (image, mask, depth,
   alpha) on the compute stream; then, on a separate copy stream, the outputs go
-  back into pinned host buffers.
+  back into pinned host buffers. With ``--jpeg-encoder nvjpeg`` the images stay
+  on the GPU: a writer thread has them encoded there (torchvision's nvJPEG,
+  sharing the buffer through ``__cuda_array_interface__``) and only the JPEG
+  bytes cross PCIe.
 
 Buffers come from a ring of ``slots``: while batch k+1 computes, batch k
 copies back and batch k-1 is compressed and written by the writer threads.
@@ -119,6 +122,10 @@ class CudaCompositor(Compositor):
         from numba import cuda
 
         self.cuda = cuda
+        # nvJPEG: images are encoded on the device, so they need not come back
+        # (unless a teacher must see them on the host first).
+        self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder == "nvjpeg"
+        self.copy_images = not self.jpeg_on_device or depth.per_composite
         self.compute = cuda.stream()
         self.copy = cuda.stream()
         self.d_bg = cuda.to_device(self.bg_images, stream=self.compute)
@@ -192,13 +199,28 @@ class CudaCompositor(Compositor):
         if alpha is not None:
             outs.append(alpha)
             hosts.append(slot.h_alpha[:n])  # type: ignore[index]
-        for d, h in zip(outs, hosts):
-            d.copy_to_host(h, stream=self.copy)
-        slot.copied.record(self.copy)
+        for i, (d, h) in enumerate(zip(outs, hosts)):
+            if i or self.copy_images:
+                d.copy_to_host(h, stream=self.copy)
+        slot.copied.record(self.copy)  # recorded after the kernel: ready() implies computed
         batch = Batch(
-            images=hosts[0], masks=hosts[1], depth=hosts[2].view(np.float16),
+            images=hosts[0] if self.copy_images else None, masks=hosts[1], depth=hosts[2].view(np.float16),
             alpha=hosts[3] if alpha is not None else None,
             ready=slot.copied.synchronize, release=lambda: self.free.put(slot),
+            encode_jpeg=self._jpeg_encoder(slot.d_images[:n]) if self.jpeg_on_device else None,
         )
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch
+
+    @staticmethod
+    def _jpeg_encoder(d_images: Any) -> Any:
+        """``quality → (B,) object`` JPEG bytes of the slot's device images."""
+
+        def encode(quality: int) -> np.ndarray:
+            import torch
+
+            from engine.jpeg import encode_jpeg_torchvision
+
+            return encode_jpeg_torchvision(torch.as_tensor(d_images, device="cuda"), quality)
+
+        return encode

@@ -20,6 +20,7 @@ FG_DEPTH_RULES = ("auto", "contact", "min-footprint", "constant")
 OCCLUSION = ("none", "background")
 TEACHER_OUTPUTS = ("depth", "inverse-depth")
 ON_BAD_INPUT = ("error", "skip")
+JPEG_ENCODERS = ("libjpeg", "nvjpeg")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ class GenerateConfig:
         max_depth: depth written for sky and for ground beyond it, metres.
         image_codec: ``zstd`` (default, lossless), ``none`` (raw) or ``jpeg``.
         jpeg_quality: JPEG quality 1..100 when ``image_codec`` is ``jpeg``.
+        jpeg_encoder: ``libjpeg`` (Pillow on every CPU core) or ``nvjpeg``
+            (torchvision on the GPU: only the encoded bytes come back over
+            PCIe; needs ``--device cuda``). The two write different, equally
+            valid, JPEG bytes, hence part of the store's identity.
         compression_level: Zstandard level (1 fastest .. 22 smallest) of lossless arrays.
         shard_size: samples per shard (= per batch); the unit of resume.
         chunk_size: samples per chunk inside a shard (``None``: about 1 MB of images).
@@ -112,6 +117,7 @@ class GenerateConfig:
     max_depth: float = 80.0
     image_codec: str = "zstd"
     jpeg_quality: int = 95
+    jpeg_encoder: str = "libjpeg"
     compression_level: int = 3
     shard_size: int = 2048
     chunk_size: int | None = None
@@ -214,6 +220,9 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(c.image_codec in IMAGE_CODECS,
          f"--image-codec must be one of {', '.join(IMAGE_CODECS)}, got {c.image_codec!r}")
     need(1 <= c.jpeg_quality <= 100, f"--quality must be in [1, 100], got {c.jpeg_quality}")
+    need(c.jpeg_encoder in JPEG_ENCODERS,
+         f"--jpeg-encoder must be one of {', '.join(JPEG_ENCODERS)}, got {c.jpeg_encoder!r}")
+    need(c.jpeg_encoder == "libjpeg" or c.image_codec == "jpeg", "--jpeg-encoder nvjpeg is for --image-codec jpeg")
     need(1 <= c.compression_level <= 22, f"compression level must be in [1, 22], got {c.compression_level}")
     need(c.shard_size >= 1, f"--shard-size must be at least 1, got {c.shard_size}")
     need(c.chunk_size is None or 1 <= c.chunk_size <= c.shard_size,

@@ -23,6 +23,7 @@ from engine.compositor import Batch, Compositor
 from engine.compositor_cuda import CudaCompositor, device_name, resolve_device
 from engine.config import GenerateConfig, RunOptions
 from engine.depth import make_depth_source
+from engine.jpeg import check_nvjpeg
 from engine.plan import SamplePlan
 from engine.store import ZarrWriter, input_records
 
@@ -91,6 +92,8 @@ def generate(
     """
     run = run or RunOptions()
     device = resolve_device(run.device)
+    if config.image_codec == "jpeg" and config.jpeg_encoder == "nvjpeg":
+        check_nvjpeg(device)
     t0 = time.perf_counter()
     out = Path(out)
     assets = load_assets(config)

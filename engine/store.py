@@ -24,7 +24,6 @@ This module imports zarr and numpy only (``info`` must stay fast).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ import numpy as np
 from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
+from engine.jpeg import encode_jpeg_pillow
 from engine.shard_codec import encode_shard, shard_spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -274,7 +274,8 @@ class ZarrWriter:
             raise ValueError(f"shard {index} needs {stop - start} samples, got {len(batch.masks)}")
         arrays: dict[str, Any] = {"masks": batch.masks, "depth": batch.depth}
         if self.config.image_codec == "jpeg":
-            arrays["images_jpeg"] = encode_jpeg_batch(batch.images, self.config.jpeg_quality)
+            q = self.config.jpeg_quality
+            arrays["images_jpeg"] = batch.encode_jpeg(q) if batch.encode_jpeg else encode_jpeg_pillow(batch.images, q)
         else:
             arrays["images"] = batch.images
         if self.config.save_alpha:
@@ -340,22 +341,6 @@ def data_array_names(config: GenerateConfig) -> tuple[str, ...]:
     if config.save_alpha:
         names.append("alpha")
     return tuple(names)
-
-
-def encode_jpeg_batch(images: np.ndarray, quality: int) -> np.ndarray:
-    """``(B, H, W, 3) uint8`` → ``(B,) object`` array of baseline JPEG ``bytes`` (4:2:0).
-
-    One libjpeg call per image (Pillow, which releases the GIL while encoding,
-    so writer threads encode shards in parallel).
-    """
-    from PIL import Image
-
-    out = np.empty(len(images), dtype=object)
-    for i, image in enumerate(images):
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling="4:2:0")
-        out[i] = buffer.getvalue()
-    return out
 
 
 def _record(f: Any) -> dict[str, Any]:
