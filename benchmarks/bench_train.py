@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--coarse-steps", type=int, default=2000)
     ap.add_argument("--fine-steps", type=int, default=1200)
     ap.add_argument("--optimizer", default="sgd")
+    ap.add_argument("--eval-every", type=int, default=500, help="validation (on the whole held-out split) every N steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "scratch" / "run40k")
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -41,7 +42,7 @@ def main() -> None:
         generate(GenerateConfig(limit=args.samples), args.store, RunOptions(overwrite=True, device="auto"))
         print(f"store: {args.samples} samples in {time.perf_counter() - t0:.0f} s")
     common = dict(data=str(args.store), out=str(args.out), height=args.input_size, width=args.input_size,
-                  optimizer=args.optimizer, eval_every=500, checkpoint_every=500)
+                  optimizer=args.optimizer, eval_every=args.eval_every, checkpoint_every=args.eval_every)
     results: dict[str, object] = {"samples": args.samples, "input_size": args.input_size}
     t_all = time.perf_counter()
     for stage, steps in (("coarse", args.coarse_steps), ("fine", args.fine_steps)):

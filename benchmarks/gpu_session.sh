@@ -4,11 +4,7 @@
 # It installs the missing packages beside the machine's own torch/numba, runs the
 # gpu-marked tests and the GPU benchmarks, and leaves logs and JSON in $OUT.
 set -uo pipefail
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+source benchmarks/gpu_setup.sh
 python3 -m pytest -q -m gpu tests 2>&1 | tail -20 | tee "$OUT/pytest-gpu.log"
 python3 benchmarks/bench_gpu.py --results-dir "$OUT" 2>&1 | tee "$OUT/bench-gpu.log"
-python3 benchmarks/bench_generate.py --devices cpu,cuda --samples 100000 --repeats 1 --results-dir "$OUT" 2>&1 | tee "$OUT/bench-generate.log"
+python3 benchmarks/bench_generate.py --devices cpu,cuda --codecs zstd,jpeg,jpeg-nvjpeg --samples 100000 --repeats 1 --results-dir "$OUT" 2>&1 | tee "$OUT/bench-generate.log"

@@ -117,14 +117,18 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) 
 
 
 def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int], output_size: tuple[int, int],
-               block: int = 2048) -> SplitArrays:
+               block: int = 2048, threads: int | None = None) -> SplitArrays:
     """Read samples ``index`` (sorted) and resize them for the network.
 
     Images: antialiased bilinear to ``input_size``. Depth and masks: nearest
     (pixel-centre) to ``output_size`` — averaging depth across an object's
     edge would invent surfaces. Reads contiguous runs in blocks, never one
-    sample at a time.
+    sample at a time, on ``threads`` threads (default: every core; decoding
+    and resizing release the GIL), each filling its own rows of the result.
     """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     import torch.nn.functional as F
 
@@ -136,9 +140,15 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     depth = np.empty((n, h, w), np.float32)
     masks = np.empty((n, h, w), bool)
     jpeg = "images" not in group
-    out = 0
-    for start, stop in _runs(index, block):
-        sel = index[np.searchsorted(index, start) : np.searchsorted(index, stop)] - start
+    H0, W0 = group["depth"].shape[1:]
+    rows, cols = _nearest_exact(H0, h), _nearest_exact(W0, w)  # depth/mask pixels kept: torch's choice
+    runs = _runs(index, block)
+    firsts = np.searchsorted(index, [start for start, _ in runs])  # row of each run's first sample
+
+    def load(run: int) -> None:
+        start, stop = runs[run]
+        out = int(firsts[run])
+        sel = index[out : np.searchsorted(index, stop)] - start
         if jpeg:
             from PIL import Image
 
@@ -146,20 +156,35 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
             imgs = np.stack([np.asarray(Image.open(io.BytesIO(raw[i])).convert("RGB")) for i in sel])
         else:
             imgs = group["images"][start:stop][sel]
-        d = group["depth"][start:stop][sel].astype(np.float32)
-        m = group["masks"][start:stop][sel] > 0
         k = len(sel)
+        # depth and masks: pick pixels at full resolution, convert only the small result
+        depth[out : out + k] = group["depth"][start:stop][np.ix_(sel, rows, cols)]
+        masks[out : out + k] = group["masks"][start:stop][np.ix_(sel, rows, cols)] > 0
+        if imgs.shape[1:3] == (H, W):
+            images[out : out + k] = imgs
+            return
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()  # (k, 3, H0, W0)
-        if x.shape[-2:] != (H, W):
-            x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
         images[out : out + k] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        dm = torch.from_numpy(np.stack([d, m.astype(np.float32)], axis=1))  # (k, 2, H0, W0)
-        dm = F.interpolate(dm, size=(h, w), mode="nearest-exact")
-        depth[out : out + k] = dm[:, 0].numpy()
-        masks[out : out + k] = dm[:, 1].numpy() > 0.5
-        out += k
+
+    from engine.compositor import single_threaded_torch
+
+    # one torch thread per worker: these small resizes run slower, not faster, with intra-op threads
+    with single_threaded_torch(), ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="fgbg-load") as pool:
+        list(pool.map(load, range(len(runs))))  # list(): re-raises a worker's error here
     bg = group["meta/bg_index"][:][index].astype(np.int64)
     return SplitArrays(index=index, images=images, depth=depth, masks=masks, bg_index=bg)
+
+
+def _nearest_exact(size: int, out: int) -> np.ndarray:
+    """``(out,) int64`` source indices that torch's ``nearest-exact`` picks when
+    resizing ``size`` samples to ``out`` (asked of torch itself, so they agree)."""
+    import torch
+    import torch.nn.functional as F
+
+    ramp = torch.arange(size, dtype=torch.float32)[None, None]  # (1, 1, size): exact integers; float32 as
+    # for the depth maps, since torch computes the scale in the input's precision
+    return F.interpolate(ramp, size=out, mode="nearest-exact")[0, 0].long().numpy()
 
 
 def _runs(index: np.ndarray, block: int, gap: int = 64) -> list[tuple[int, int]]:
@@ -196,28 +221,42 @@ class BatchSampler:
         return self._perm[epoch]
 
 
-def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None):
-    """Tensors for rows of ``data``: ``x (B, 3, H, W) float32`` normalised,
-    ``depth (B, 1, h, w)``, ``masks (B, 1, h, w) bool``.
+def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None, device: str = "cpu"):
+    """Tensors on ``device`` for rows of ``data``: ``x (B, 3, H, W) float32``
+    normalised (channels-last in memory), ``depth (B, 1, h, w) float32``,
+    ``masks (B, 1, h, w) bool``.
+
+    Only the ``uint8`` images cross to the device (a quarter of the float
+    bytes); flips, jitter and normalisation run there, so a GPU is not kept
+    waiting on the host's float arithmetic.
 
     With ``augment_seed``: a random horizontal flip of image, depth and mask
     together, and colour jitter of the image only (brightness and per-channel
-    gain in [0.8, 1.2]).
+    gain in [0.8, 1.2]). The draws come from ``augment_seed`` alone, so a
+    batch is the same on every device and after a resume.
     """
     import torch
 
-    images = data.images[rows].astype(np.float32) / 255.0  # (B, H, W, 3)
-    depth = data.depth[rows]
-    masks = data.masks[rows]
+    cuda = torch.device(device).type == "cuda"
+
+    def upload(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        return t.pin_memory().to(device, non_blocking=True) if cuda else t
+
+    images = upload(data.images[rows])  # (B, H, W, 3) uint8
+    depth = upload(data.depth[rows])  # (B, h, w)
+    masks = upload(data.masks[rows])
+    x = images.float() / 255.0
     if augment_seed is not None:
         rng = np.random.default_rng([augment_seed, 0xA06])
         flip = rng.random(len(rows)) < 0.5
-        images[flip] = images[flip, :, ::-1]
-        depth = depth.copy()
-        masks = masks.copy()
-        depth[flip] = depth[flip, :, ::-1]
-        masks[flip] = masks[flip, :, ::-1]
         gain = rng.uniform(0.8, 1.2, (len(rows), 1, 1, 1)) * rng.uniform(0.8, 1.2, (len(rows), 1, 1, 3))
-        images = np.clip(images * gain.astype(np.float32), 0.0, 1.0)
-    x = torch.from_numpy((images - IMAGENET_MEAN) / IMAGENET_STD).permute(0, 3, 1, 2).contiguous()
-    return x, torch.from_numpy(np.ascontiguousarray(depth))[:, None], torch.from_numpy(np.ascontiguousarray(masks))[:, None]
+        f = torch.from_numpy(flip).to(x.device)
+        x = torch.where(f[:, None, None, None], x.flip(2), x)
+        depth = torch.where(f[:, None, None], depth.flip(2), depth)
+        masks = torch.where(f[:, None, None], masks.flip(2), masks)
+        x = (x * torch.from_numpy(gain.astype(np.float32)).to(x.device)).clamp_(0.0, 1.0)
+    mean = torch.from_numpy(IMAGENET_MEAN).to(x.device)
+    std = torch.from_numpy(IMAGENET_STD).to(x.device)
+    x = ((x - mean) / std).permute(0, 3, 1, 2)  # a (B, 3, H, W) view of NHWC memory: channels-last
+    return x, depth[:, None].contiguous(), masks[:, None].contiguous()

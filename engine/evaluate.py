@@ -83,12 +83,10 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
     rows = np.arange(len(data))
     with torch.no_grad():
         for start in range(0, len(rows), batch):
-            x, depth, masks = make_batch(data, rows[start : start + batch], None)
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x, depth, masks = make_batch(data, rows[start : start + batch], None, device)
             with autocast(device, dtype):
                 log_pred = model(x, stage)
             pred = torch.exp(log_pred.float())  # metrics are computed where the batch is
-            depth, masks = depth.to(device), masks.to(device)
             valid = loss_mask(depth, masks, which)
             ours.update(pred, depth, valid)
             if constant_log_depth is not None:

@@ -234,9 +234,8 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     seen = 0
     while step < config.steps:
         rows = sampler(step)
-        x, depth, masks = make_batch(train_data, rows, augment_seed=config.seed * 2**32 + step)
-        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)  # (B, 3, H, W)
-        depth, valid = depth.to(device), loss_mask(depth, masks, config.loss_mask).to(device)  # (B, 1, h, w)
+        x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
+        valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
         with autocast(device, dtype):
             log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
         loss = scale_invariant_loss(log_pred.float(), depth, valid, config.lam)

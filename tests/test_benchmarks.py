@@ -38,3 +38,10 @@ def test_bench_gpu_smoke_runs_on_the_simulator(tmp_path: Path) -> None:
                  env={"NUMBA_ENABLE_CUDASIM": "1"})
     assert "kernel batch" in stdout and "x the floor" in stdout
     assert json.loads((tmp_path / "gpu-smoke.json").read_text())["results"]["simulated"] is True
+
+
+@pytest.mark.slow
+def test_bench_data_runs(tmp_path: Path) -> None:
+    stdout = run("bench_data.py", "--samples", "64", "--load", "40", "--results-dir", str(tmp_path))
+    assert "load_split 40 samples" in stdout and "make_batch" in stdout
+    assert json.loads((tmp_path / "data.json").read_text())["results"]["make_batch_224_cpu_ms"] > 0
