@@ -135,3 +135,22 @@ def test_cli_train_evaluate_predict(store: Path, tmp_path: Path) -> None:
     assert Image.open(tmp_path / "d" / "street_depth.png").size == (120, 90)
     result = runner.invoke(app, ["evaluate", "--data", str(store), "--checkpoint", str(tmp_path / "missing.pt")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_resumes(store: Path, tmp_path: Path, precision: str) -> None:
+    """The autocast and grad-scaler paths, on the CPU (a GPU picks bf16 or fp16 by itself):
+    the loss stays finite and close to fp32's, and the scaler's state survives a resume."""
+    fast = dict(precision=precision, eval_every=1000, checkpoint_every=2, eval_samples=1)  # fp16 convs are slow on CPUs
+    train(config(store, tmp_path / "a", steps=4, **fast))
+    train(config(store, tmp_path / "b", steps=2, **fast))
+    train(config(store, tmp_path / "b", steps=4, **fast), resume=True)
+    a, b = load_checkpoint(tmp_path / "a" / "coarse.pt"), load_checkpoint(tmp_path / "b" / "coarse.pt")
+    assert losses(tmp_path / "a") == losses(tmp_path / "b") and np.isfinite(losses(tmp_path / "a")).all()
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    scaler = a["scaler"]
+    if precision == "fp16":
+        assert scaler and scaler["scale"] > 0 and scaler["_growth_tracker"] == b["scaler"]["_growth_tracker"]
+    train(config(store, tmp_path / "f", steps=1, **{**fast, "precision": "fp32"}))
+    assert losses(tmp_path / "a")[0] == pytest.approx(losses(tmp_path / "f")[0], rel=0.05)  # same init, same batch
