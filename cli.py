@@ -279,6 +279,7 @@ def train(
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_train_samples: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of this many samples.")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
     plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -298,7 +299,7 @@ def train(
             init_from=None if init_from is None else str(init_from), val_fraction=val_fraction,
             split_seed=split_seed, seed=seed, loss_mask=loss_mask, eval_every=eval_every,
             eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=precision,
-            compile=compile, device=device, max_train_samples=max_train_samples,
+            compile=compile, device=device, max_train_samples=max_train_samples, stream=stream,
         )
         with _TrainProgress(disabled=quiet) as bar:
             report = run_train(config, resume=resume, progress=bar.update, plot=plot)
@@ -319,12 +320,13 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     batch: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    stream: Annotated[bool, typer.Option("--stream", help="Read images batch by batch instead of loading the split (stores larger than RAM).")] = False,
 ) -> None:
     """The paper's error metrics for a checkpoint, next to the constant predictor."""
     from engine.evaluate import evaluate_checkpoint
 
     try:
-        result = evaluate_checkpoint(checkpoint, data, split, device, batch)
+        result = evaluate_checkpoint(checkpoint, data, split, device, batch, stream)
     except FgbgError as e:
         raise _fail(str(e)) from None
     if as_json:

@@ -3,9 +3,10 @@
     python benchmarks/bench_data.py              # 8,192-sample built-in store at 224x224
 
 Times ``load_split`` (store → resized in-memory arrays) at the paper-like
-224×224 input and the CPU-sized 112×112, and ``make_batch`` (32 samples:
-gather, flips, colour jitter, normalisation) on the CPU and, where CUDA
-exists, on the GPU. Results: stdout and ``benchmarks/results/data.json``.
+224×224 input and the CPU-sized 112×112, streaming one batch's images from
+the store (``train --stream``: 32 random samples, decoding only their
+chunks), and ``make_batch`` (32 samples: gather, flips, colour jitter,
+normalisation) on the CPU and, where CUDA exists, on the GPU. Results: stdout and ``benchmarks/results/data.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def main() -> None:
     import torch
 
     from engine.config import GenerateConfig, RunOptions
-    from engine.data import load_split, make_batch
+    from engine.data import StoreImages, load_split, make_batch
     from engine.generate import generate
 
     store = SCRATCH / "data.zarr"
@@ -47,8 +48,14 @@ def main() -> None:
         print(f"load_split {len(index)} samples at {size}x{size}: {seconds:6.2f} s ({len(index) / seconds:7.0f} samples/s)")
         if size == 224:
             batch_data = data
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rng = np.random.default_rng(1)
+    for size in (224, 112):
+        streamed = StoreImages(store, index, (size, size))
+        t = timed(lambda: streamed[rng.integers(0, len(index), 32)], repeats=30, warmup=3)
+        results[f"stream_batch_{size}_ms"] = t["median_s"] * 1e3
+        print(f"stream 32 random images at {size}x{size}: {t['median_s'] * 1e3:6.2f} ms "
+              f"({32 / t['median_s']:7.0f} samples/s, median of 30)")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         sync = torch.cuda.synchronize if device == "cuda" else None
         step = iter(range(10**9))

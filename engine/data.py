@@ -7,14 +7,22 @@ chunk-aligned from the store once, resized to the network's input (images)
 and output (depth, masks), and kept in memory; batches are drawn from them
 by a sampler that is a pure function of ``(seed, step)``, so a resumed run
 sees exactly the batches an uninterrupted one would.
+
+Stores larger than memory can stream their images instead
+(:class:`StoreImages`): each batch's images are read from the store when it
+is drawn (the next batch's while this one trains), and depth and masks, small
+at the output size, stay in memory. The batches are the same bits either way.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,20 +41,97 @@ class SplitArrays:
 
     Attributes:
         index: ``(N,) int64`` sample indices in the store.
-        images: ``(N, H, W, 3) uint8`` at the network's input size.
+        images: ``(N, H, W, 3) uint8`` at the network's input size, in memory
+            or read on demand (:class:`StoreImages`, indexed the same way).
         depth: ``(N, h, w) float32`` metres at its output size (0 = unknown).
         masks: ``(N, h, w) bool`` foreground at the output size.
         bg_index: ``(N,) int64`` background of each sample.
     """
 
     index: np.ndarray
-    images: np.ndarray
+    images: np.ndarray | StoreImages
     depth: np.ndarray
     masks: np.ndarray
     bg_index: np.ndarray
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Start reading the images of ``rows`` (streamed images only; else nothing to do)."""
+        if isinstance(self.images, StoreImages):
+            self.images.prefetch(rows)
+
+
+class StoreImages:
+    """A split's images read from the store on demand, resized to the input size.
+
+    Stands in for the in-memory ``(N, H, W, 3) uint8`` array: ``images[rows]``
+    reads just those samples (decoding only their chunks, on ``threads``
+    threads) and resizes them exactly as :func:`load_split` would.
+    :meth:`prefetch` starts that for the next batch in the background.
+
+    Raises:
+        StoreError: a JPEG store, or an images array not in fgbg's sharded layout.
+    """
+
+    def __init__(self, path: str | Path, index: np.ndarray, input_size: tuple[int, int], threads: int | None = None) -> None:
+        import json
+        import os
+
+        from engine.shard_codec import ShardReader, shard_spec
+
+        group, _ = open_training_store(path)
+        root = Path(path)
+        if "images" not in group:
+            raise StoreError(f"{root}: streaming reads lossless images; this store has JPEGs (train without --stream)")
+        array = group["images"]
+        spec = shard_spec(json.loads((root / "images" / "zarr.json").read_text()))
+        if spec is None:
+            raise StoreError(f"{root}: its images array is not in fgbg's sharded layout (train without --stream)")
+        self.reader = ShardReader(
+            lambda k: root / "images" / array.metadata.encode_chunk_key((k, 0, 0, 0)),
+            spec, tuple(array.shape[1:]), array.dtype, array.shape[0],
+        )
+        self.index = index
+        self.input_size = tuple(input_size)
+        self.shape = (len(index), *self.input_size, 3)
+        self._decode = ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="fgbg-stream")
+        self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fgbg-prefetch")
+        self._pending: dict[bytes, Future[np.ndarray]] = {}
+        for pool in (self._ahead, self._decode):  # threads end with the object, not at exit
+            weakref.finalize(self, pool.shutdown, wait=False)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if np.ndim(rows) == 0:
+            return self[np.array([rows])][0]
+        rows = np.asarray(rows, dtype=np.int64)
+        pending = self._pending.pop(rows.tobytes(), None)
+        return pending.result() if pending is not None else self._read(rows)
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Read ``rows`` in the background; the next ``self[rows]`` picks them up."""
+        rows = np.asarray(rows, dtype=np.int64)
+        self._pending = {rows.tobytes(): self._ahead.submit(self._read, rows)}  # only the latest is kept
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        return resize_images(self.reader.read(self.index[rows], self._decode.map), self.input_size)
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(k, H0, W0, 3) uint8`` → ``(k, H, W, 3) uint8``: antialiased bilinear,
+    rounded (the input as is when it already has that size)."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.shape[1:3] == tuple(size):
+        return images
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()  # (k, 3, H0, W0)
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def validation_backgrounds(n_backgrounds: int, fraction: float, seed: int) -> np.ndarray:
@@ -117,7 +202,7 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) 
 
 
 def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int], output_size: tuple[int, int],
-               block: int = 2048, threads: int | None = None) -> SplitArrays:
+               block: int = 2048, threads: int | None = None, stream_images: bool = False) -> SplitArrays:
     """Read samples ``index`` (sorted) and resize them for the network.
 
     Images: antialiased bilinear to ``input_size``. Depth and masks: nearest
@@ -125,18 +210,16 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     edge would invent surfaces. Reads contiguous runs in blocks, never one
     sample at a time, on ``threads`` threads (default: every core; decoding
     and resizing release the GIL), each filling its own rows of the result.
+    With ``stream_images`` the images stay in the store (:class:`StoreImages`).
     """
     import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    import torch
-    import torch.nn.functional as F
 
     group, _ = open_training_store(path)
     n = len(index)
     H, W = input_size
     h, w = output_size
-    images = np.empty((n, H, W, 3), np.uint8)
+    images: np.ndarray | StoreImages = (
+        StoreImages(path, index, input_size, threads) if stream_images else np.empty((n, H, W, 3), np.uint8))
     depth = np.empty((n, h, w), np.float32)
     masks = np.empty((n, h, w), bool)
     jpeg = "images" not in group
@@ -149,6 +232,12 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
         start, stop = runs[run]
         out = int(firsts[run])
         sel = index[out : np.searchsorted(index, stop)] - start
+        k = len(sel)
+        # depth and masks: pick pixels at full resolution, convert only the small result
+        depth[out : out + k] = group["depth"][start:stop][np.ix_(sel, rows, cols)]
+        masks[out : out + k] = group["masks"][start:stop][np.ix_(sel, rows, cols)] > 0
+        if stream_images:
+            return
         if jpeg:
             from PIL import Image
 
@@ -156,16 +245,7 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
             imgs = np.stack([np.asarray(Image.open(io.BytesIO(raw[i])).convert("RGB")) for i in sel])
         else:
             imgs = group["images"][start:stop][sel]
-        k = len(sel)
-        # depth and masks: pick pixels at full resolution, convert only the small result
-        depth[out : out + k] = group["depth"][start:stop][np.ix_(sel, rows, cols)]
-        masks[out : out + k] = group["masks"][start:stop][np.ix_(sel, rows, cols)] > 0
-        if imgs.shape[1:3] == (H, W):
-            images[out : out + k] = imgs
-            return
-        x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()  # (k, 3, H0, W0)
-        x = F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False, antialias=True)
-        images[out : out + k] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        images[out : out + k] = resize_images(imgs, (H, W))  # type: ignore[index]
 
     from engine.compositor import single_threaded_torch
 

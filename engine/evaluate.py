@@ -83,6 +83,8 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
     rows = np.arange(len(data))
     with torch.no_grad():
         for start in range(0, len(rows), batch):
+            if start + batch < len(rows):
+                data.prefetch(rows[start + batch : start + 2 * batch])
             x, depth, masks = make_batch(data, rows[start : start + batch], None, device)
             with autocast(device, dtype):
                 log_pred = model(x, stage)
@@ -110,8 +112,9 @@ def load_model(checkpoint: dict[str, Any], device: str):
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: str = "val", device: str = "auto",
-                        batch: int = 64) -> dict[str, Any]:
-    """Evaluate a checkpoint on a store's split (the split it was trained with).
+                        batch: int = 64, stream: bool = False) -> dict[str, Any]:
+    """Evaluate a checkpoint on a store's split (the split it was trained with);
+    ``stream`` reads images batch by batch instead of loading the split.
 
     Returns:
         ``{"checkpoint", "stage", "split", "samples", "input_size", "output_size",
@@ -125,7 +128,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
     train_config = ckpt["train_config"]
     mc = ModelConfig(**ckpt["model_config"])
     index, _ = split_indices(data, split, train_config["val_fraction"], train_config["split_seed"])
-    arrays = load_split(data, index, (mc.height, mc.width), mc.output_size)
+    arrays = load_split(data, index, (mc.height, mc.width), mc.output_size, stream_images=stream)
     model = load_model(ckpt, device)
     dtype = autocast_dtype(train_config["precision"], device)
     metrics = evaluate_arrays(model, arrays, ckpt["stage"], device, dtype, ckpt["constant_log_depth"], batch=batch)

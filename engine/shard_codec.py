@@ -9,6 +9,11 @@ order (``2**64 - 1`` twice for an absent chunk), then the CRC32C of the index.
 Edge chunks are padded to the full chunk shape with the fill value, as zarr
 does. Tests check the bytes equal zarr-python's for the same data, and
 :func:`shard_spec` refuses any array whose codecs this does not implement.
+
+:class:`ShardReader` is the reverse for random access (training batches):
+it decodes only the chunks that hold the wanted samples, reading each shard's
+index once; zarr-python's own ``oindex`` took ~250 ms for 32 random samples
+of a 224×224 store here, and one read per sample ~2 ms each.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -125,3 +131,85 @@ def _crc32c(data: bytes) -> bytes:
     import google_crc32c
 
     return np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
+
+
+class ShardReader:
+    """Random access to the samples of one array written with a :class:`ShardSpec`.
+
+    Args:
+        shard_path: file of shard ``k``.
+        spec: the array's spec (:func:`shard_spec`).
+        sample_shape: shape of one sample, e.g. ``(H, W, 3)``.
+        dtype: the array's dtype.
+        n_samples: samples in the array.
+
+    Thread-safe: :meth:`read` may run in several threads at once.
+    """
+
+    def __init__(self, shard_path: Callable[[int], Path], spec: ShardSpec, sample_shape: tuple[int, ...],
+                 dtype: Any, n_samples: int) -> None:
+        self.shard_path = shard_path
+        self.spec = spec
+        self.sample_shape = tuple(sample_shape)
+        self.dtype = np.dtype(dtype)
+        self.n_samples = n_samples
+        self._indexes: dict[int, np.ndarray] = {}  # shard -> (chunks, 2) offsets and sizes
+        self._decode = _decoder(spec.zstd_level)
+
+    def read(self, samples: np.ndarray, map_fn: Callable[..., Iterable[np.ndarray]] | None = None) -> np.ndarray:
+        """``(k, *sample_shape)`` samples in the order given (repeats allowed).
+
+        ``map_fn`` (e.g. an executor's ``map``) decodes the distinct chunks in parallel.
+
+        Raises:
+            ValueError: a sample out of range, or a shard file that is not what the spec says.
+        """
+        samples = np.asarray(samples, dtype=np.int64)
+        if samples.size and (samples.min() < 0 or samples.max() >= self.n_samples):
+            raise ValueError(f"samples must be in [0, {self.n_samples}), got {samples.min()}..{samples.max()}")
+        c = self.spec.chunk_samples
+        chunks, where = np.unique(samples // c, return_inverse=True)
+        decoded = list((map_fn or map)(self._chunk, chunks.tolist()))
+        out = np.empty((len(samples), *self.sample_shape), self.dtype)
+        for j, chunk in enumerate(decoded):
+            pick = np.flatnonzero(where.ravel() == j)
+            out[pick] = chunk[samples[pick] - chunks[j] * c]
+        return out
+
+    def _chunk(self, chunk: int) -> np.ndarray:
+        per_shard = self.spec.shard_samples // self.spec.chunk_samples
+        shard, slot = divmod(chunk, per_shard)
+        path = self.shard_path(shard)
+        shape = (self.spec.chunk_samples, *self.sample_shape)
+        with open(path, "rb") as f:
+            index = self._indexes.get(shard)
+            if index is None:
+                index = self._indexes[shard] = _read_index(f, path, per_shard)
+            offset, size = index[slot]
+            if offset == _ABSENT:
+                return np.full(shape, self.spec.fill_value, self.dtype)
+            f.seek(int(offset))
+            raw = f.read(int(size))
+        data = np.frombuffer(self._decode(raw), dtype=self.dtype.newbyteorder("<"))
+        if data.size != int(np.prod(shape)):
+            raise ValueError(f"{path}: chunk {slot} decodes to {data.size} values, expected {int(np.prod(shape))}")
+        return data.reshape(shape)
+
+
+def _read_index(f: Any, path: Path, n_chunks: int) -> np.ndarray:
+    """The ``(n_chunks, 2)`` index at the end of an open shard file, checksum verified."""
+    size = n_chunks * 16
+    f.seek(-(size + 4), 2)
+    tail = f.read(size + 4)
+    if len(tail) != size + 4 or _crc32c(tail[:size]) != tail[size:]:
+        raise ValueError(f"{path}: damaged shard index (checksum mismatch)")
+    return np.frombuffer(tail[:size], dtype="<u8").reshape(n_chunks, 2)
+
+
+def _decoder(level: int | None) -> Callable[[bytes], bytes]:
+    if level is None:
+        return lambda raw: raw
+    from numcodecs import Zstd
+
+    codec = Zstd()
+    return lambda raw: codec.decode(raw)

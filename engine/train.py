@@ -60,6 +60,9 @@ class TrainConfig:
         compile: wrap the model in ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda``.
         max_train_samples: keep a seeded subset of this many training samples.
+        stream: read each batch's images from the store instead of loading the
+            split into memory (stores larger than RAM; depth and masks, small at
+            the output size, stay in memory). Same batches, bit for bit.
     """
 
     data: str
@@ -88,6 +91,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     max_train_samples: int | None = None
+    stream: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -109,7 +113,7 @@ class TrainConfig:
         return Path(self.out) / f"{self.stage}.pt"
 
     #: fields that may change when resuming (how long and how often, not what)
-    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "out", "data")
+    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "out", "data", "stream")
 
 
 @dataclass(frozen=True)
@@ -181,14 +185,15 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         model.coarse.requires_grad_(False)  # the paper trains fine with coarse fixed
     model = model.to(device).to(memory_format=torch.channels_last)
 
-    # -- data: held-out backgrounds, resized into memory ----------------------------------
+    # -- data: held-out backgrounds, resized into memory (images streamed with --stream) ------
     train_index, val_bgs = split_indices(config.data, "train", config.val_fraction, config.split_seed)
     val_index, _ = split_indices(config.data, "val", config.val_fraction, config.split_seed)
     if config.max_train_samples is not None and config.max_train_samples < len(train_index):
         pick = np.random.default_rng([config.seed, 0x7A1]).choice(len(train_index), config.max_train_samples, replace=False)
         train_index = np.sort(train_index[pick])
-    train_data = load_split(config.data, train_index, (mc.height, mc.width), mc.output_size)
-    val_data = load_split(config.data, val_index, (mc.height, mc.width), mc.output_size)
+    sizes = ((mc.height, mc.width), mc.output_size)
+    train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream)
+    val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream)
     eval_rows = np.sort(np.random.default_rng([config.seed, 0xE7A]).permutation(len(val_data))[: config.eval_samples])
     val_subset = type(val_data)(**{f.name: getattr(val_data, f.name)[eval_rows] for f in dataclasses.fields(val_data)})
     valid_train = train_data.depth[train_data.depth > 0]
@@ -234,6 +239,8 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     seen = 0
     while step < config.steps:
         rows = sampler(step)
+        if step + 1 < config.steps:
+            train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
         x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
         valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
         with autocast(device, dtype):

@@ -118,3 +118,44 @@ def test_load_split_matches_the_reference(small_store, input_size, output_size) 
         np.testing.assert_array_equal(got.depth, want[1])
         np.testing.assert_array_equal(got.masks, want[2])
         np.testing.assert_array_equal(got.index, index)
+
+
+def test_store_images_read_like_the_loaded_split(small_store) -> None:
+    from engine.data import StoreImages, load_split
+
+    index = np.array([0, 3, 4, 9, 16, 31, 40, 47])
+    for size in ((40, 56), (20, 28)):
+        loaded = load_split(small_store, index, size, (5, 7)).images
+        streamed = StoreImages(small_store, index, size, threads=2)
+        assert streamed.shape == loaded.shape and len(streamed) == len(index)
+        rows = np.array([7, 0, 0, 3, 5])  # any order, repeats
+        np.testing.assert_array_equal(streamed[rows], loaded[rows])
+        np.testing.assert_array_equal(streamed[2], loaded[2])
+        streamed.prefetch(np.array([1, 6]))
+        np.testing.assert_array_equal(streamed[np.array([1, 6])], loaded[[1, 6]])
+
+
+def test_shard_reader_matches_zarr_and_checks_its_input(small_store, tmp_path) -> None:
+    import json
+
+    import zarr
+
+    from engine.shard_codec import ShardReader, shard_spec
+
+    for name in ("images", "depth", "masks"):
+        array = zarr.open_array(small_store / name, mode="r")
+        spec = shard_spec(json.loads((small_store / name / "zarr.json").read_text()))
+        key = lambda k, a=array: small_store / name / a.metadata.encode_chunk_key((k,) + (0,) * (a.ndim - 1))  # noqa: E731
+        reader = ShardReader(key, spec, array.shape[1:], array.dtype, array.shape[0])
+        samples = np.array([47, 0, 5, 5, 16, 33])
+        np.testing.assert_array_equal(reader.read(samples), array[:][samples])
+        with pytest.raises(ValueError, match="samples must be in"):
+            reader.read(np.array([48]))
+    original = small_store / "masks" / zarr.open_array(small_store / "masks").metadata.encode_chunk_key((1, 0, 0))
+    raw = bytearray(original.read_bytes())
+    raw[-10] ^= 0xFF  # inside the index
+    shard = tmp_path / "damaged"
+    shard.write_bytes(bytes(raw))
+    fresh = ShardReader(lambda k: shard, spec, array.shape[1:], array.dtype, array.shape[0])
+    with pytest.raises(ValueError, match="damaged shard index"):
+        fresh.read(np.array([0]))

@@ -154,3 +154,30 @@ def test_mixed_precision_trains_and_resumes(store: Path, tmp_path: Path, precisi
         assert scaler and scaler["scale"] > 0 and scaler["_growth_tracker"] == b["scaler"]["_growth_tracker"]
     train(config(store, tmp_path / "f", steps=1, **{**fast, "precision": "fp32"}))
     assert losses(tmp_path / "a")[0] == pytest.approx(losses(tmp_path / "f")[0], rel=0.05)  # same init, same batch
+
+
+@pytest.mark.parametrize("input_size", [64, 80])  # the store's size, and a resize
+def test_streamed_images_train_the_same_bits(store: Path, tmp_path: Path, input_size: int) -> None:
+    """--stream reads each batch's images from the store: the same batches, so
+    the same weights and losses as loading the split into memory."""
+    from engine.evaluate import evaluate_checkpoint
+
+    kw = dict(steps=4, height=input_size, width=input_size, eval_every=2)
+    train(config(store, tmp_path / "m", **kw))
+    train(config(store, tmp_path / "s", stream=True, **kw))
+    a, b = load_checkpoint(tmp_path / "m" / "coarse.pt"), load_checkpoint(tmp_path / "s" / "coarse.pt")
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert losses(tmp_path / "m") == losses(tmp_path / "s") and a["metrics"] == b["metrics"]
+    assert evaluate_checkpoint(tmp_path / "m" / "coarse.pt", store, device="cpu", stream=True)["metrics"] == a["metrics"]
+
+
+def test_stream_needs_lossless_images(tmp_path: Path) -> None:
+    out = tmp_path / "j.zarr"
+    generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=32, positions=2,
+                            shard_size=8, image_codec="jpeg"), out)
+    result = runner.invoke(app, ["train", "--data", str(out), "--out", str(tmp_path / "r"), "--steps", "1",
+                                 "--input-size", "64", "--stream", "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: {out}: streaming reads lossless images; this store has JPEGs (train without --stream)"]
