@@ -179,6 +179,12 @@ def generate(
         f"{verb} {report.samples_written} samples ({report.n_samples} in store) to {report.path} "
         f"in {report.seconds:.1f} s, {report.images_per_second:.0f} images/s"
     )
+    if verbose and report.samples_written:
+        from engine.generate import bottleneck
+
+        for stage, seconds in sorted(report.stage_seconds.items()):
+            typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
+        typer.echo(f"  {bottleneck(report, writer_threads)}", err=True)
 
 
 @app.command()

@@ -29,7 +29,7 @@ from engine.compositor import Compositor
 from engine.compositor_cuda import resolve_device
 from engine.config import GenerateConfig, RunOptions
 from engine.depth import make_depth_source
-from engine.generate import generate, load_assets
+from engine.generate import bottleneck, generate, load_assets
 from engine.plan import SamplePlan
 from engine.store import ZarrWriter
 from naive import naive_generate, naive_generate_pool
@@ -37,14 +37,15 @@ from naive import naive_generate, naive_generate_pool
 SCRATCH = ROOT / "benchmarks" / "scratch"
 
 
-def engine_run(config: GenerateConfig, out: Path, device: str) -> tuple[int, float, float]:
-    """One generate call: (samples, seconds writing the store, seconds for the whole call)."""
+def engine_run(config: GenerateConfig, out: Path, device: str) -> tuple[int, float, float, dict, str]:
+    """One generate call: (samples, seconds writing the store, seconds for the whole call,
+    seconds per stage, which stage limits)."""
     marks: list[float] = []
     t0 = time.perf_counter()
     run = RunOptions(overwrite=True, device=device)
     report = generate(config, out, run, progress=lambda *_: marks.append(time.perf_counter()))
     end = time.perf_counter()
-    return report.n_samples, end - marks[0], end - t0
+    return report.n_samples, end - marks[0], end - t0, report.stage_seconds, bottleneck(report, run.writer_threads)
 
 
 def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:
@@ -153,12 +154,14 @@ def main() -> None:
             "seconds_writing_median": writing, "seconds_whole_median": whole,
             "speedup_vs_naive": rate / naive_rate, "speedup_vs_naive_pool": rate / pool_rate,
             "store_bytes": size, "stages_images_per_s": stages,
+            "stage_seconds_last_run": runs[-1][3], "bottleneck_last_run": runs[-1][4],
         }
         flags = f"--image-codec {options['image_codec']}" + (
             " --jpeg-encoder nvjpeg" if options["jpeg_encoder"] == "nvjpeg" else "")
         print(f"engine --device {device} {flags}: {rate:8.0f} images/s writing "
               f"({rate / naive_rate:.1f}x naive, {rate / pool_rate:.1f}x naive pool), "
               f"{n / whole:.0f} images/s whole call incl. assets+imports, store {size / 1e6:.0f} MB")
+        print(f"    {runs[-1][4]}")
         for stage, value in stages.items():
             unit = "" if stage == "resizes_in_shard" else " images/s"
             print(f"    {stage:34s} {value:10.0f}{unit}")

@@ -140,7 +140,7 @@ def main() -> None:
     from engine.compositor_cuda import CudaCompositor, cuda_status, device_name
     from engine.config import GenerateConfig, RunOptions
     from engine.depth import make_depth_source
-    from engine.generate import generate, load_assets
+    from engine.generate import bottleneck, generate, load_assets
     from engine.plan import SamplePlan
     from engine.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
     from engine.store import ZarrWriter
@@ -256,8 +256,8 @@ def main() -> None:
                              limit=samples, **options)
         out = SCRATCH / f"e2e-{codec}.zarr"
         marks: list[float] = []
-        report = generate(cfg, out, RunOptions(overwrite=True, device="cuda", writer_threads=max(2, cores // 2)),
-                          progress=lambda *_: marks.append(time.perf_counter()))
+        run = RunOptions(overwrite=True, device="cuda", writer_threads=max(2, cores // 2))
+        report = generate(cfg, out, run, progress=lambda *_: marks.append(time.perf_counter()))
         t_write = time.perf_counter() - marks[0]
         store_bytes = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
         jpeg_bytes = sum(f.stat().st_size for f in (out / "images_jpeg").rglob("*") if f.is_file()) if on_gpu else 0
@@ -285,12 +285,14 @@ def main() -> None:
             "samples": report.n_samples, "seconds": t_write, "images_per_s": report.n_samples / t_write,
             "store_bytes": store_bytes, "floor_seconds": floor, "vs_floor": t_write / floor,
             "floor_parts_seconds": {"sequential_disk_write": t_disk, "d2h_raw": t_d2h, "compress_or_encode": t_compress},
+            "stage_seconds": report.stage_seconds, "bottleneck": bottleneck(report, run.writer_threads),
         }
         e = end_to_end[codec]
         flags = f"--image-codec {cfg.image_codec}" + (" --jpeg-encoder nvjpeg" if on_gpu else "")
         print(f"generate --device cuda {flags}: {e['samples']} samples in {t_write:.1f} s "
               f"({e['images_per_s']:.0f} images/s); floor {floor:.1f} s (disk {t_disk:.1f}, D2H {t_d2h:.1f}, "
               f"compress/encode {t_compress:.1f}) -> {e['vs_floor']:.2f}x the floor")
+        print(f"    {e['bottleneck']}")
         shutil.rmtree(out, ignore_errors=True)
     results["end_to_end"] = end_to_end
     path = save("gpu-smoke" if args.smoke else "gpu", results, args.results_dir)

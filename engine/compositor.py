@@ -10,6 +10,9 @@ offset; flips are done by the kernel reading columns backwards.
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -53,6 +56,26 @@ class Batch:
     ready: Callable[[], None] = _nothing
     release: Callable[[], None] = _nothing
     encode_jpeg: Callable[[int], np.ndarray] | None = None
+
+
+class StageClock:
+    """Seconds spent in each named stage, summed over threads (thread-safe).
+
+    ``with clock("stage"): ...`` adds the block's wall time to ``seconds["stage"]``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.seconds[stage] += time.perf_counter() - t0
 
 
 class ForegroundAtlas:
@@ -176,6 +199,7 @@ class Compositor:
         self.threshold = config.mask_threshold
         self.save_alpha = config.save_alpha
         self.occlusion = config.occlusion == "background"
+        self.clock = StageClock()  #: where the compositing time goes (read by generate's report)
 
     def table(self, p: Placements) -> np.ndarray:
         """``(B, 8) int64`` kernel placement table for ``p`` (fills the atlas)."""
@@ -197,15 +221,17 @@ class Compositor:
 
         n = len(p)
         _, height, width, _ = self.bg_images.shape
-        table = self.table(p)
+        with self.clock("placement table + atlas (host)"):
+            table = self.table(p)
         images = np.empty((n, height, width, 3), np.uint8)
         masks = np.empty((n, height, width), np.uint8)
         depth = np.empty((n, height, width), np.uint16)
         alpha = np.empty((n, height, width), np.uint8) if self.save_alpha else None
-        composite_batch(
-            self.bg_images, self.bg_depth16, self.atlas.view(), table, self.threshold,
-            images, masks, depth, alpha, occlusion=self.occlusion,
-        )
+        with self.clock("composite kernel (CPU)"):
+            composite_batch(
+                self.bg_images, self.bg_depth16, self.atlas.view(), table, self.threshold,
+                images, masks, depth, alpha, occlusion=self.occlusion,
+            )
         batch = Batch(images, masks, depth.view(np.float16), alpha)
         self.replace_depth(batch, p)
         return batch
@@ -215,6 +241,7 @@ class Compositor:
         if not self.depth.per_composite:
             return
         batch.ready()  # a GPU batch is still copying back: the network must see finished images
-        predicted = self.depth.composite_depth(batch.images, p.bg)
+        with self.clock("teacher network per composite"):
+            predicted = self.depth.composite_depth(batch.images, p.bg)
         if predicted is not None:
             batch.depth[...] = predicted.astype(np.float16)

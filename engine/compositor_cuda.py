@@ -180,9 +180,11 @@ class CudaCompositor(Compositor):
         from kernels.composite_cuda import composite_batch_cuda
 
         n = len(p)
-        table = self.table(p)  # host: placements, and resizes for the atlas
-        self._sync_atlas()
-        slot = self.free.get()  # blocks while every slot is being written
+        with self.clock("placement table + atlas (host)"):
+            table = self.table(p)  # host: placements, and resizes for the atlas
+            self._sync_atlas()
+        with self.clock("wait for a free GPU buffer (all held by writers)"):
+            slot = self.free.get()  # blocks while every slot is being written
         if n > len(slot.h_masks):
             self.free.put(slot)
             raise ValueError(f"batch of {n} exceeds the compositor's capacity {len(slot.h_masks)}")

@@ -10,6 +10,7 @@ is recorded as done only after its files are durable, so an interrupted run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -45,6 +46,8 @@ class GenerateReport:
     seconds: float
     skipped: list[str]
     device: str
+    #: seconds per pipeline stage, summed over the threads that ran it (see :func:`bottleneck`)
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -126,17 +129,22 @@ def generate(
     written = 0
     pending: deque[tuple[int, int, Future[None]]] = deque()
 
+    clock = compositor.clock
+
     def write(index: int, batch: Batch) -> None:
         try:
-            batch.ready()  # GPU batches may still be copying back
-            writer.write_shard(index, batch)
+            with clock(WAIT_RESULTS):
+                batch.ready()  # GPU batches may still be copying back
+            with clock(WRITE):
+                writer.write_shard(index, batch)
         finally:
             batch.release()
 
     def finish_oldest() -> None:
         nonlocal written, done_samples
         index, n, future = pending.popleft()
-        future.result()  # re-raises a write error here, in the main thread
+        with clock(WAIT_WRITERS):
+            future.result()  # re-raises a write error here, in the main thread
         writer.mark_done(index)
         written += n
         done_samples += n
@@ -147,7 +155,8 @@ def generate(
         try:
             for index in todo:
                 start, stop = writer.layout.shard_range(index)
-                batch = compositor.composite(plan.placements(start, stop))
+                with clock(MAIN):
+                    batch = compositor.composite(plan.placements(start, stop))
                 pending.append((index, stop - start, pool.submit(write, index, batch)))
                 while len(pending) > run.writer_threads:
                     finish_oldest()
@@ -159,5 +168,36 @@ def generate(
     return GenerateReport(
         path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
-        device=device,
+        device=device, stage_seconds=dict(clock.seconds),
     )
+
+
+#: stage names of the report (the compositor adds its own inside MAIN)
+MAIN = "main thread: compositing a shard (all of it)"
+WAIT_WRITERS = "main thread: waiting for the oldest shard's write"
+WAIT_RESULTS = "writers: waiting for GPU results (kernel + copy back)"
+WRITE = "writers: encode + compress + write + fsync"
+
+
+def bottleneck(report: GenerateReport, writer_threads: int) -> str:
+    """One line saying which stage limits a run, from its stage times.
+
+    The main thread composites shard k+1 while writers finish shard k: if the
+    main thread mostly waits for writers, they limit (and, within them, either
+    the GPU's results or the compression and disk); otherwise compositing does.
+    """
+    s = report.stage_seconds
+    main = s.get(MAIN, 0.0) + s.get(WAIT_WRITERS, 0.0)
+    if main <= 0:
+        return "nothing was written"
+    waiting = s.get(WAIT_WRITERS, 0.0) + s.get("wait for a free GPU buffer (all held by writers)", 0.0)
+    busy = s.get(WAIT_RESULTS, 0.0) + s.get(WRITE, 0.0)
+    if waiting / main < 0.25:
+        host = s.get("placement table + atlas (host)", 0.0)
+        return (f"compositing limits: the main thread waited on writers {100 * waiting / main:.0f}% of the time; "
+                f"host placement + atlas took {100 * host / main:.0f}%")
+    on_gpu = s.get(WAIT_RESULTS, 0.0) / busy if busy else 0.0
+    what = "the GPU's results (kernel + copy back)" if on_gpu > 0.5 else "encoding + compression + disk"
+    return (f"writers limit ({writer_threads} threads): the main thread waited on them {100 * waiting / main:.0f}% "
+            f"of the time; they spent {100 * on_gpu:.0f}% waiting for GPU results and "
+            f"{100 * (1 - on_gpu):.0f}% encoding, compressing and writing -> {what}")

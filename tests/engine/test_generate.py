@@ -289,3 +289,28 @@ def test_resume_after_kill_9_is_byte_identical(tmp_path: Path) -> None:
     subprocess.run([*cmd, "--out", str(clean)], cwd=ROOT, env=env, check=True)
     assert inspect_store(killed).complete
     assert tree(killed) == tree(clean)
+
+
+def test_stage_times_and_the_bottleneck_line(tmp_path: Path) -> None:
+    import dataclasses
+
+    from engine.generate import MAIN, WAIT_RESULTS, WAIT_WRITERS, WRITE, bottleneck
+
+    report = generate(small(), tmp_path / "t.zarr")
+    s = report.stage_seconds
+    for stage in (MAIN, WAIT_WRITERS, WAIT_RESULTS, WRITE, "composite kernel (CPU)", "placement table + atlas (host)"):
+        assert stage in s and s[stage] >= 0, stage
+    assert s[MAIN] >= s["composite kernel (CPU)"] + s["placement table + atlas (host)"]
+    assert s[MAIN] + s[WAIT_WRITERS] <= report.seconds
+
+    def line(**seconds: float) -> str:
+        return bottleneck(dataclasses.replace(report, stage_seconds=seconds), 2)
+
+    assert line(**{MAIN: 10.0, WAIT_WRITERS: 1.0, "placement table + atlas (host)": 4.0}).startswith(
+        "compositing limits: the main thread waited on writers 9% of the time; host placement + atlas took 36%")
+    gpu_bound = line(**{MAIN: 2.0, WAIT_WRITERS: 8.0, WAIT_RESULTS: 15.0, WRITE: 5.0})
+    assert gpu_bound.startswith("writers limit (2 threads)") and gpu_bound.endswith("the GPU's results (kernel + copy back)")
+    disk_bound = line(**{MAIN: 4.0, "wait for a free GPU buffer (all held by writers)": 3.0, WAIT_WRITERS: 6.0,
+                         WAIT_RESULTS: 1.0, WRITE: 19.0})
+    assert "waited on them 90%" in disk_bound and disk_bound.endswith("encoding + compression + disk")
+    assert line() == "nothing was written"
