@@ -113,7 +113,8 @@ class StoreImages:
         return pending.result() if pending is not None else self._read(rows)
 
     def prefetch(self, rows: np.ndarray) -> None:
-        """Read ``rows`` in the background; the next ``self[rows]`` picks them up."""
+        """Read ``rows`` in the background; the next ``self[rows]`` picks them up.
+        Only the latest prefetch is kept: call it after taking the current batch."""
         rows = np.asarray(rows, dtype=np.int64)
         self._pending = {rows.tobytes(): self._ahead.submit(self._read, rows)}  # only the latest is kept
 

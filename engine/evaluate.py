@@ -83,9 +83,9 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
     rows = np.arange(len(data))
     with torch.no_grad():
         for start in range(0, len(rows), batch):
-            if start + batch < len(rows):
-                data.prefetch(rows[start + batch : start + 2 * batch])
             x, depth, masks = make_batch(data, rows[start : start + batch], None, device)
+            if start + batch < len(rows):
+                data.prefetch(rows[start + batch : start + 2 * batch])  # streamed images: read while this runs
             with autocast(device, dtype):
                 log_pred = model(x, stage)
             pred = torch.exp(log_pred.float())  # metrics are computed where the batch is

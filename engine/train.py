@@ -239,9 +239,9 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     seen = 0
     while step < config.steps:
         rows = sampler(step)
+        x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
         if step + 1 < config.steps:
             train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
-        x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
         valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
         with autocast(device, dtype):
             log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres

@@ -159,3 +159,19 @@ def test_shard_reader_matches_zarr_and_checks_its_input(small_store, tmp_path) -
     fresh = ShardReader(lambda k: shard, spec, array.shape[1:], array.dtype, array.shape[0])
     with pytest.raises(ValueError, match="damaged shard index"):
         fresh.read(np.array([0]))
+
+
+def test_prefetched_batches_are_read_once(small_store, monkeypatch) -> None:
+    """The training loop's order (take batch s, then prefetch s + 1) reads each batch once."""
+    from engine.data import StoreImages
+
+    images = StoreImages(small_store, np.arange(48), (40, 56), threads=2)
+    reads: list[bytes] = []
+    original = images._read
+    monkeypatch.setattr(images, "_read", lambda rows: reads.append(rows.tobytes()) or original(rows))
+    batches = [np.array([s, s + 7, 40 - s]) for s in range(5)]
+    for s, rows in enumerate(batches):
+        np.testing.assert_array_equal(images[rows], original(rows))
+        if s + 1 < len(batches):
+            images.prefetch(batches[s + 1])
+    assert reads == [b.tobytes() for b in batches]

@@ -157,14 +157,21 @@ def test_mixed_precision_trains_and_resumes(store: Path, tmp_path: Path, precisi
 
 
 @pytest.mark.parametrize("input_size", [64, 80])  # the store's size, and a resize
-def test_streamed_images_train_the_same_bits(store: Path, tmp_path: Path, input_size: int) -> None:
+def test_streamed_images_train_the_same_bits(store: Path, tmp_path: Path, input_size: int,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """--stream reads each batch's images from the store: the same batches, so
-    the same weights and losses as loading the split into memory."""
+    the same weights and losses as loading the split into memory; each batch is
+    read once (prefetched while the previous step runs)."""
+    from engine.data import StoreImages
     from engine.evaluate import evaluate_checkpoint
 
     kw = dict(steps=4, height=input_size, width=input_size, eval_every=2)
     train(config(store, tmp_path / "m", **kw))
+    reads: list[bytes] = []
+    original = StoreImages._read
+    monkeypatch.setattr(StoreImages, "_read", lambda self, rows: reads.append(rows.tobytes()) or original(self, rows))
     train(config(store, tmp_path / "s", stream=True, **kw))
+    assert len(reads) >= 4 and len(reads) == len(set(reads))  # no batch read twice
     a, b = load_checkpoint(tmp_path / "m" / "coarse.pt"), load_checkpoint(tmp_path / "s" / "coarse.pt")
     for key, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][key]), key
