@@ -2,9 +2,12 @@
 
 The per-pixel math is :func:`kernels.composite.composite_pixel`, compiled here
 as a device function, so CPU and GPU results are bit-identical. One thread per
-output pixel; consecutive threads take consecutive columns of a row so global
-reads and writes coalesce. Runs under Numba's CUDA simulator when
-``NUMBA_ENABLE_CUDASIM=1`` (slow: use tiny batches there).
+output pixel over a 1-D grid of the batch's ``B*H*W`` pixels: consecutive
+threads take consecutive columns of a row, so global reads and writes
+coalesce. (A 2-D grid with one axis over ``B*H`` rows broke CUDA's 65,535-block
+limit on grid y at 4096 samples of 224 rows; a 1-D grid allows 2**31 - 1
+blocks.) Runs under Numba's CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1``
+(slow: use tiny batches there).
 """
 
 from __future__ import annotations
@@ -18,8 +21,22 @@ from kernels.composite import check_composite_inputs, composite_pixel
 
 _pixel_cuda = cuda.jit(device=True)(composite_pixel)
 
-#: threads per block: one warp-multiple strip of columns × a few rows
-BLOCK = (32, 8)
+#: threads per block (a multiple of the 32-thread warp)
+THREADS = 256
+#: CUDA's limit on blocks along grid x
+MAX_BLOCKS = 2**31 - 1
+
+
+def launch_blocks(n: int, height: int, width: int) -> int:
+    """Blocks of :data:`THREADS` covering ``n * height * width`` pixels.
+
+    Raises:
+        ValueError: more blocks than one launch may have.
+    """
+    blocks = (n * height * width + THREADS - 1) // THREADS
+    if blocks > MAX_BLOCKS:
+        raise ValueError(f"{n} samples of {height}x{width} exceed one kernel launch: use a smaller shard")
+    return blocks
 
 
 @cuda.jit
@@ -27,10 +44,13 @@ def _composite_cuda(
     bg_images, bg_depth, atlas, table, threshold,
     out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
 ):  # pragma: no cover - compiled by Numba
-    c, row = cuda.grid(2)  # row runs over B * H (sample-major)
     n, height, width = out_masks.shape
-    if c >= width or row >= n * height:
+    # int64 arithmetic: B*H*W may pass 2**32 with large shards of large images
+    pixel = np.int64(cuda.blockIdx.x) * np.int64(cuda.blockDim.x) + np.int64(cuda.threadIdx.x)
+    if pixel >= np.int64(n) * height * width:
         return
+    row = pixel // width  # over B * H, sample-major
+    c = pixel - row * width
     b = row // height
     r = row - b * height
     _pixel_cuda(
@@ -69,10 +89,9 @@ def composite_batch_cuda(
     write_alpha = out_alpha is not None
     if out_alpha is None:
         out_alpha = cuda.device_array((0, 0, 0), np.uint8)
-    grid = ((width + BLOCK[0] - 1) // BLOCK[0], (n * height + BLOCK[1] - 1) // BLOCK[1])
     if n == 0:
         return
-    _composite_cuda[grid, BLOCK, stream](
+    _composite_cuda[launch_blocks(n, height, width), THREADS, stream](
         bg_images, bg_depth, atlas, table, np.int32(threshold),
         out_images, out_masks, out_depth, out_alpha, write_alpha, np.int32(occlusion),
     )

@@ -207,3 +207,15 @@ def test_real_gpu_matches_cpu_on_a_full_batch() -> None:
     gpu = run_kernel("cuda", bg, depth, atlas, table, 127)
     for c, g in zip(cpu, gpu):
         np.testing.assert_array_equal(c, g)
+
+
+def test_launch_geometry_stays_within_cuda_limits() -> None:
+    """Real GPUs refuse grids past their limits (the simulator does not check):
+    the 1-D grid covers every pixel, even for shards far beyond the default."""
+    from kernels.composite_cuda import MAX_BLOCKS, THREADS, launch_blocks
+
+    for n, h, w in [(1, 16, 16), (2048, 224, 224), (4096, 224, 224), (8192, 512, 512)]:
+        blocks = launch_blocks(n, h, w)
+        assert blocks <= MAX_BLOCKS and blocks * THREADS >= n * h * w > (blocks - 1) * THREADS
+    with pytest.raises(ValueError, match="exceed one kernel launch"):
+        launch_blocks(2**20, 4096, 4096)
