@@ -45,3 +45,12 @@ def test_bench_data_runs(tmp_path: Path) -> None:
     stdout = run("bench_data.py", "--samples", "64", "--load", "40", "--results-dir", str(tmp_path))
     assert "load_split 40 samples" in stdout and "make_batch" in stdout
     assert json.loads((tmp_path / "data.json").read_text())["results"]["make_batch_224_cpu_ms"] > 0
+
+
+@pytest.mark.slow
+def test_bench_atlas_runs(tmp_path: Path) -> None:
+    stdout = run("bench_atlas.py", "--samples", "300", "--backgrounds", "3", "--foregrounds", "3",
+                 "--results-dir", str(tmp_path))
+    assert "distinct resizes" in stdout
+    results = json.loads((tmp_path / "atlas.json").read_text())["results"]
+    assert results["samples"] == 300 and 1 <= results["distinct_resizes"] <= 300

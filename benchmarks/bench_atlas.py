@@ -1,0 +1,58 @@
+"""How much foreground resampling a whole store needs, with the atlas.
+
+    python benchmarks/bench_atlas.py                 # the default 400k plan, 100 x 100 built-in assets
+
+Every sample's foreground is its car resized to the sample's size. Resampling
+per batch (what a Kornia/torch resize on the GPU would do) costs one resize per
+sample; the atlas (engine/compositor.py) resizes each distinct (foreground,
+size) once and reuses it. This counts the distinct resizes of the plan and
+times building every placement table of it (atlas fill + plane depth: the
+whole host-side work of compositing) shard by shard. Results: stdout and
+``benchmarks/results/atlas.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from common import RESULTS, save
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=None, help="first N samples of the plan (default: all 400k)")
+    ap.add_argument("--backgrounds", type=int, default=100)
+    ap.add_argument("--foregrounds", type=int, default=100)
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    from engine.compositor import Compositor
+    from engine.config import GenerateConfig
+    from engine.depth import make_depth_source
+    from engine.generate import load_assets
+    from engine.plan import SamplePlan
+
+    config = GenerateConfig(builtin_backgrounds=args.backgrounds, builtin_foregrounds=args.foregrounds, limit=args.samples)
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    compositor = Compositor(assets, depth, config)
+    t0 = time.perf_counter()
+    for start in range(0, plan.n_samples, config.shard_size):
+        compositor.table(plan.placements(start, min(start + config.shard_size, plan.n_samples)))
+    seconds = time.perf_counter() - t0
+    results = {
+        "samples": plan.n_samples, "distinct_resizes": compositor.atlas.resizes,
+        "samples_per_resize": plan.n_samples / compositor.atlas.resizes, "atlas_bytes": compositor.atlas.used,
+        "all_tables_seconds": seconds,
+    }
+    print(f"{plan.n_samples} samples need {compositor.atlas.resizes} distinct resizes "
+          f"({plan.n_samples / compositor.atlas.resizes:.0f} samples per resize; atlas {compositor.atlas.used / 1e6:.0f} MB); "
+          f"every placement table (atlas fill + plane depth) in {seconds:.1f} s")
+    print(f"saved {save('atlas', results, args.results_dir)}")
+
+
+if __name__ == "__main__":
+    main()
