@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, save, timed
+from common import RESULTS, save, scratch, timed
 
-SCRATCH = ROOT / "benchmarks" / "scratch"
+SCRATCH = scratch("data")  # emptied at the end
 
 
 def main() -> None:

@@ -22,14 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, save
+from common import RESULTS, ROOT, SCRATCH, save
 from PIL import Image
 
 from engine.compositor_cuda import resolve_device
 from engine.config import GenerateConfig, RunOptions
 from engine.generate import generate, load_assets
-
-SCRATCH = ROOT / "benchmarks" / "scratch"
 
 
 def export_photos(config: GenerateConfig, folder: Path) -> None:

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, codec_options, save, timed
+from common import RESULTS, codec_options, save, scratch, timed
+from naive import naive_generate, naive_generate_pool
 
 from engine.compositor import Compositor
 from engine.compositor_cuda import resolve_device
@@ -32,9 +33,8 @@ from engine.depth import make_depth_source
 from engine.generate import bottleneck, generate, load_assets
 from engine.plan import SamplePlan
 from engine.store import ZarrWriter
-from naive import naive_generate, naive_generate_pool
 
-SCRATCH = ROOT / "benchmarks" / "scratch"
+SCRATCH = scratch("generate")  # emptied at the end
 
 
 def engine_run(config: GenerateConfig, out: Path, device: str) -> tuple[int, float, float, dict, str]:

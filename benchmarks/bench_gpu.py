@@ -40,9 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, codec_options, save
+from common import RESULTS, codec_options, save, scratch
 
-SCRATCH = ROOT / "benchmarks" / "scratch"
+SCRATCH = scratch("gpu")  # emptied at the end
 
 
 def seconds(fn, repeats: int = 5, sync=None) -> float:
@@ -141,8 +141,8 @@ def main() -> None:
     from engine.config import GenerateConfig, RunOptions
     from engine.depth import make_depth_source
     from engine.generate import bottleneck, generate, load_assets
-    from engine.plan import SamplePlan
     from engine.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
+    from engine.plan import SamplePlan
     from engine.store import ZarrWriter
     from kernels.composite_cuda import composite_batch_cuda
 

@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
+#: scratch space (ignored by git); tests point it elsewhere with FGBG_BENCH_SCRATCH
+SCRATCH = Path(os.environ.get("FGBG_BENCH_SCRATCH", ROOT / "benchmarks" / "scratch"))
+
+
+def scratch(name: str) -> Path:
+    """A benchmark's own scratch folder, which it may empty: ``SCRATCH/<name>``."""
+    return SCRATCH / name
 
 
 def machine() -> dict[str, Any]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(script: str, *args: str, env: dict | None = None) -> str:
+    """Run a benchmark script; its scratch files go to a fresh temporary folder,
+    never the checkout's benchmarks/scratch (which may hold a user's stores)."""
+    scratch = tempfile.mkdtemp(prefix="fgbg-bench-")
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args],
-        cwd=ROOT / "benchmarks", capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
+        [sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT / "benchmarks", capture_output=True,
+        text=True, env={**os.environ, "FGBG_BENCH_SCRATCH": scratch, **(env or {})}, timeout=600,
     )
+    shutil.rmtree(scratch, ignore_errors=True)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 

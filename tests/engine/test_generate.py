@@ -16,10 +16,10 @@ import zarr
 from PIL import Image
 
 from engine.config import GenerateConfig, RunOptions
+from engine.depth import make_depth_source
 from engine.errors import StoreError
 from engine.generate import generate, load_assets
 from engine.plan import SamplePlan
-from engine.depth import make_depth_source
 from engine.store import ZarrWriter, inspect_store
 from kernels import placement as P
 from kernels.reference import composite_reference
