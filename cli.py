@@ -12,7 +12,7 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -88,44 +88,44 @@ def _setup_logging(verbose: bool) -> None:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Zarr store (a folder).")],
-    bg: Annotated[Optional[Path], typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
-    fg: Annotated[Optional[Path], typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks.")] = None,
-    fg_masks: Annotated[Optional[Path], typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
+    bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
+    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks.")] = None,
+    fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
     size: Annotated[int, typer.Option(help="Output height and width in pixels (square); see --width.")] = 224,
-    width: Annotated[Optional[int], typer.Option(help="Output width if not square.")] = None,
+    width: Annotated[int | None, typer.Option(help="Output width if not square.")] = None,
     positions: Annotated[int, typer.Option(help="Placements per (background, foreground, flip).")] = 20,
     flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also emit each placement with the foreground mirrored.")] = True,
     scale_min: Annotated[float, typer.Option(help="Smallest foreground height as a fraction of image height.")] = 0.25,
     scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
-    limit: Annotated[Optional[int], typer.Option(help="Keep only the first N samples of the plan.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N samples of the plan.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the plan (and of the built-in assets).")] = 0,
     builtin_backgrounds: Annotated[int, typer.Option(help="Built-in street scenes to generate (no --bg).")] = 100,
     builtin_foregrounds: Annotated[int, typer.Option(help="Built-in cars to generate (no --fg).")] = 100,
     mask_threshold: Annotated[int, typer.Option(help="Mask = alpha > this (0..254); 127 means alpha > 0.5.")] = 127,
     save_alpha: Annotated[bool, typer.Option(help="Also store the soft alpha as 'alpha'.")] = False,
     depth_source: Annotated[DepthSourceName, typer.Option(help="Where depth comes from: ground-plane (geometry: exact for the built-in scenes, a level camera over flat ground for yours), bg-maps (your depth map per background, --depth-maps), teacher-bg (a network once per background, --teacher), teacher-composite (a network on every composite).")] = "ground-plane",
-    depth_maps: Annotated[Optional[Path], typer.Option(help="Folder of depth maps named like the backgrounds: 16-bit PNG/TIFF (see --depth-png-scale), float TIFF, .npy/.npz (metres), or EXR (with OpenEXR).")] = None,
+    depth_maps: Annotated[Path | None, typer.Option(help="Folder of depth maps named like the backgrounds: 16-bit PNG/TIFF (see --depth-png-scale), float TIFF, .npy/.npz (metres), or EXR (with OpenEXR).")] = None,
     depth_png_scale: Annotated[float, typer.Option(help="Metres per unit of 16-bit PNG/TIFF depth maps (0.001: millimetres).")] = 0.001,
     fg_depth: Annotated[FgDepth, typer.Option(help="Depth of the foreground's plane: auto (ground-plane: the ground at its bottom row; maps: contact), contact (median background depth under its bottom row's opaque pixels), min-footprint (nearest background depth under its mask), constant (--fg-depth-value).")] = "auto",
-    fg_depth_value: Annotated[Optional[float], typer.Option(help="Metres, with --fg-depth constant.")] = None,
+    fg_depth_value: Annotated[float | None, typer.Option(help="Metres, with --fg-depth constant.")] = None,
     occlusion: Annotated[Occlusion, typer.Option(help="background: hide foreground pixels behind nearer background surfaces (mask and depth follow); none: paste on top.")] = "none",
-    teacher: Annotated[Optional[Path], typer.Option(help="Depth network for teacher-*: a TorchScript file, or ONNX (with onnxruntime), mapping (N,3,H,W) to (N,1,h,w). Never downloaded.")] = None,
+    teacher: Annotated[Path | None, typer.Option(help="Depth network for teacher-*: a TorchScript file, or ONNX (with onnxruntime), mapping (N,3,H,W) to (N,1,h,w). Never downloaded.")] = None,
     teacher_output: Annotated[TeacherOutput, typer.Option(help="What the teacher predicts: depth or inverse-depth.")] = "depth",
     teacher_scale: Annotated[float, typer.Option(help="Metres per teacher output unit (depth = scale*y, or scale/y for inverse depth).")] = 1.0,
-    teacher_size: Annotated[Optional[str], typer.Option(help="Input size the teacher expects, HxW (e.g. 228x304); default: the output size.")] = None,
+    teacher_size: Annotated[str | None, typer.Option(help="Input size the teacher expects, HxW (e.g. 228x304); default: the output size.")] = None,
     teacher_mean: Annotated[str, typer.Option(help="Per-channel mean of the teacher's [0,1] RGB input.")] = "0.485,0.456,0.406",
     teacher_std: Annotated[str, typer.Option(help="Per-channel std of the teacher's input.")] = "0.229,0.224,0.225",
     align_to_ground: Annotated[bool, typer.Option(help="Scale each teacher map so its median matches the ground-plane prior below the horizon.")] = False,
-    horizon: Annotated[Optional[float], typer.Option(help="User backgrounds: horizon row as a fraction of the height (default 0.5, a level camera).")] = None,
+    horizon: Annotated[float | None, typer.Option(help="User backgrounds: horizon row as a fraction of the height (default 0.5, a level camera).")] = None,
     camera_height: Annotated[float, typer.Option(help="User backgrounds: camera height above the ground, metres.")] = 1.6,
-    focal: Annotated[Optional[float], typer.Option(help="User backgrounds: focal length in output pixels (default: the width).")] = None,
+    focal: Annotated[float | None, typer.Option(help="User backgrounds: focal length in output pixels (default: the width).")] = None,
     max_depth: Annotated[float, typer.Option(help="Depth written for sky and far ground, metres.")] = 80.0,
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
     compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
     jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: libjpeg (every CPU core) or nvjpeg (on the GPU: only JPEG bytes cross PCIe; needs --device cuda). Both keep full-resolution colour (4:4:4).")] = JpegEncoder.libjpeg,
     shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
     on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.")] = OnBad.error,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
@@ -141,9 +141,9 @@ def generate(
     (100 × 100 inputs → 400,000 samples), each with image, mask and depth.
     """
     _setup_logging(verbose)
-    from engine.compositor_cuda import resolve_device
+    from engine.compose.compositor_cuda import resolve_device
+    from engine.compose.generate import generate as run_generate
     from engine.config import GenerateConfig, RunOptions
-    from engine.generate import generate as run_generate
 
     try:
         config = GenerateConfig(
@@ -180,7 +180,7 @@ def generate(
         f"in {report.seconds:.1f} s, {report.images_per_second:.0f} images/s"
     )
     if verbose and report.samples_written:
-        from engine.generate import bottleneck
+        from engine.compose.generate import bottleneck
 
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
@@ -193,7 +193,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """What is inside a store: samples, arrays, codecs, size, completeness, settings."""
-    from engine.store import inspect_store
+    from engine.store.zarr_store import inspect_store
 
     try:
         s = inspect_store(store)
@@ -244,10 +244,10 @@ def preview(
     store: Annotated[Path, typer.Argument(help="A store written by generate.")],
     n: Annotated[int, typer.Option("--n", help="Number of samples to show (spread over the store).")] = 16,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")] = Path("preview.png"),
-    tile: Annotated[Optional[int], typer.Option(help="Tile height in pixels (default: the store's).")] = None,
+    tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
     """Write a contact sheet PNG: image | mask | depth (colour map) per sample."""
-    from engine.preview import contact_sheet
+    from engine.store.preview import contact_sheet
 
     try:
         sheet = contact_sheet(store, n=n, tile=tile)
@@ -265,7 +265,7 @@ def train(
     out: Annotated[Path, typer.Option(help="Run folder: <out>/<stage>.pt, <stage>_log.csv, <stage>_metrics.json.")],
     stage: Annotated[str, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = "coarse",
     steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.")] = 2000,
-    init: Annotated[Optional[Path], typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
+    init: Annotated[Path | None, typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
     batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32).")] = 32,
     optimizer: Annotated[str, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = "sgd",
     lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).")] = 1.0,
@@ -273,7 +273,7 @@ def train(
     weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
     input_size: Annotated[str, typer.Option(help="Network input, HxW or one number (square); output is 1/4. 228x304 is the paper's NYU size.")] = "112",
     coarse_channels: Annotated[str, typer.Option(help="Coarse conv widths: paper (96,256,384,384,256) or torchvision (AlexNet's, for --init-from).")] = "paper",
-    init_from: Annotated[Optional[Path], typer.Option(help="AlexNet-style weights for coarse conv1-5 (e.g. torchvision's alexnet .pth); never downloaded.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="AlexNet-style weights for coarse conv1-5 (e.g. torchvision's alexnet .pth); never downloaded.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out for validation.")] = 0.1,
     split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, batches, augmentation, dropout.")] = 0,
@@ -284,7 +284,7 @@ def train(
     precision: Annotated[str, typer.Option(help="auto (bf16 on GPUs with it, else fp16 with a grad scaler; fp32 on the CPU), fp32, bf16, fp16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    max_train_samples: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of this many samples.")] = None,
+    max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
     plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.")] = False,
@@ -293,8 +293,8 @@ def train(
 ) -> None:
     """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation."""
     _setup_logging(verbose)
-    from engine.train import TrainConfig
-    from engine.train import train as run_train
+    from engine.learn.train import TrainConfig
+    from engine.learn.train import train as run_train
 
     try:
         height, width = _size_pair(input_size if "x" in input_size.lower() else f"{input_size}x{input_size}", "--input-size")
@@ -329,7 +329,7 @@ def evaluate(
     stream: Annotated[bool, typer.Option("--stream", help="Read images batch by batch instead of loading the split (stores larger than RAM).")] = False,
 ) -> None:
     """The paper's error metrics for a checkpoint, next to the constant predictor."""
-    from engine.evaluate import evaluate_checkpoint
+    from engine.learn.evaluate import evaluate_checkpoint
 
     try:
         result = evaluate_checkpoint(checkpoint, data, split, device, batch, stream)
@@ -354,8 +354,8 @@ def predict(
     import numpy as np
     from PIL import Image
 
-    from engine.evaluate import predict_images
-    from engine.preview import depth_to_rgb
+    from engine.learn.evaluate import predict_images
+    from engine.store.preview import depth_to_rgb
 
     try:
         maps = predict_images(checkpoint, list(images), device)
@@ -446,7 +446,7 @@ def _triple(text: str, flag: str) -> tuple[float, float, float]:
 
 
 def _describe_device(chosen: str, requested: str) -> str:
-    from engine.compositor_cuda import device_name
+    from engine.compose.compositor_cuda import device_name
 
     if chosen == "cuda":
         return f"cuda ({device_name()})"

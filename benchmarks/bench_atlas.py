@@ -4,7 +4,7 @@
 
 Every sample's foreground is its car resized to the sample's size. Resampling
 per batch (what a Kornia/torch resize on the GPU would do) costs one resize per
-sample; the atlas (engine/compositor.py) resizes each distinct (foreground,
+sample; the atlas (engine/compose/compositor.py) resizes each distinct (foreground,
 size) once and reuses it. This counts the distinct resizes of the plan and
 times building every placement table of it (atlas fill + plane depth: the
 whole host-side work of compositing) shard by shard. Results: stdout and
@@ -28,11 +28,11 @@ def main() -> None:
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    from engine.compositor import Compositor
+    from engine.compose.compositor import Compositor
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import load_assets
+    from engine.compose.plan import SamplePlan
     from engine.config import GenerateConfig
-    from engine.depth import make_depth_source
-    from engine.generate import load_assets
-    from engine.plan import SamplePlan
 
     config = GenerateConfig(builtin_backgrounds=args.backgrounds, builtin_foregrounds=args.foregrounds, limit=args.samples)
     assets = load_assets(config)

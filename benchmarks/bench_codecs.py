@@ -15,13 +15,13 @@ import argparse
 import time
 
 import numpy as np
-from common import save
 
-from engine.compositor import Compositor
+from common import save
+from engine.compose.compositor import Compositor
+from engine.compose.depth import make_depth_source
+from engine.compose.generate import load_assets
+from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig
-from engine.depth import make_depth_source
-from engine.generate import load_assets
-from engine.plan import SamplePlan
 
 
 def candidates() -> dict[str, object]:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from common import RESULTS, save, scratch, timed
 
 SCRATCH = scratch("data")  # emptied at the end
@@ -31,9 +32,9 @@ def main() -> None:
 
     import torch
 
+    from engine.compose.generate import generate
     from engine.config import GenerateConfig, RunOptions
-    from engine.data import StoreImages, load_split, make_batch
-    from engine.generate import generate
+    from engine.learn.data import StoreImages, load_split, make_batch
 
     store = SCRATCH / "data.zarr"
     generate(GenerateConfig(builtin_backgrounds=20, builtin_foregrounds=20, limit=args.samples), store,

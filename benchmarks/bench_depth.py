@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, SCRATCH, save
 from PIL import Image
 
-from engine.compositor_cuda import resolve_device
+from common import RESULTS, ROOT, SCRATCH, save
+from engine.compose.compositor_cuda import resolve_device
+from engine.compose.generate import generate, load_assets
 from engine.config import GenerateConfig, RunOptions
-from engine.generate import generate, load_assets
 
 
 def export_photos(config: GenerateConfig, folder: Path) -> None:

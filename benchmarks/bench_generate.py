@@ -23,16 +23,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, codec_options, save, scratch, timed
-from naive import naive_generate, naive_generate_pool
 
-from engine.compositor import Compositor
-from engine.compositor_cuda import resolve_device
+from common import RESULTS, codec_options, save, scratch, timed
+from engine.compose.compositor import Compositor
+from engine.compose.compositor_cuda import resolve_device
+from engine.compose.depth import make_depth_source
+from engine.compose.generate import bottleneck, generate, load_assets
+from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
-from engine.depth import make_depth_source
-from engine.generate import bottleneck, generate, load_assets
-from engine.plan import SamplePlan
-from engine.store import ZarrWriter
+from engine.store.zarr_store import ZarrWriter
+from naive import naive_generate, naive_generate_pool
 
 SCRATCH = scratch("generate")  # emptied at the end
 

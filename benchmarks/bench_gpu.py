@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from common import RESULTS, codec_options, save, scratch
 
 SCRATCH = scratch("gpu")  # emptied at the end
@@ -137,13 +138,13 @@ def main() -> None:
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
 
-    from engine.compositor_cuda import CudaCompositor, cuda_status, device_name
+    from engine.compose.compositor_cuda import CudaCompositor, cuda_status, device_name
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import bottleneck, generate, load_assets
+    from engine.compose.plan import SamplePlan
     from engine.config import GenerateConfig, RunOptions
-    from engine.depth import make_depth_source
-    from engine.generate import bottleneck, generate, load_assets
-    from engine.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
-    from engine.plan import SamplePlan
-    from engine.store import ZarrWriter
+    from engine.store.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
+    from engine.store.zarr_store import ZarrWriter
     from kernels.composite_cuda import composite_batch_cuda
 
     available, simulated = cuda_status()
@@ -265,8 +266,7 @@ def main() -> None:
         block = np.random.default_rng(0).integers(0, 256, 64 << 20, dtype=np.uint8).tobytes()
         t0 = time.perf_counter()
         with open(SCRATCH / "floor.bin", "wb") as f:
-            for _ in range(max(1, store_bytes // len(block))):
-                f.write(block)
+            f.writelines(block for _ in range(max(1, store_bytes // len(block))))
             f.flush()
             os.fsync(f.fileno())
         t_disk = time.perf_counter() - t0

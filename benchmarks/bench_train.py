@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 from common import RESULTS, ROOT, save
-
+from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
-from engine.evaluate import evaluate_checkpoint
-from engine.generate import generate
-from engine.store import inspect_store
-from engine.train import TrainConfig, train
+from engine.learn.evaluate import evaluate_checkpoint
+from engine.learn.train import TrainConfig, train
+from engine.store.zarr_store import inspect_store
 
 
 def main() -> None:

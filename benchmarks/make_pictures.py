@@ -11,11 +11,11 @@ import subprocess
 import sys
 
 from bench_depth import SCRATCH, export_photos
-from common import ROOT
 
+from common import ROOT
+from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
-from engine.generate import generate
-from engine.preview import contact_sheet
+from engine.store.preview import contact_sheet
 
 DOCS = ROOT / "docs"
 

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from common import ROOT  # noqa: F401 - puts the project on sys.path
+from torch import nn
 
-from engine.compositor import Compositor
+from common import ROOT
+from engine.compose.compositor import Compositor
+from engine.compose.depth import make_depth_source
+from engine.compose.generate import load_assets
+from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig
-from engine.depth import make_depth_source
-from engine.generate import load_assets
-from engine.plan import SamplePlan
 
 SIZE = 112
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

@@ -23,7 +23,7 @@ def naive_generate(bg_images: np.ndarray, fg_images: list[np.ndarray], placement
     Args:
         bg_images: ``(NB, H, W, 3) uint8`` backgrounds.
         fg_images: canonical ``(h, w, 4) uint8`` RGBA foregrounds.
-        placements: an :class:`engine.plan.Placements`.
+        placements: an :class:`engine.compose.plan.Placements`.
         out_zip: the zip file to write.
     """
     n = len(placements)

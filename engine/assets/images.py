@@ -27,7 +27,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from engine.camera import GroundPlane
+from engine.assets.camera import GroundPlane
 from engine.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,8 @@ def builtin_assets(seed: int, n_backgrounds: int, n_foregrounds: int, height: in
     Deterministic from ``seed``; input records carry a hash of the generated
     pixels so a resumed store notices a changed generator.
     """
-    from engine.synthetic import car_sprite, street_scene
+    from engine.assets.cars import car_sprite
+    from engine.assets.streets import street_scene
 
     # Threads: the ray casting is NumPy, which releases the GIL (1.8x on 2 cores).
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.assets import AssetSet
+from engine.assets.images import AssetSet
+from engine.compose.depth import DepthSource
+from engine.compose.plan import Placements
 from engine.config import GenerateConfig
-from engine.depth import DepthSource
-from engine.plan import Placements
+from engine.torch_threads import single_threaded_torch
 from kernels import placement as P
 
 
@@ -167,19 +168,6 @@ class ForegroundAtlas:
     def resizes(self) -> int:
         """Entries held that needed a resize (for tests and benchmarks)."""
         return sum(1 for fg, h, w in self.offsets if self.foregrounds[fg].shape[:2] != (h, w))
-
-
-@contextmanager
-def single_threaded_torch() -> Iterator[None]:
-    """Run torch ops single-threaded inside the block, restoring the setting after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Compositor:

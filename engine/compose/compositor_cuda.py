@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.assets import AssetSet
-from engine.compositor import Batch, Compositor
+from engine.assets.images import AssetSet
+from engine.compose.compositor import Batch, Compositor
+from engine.compose.depth import DepthSource
+from engine.compose.plan import Placements
 from engine.config import GenerateConfig
-from engine.depth import DepthSource
 from engine.errors import ConfigError
-from engine.plan import Placements
 from kernels import placement as P
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class CudaCompositor(Compositor):
     """Composites batches on the GPU (Numba CUDA), double/triple buffered.
 
     Args:
-        assets, depth, config: as for :class:`~engine.compositor.Compositor`.
+        assets, depth, config: as for :class:`~engine.compose.compositor.Compositor`.
         capacity: most samples in one batch (the shard size).
         slots: batches in flight at once (computing, copying, being written).
     """
@@ -221,7 +221,7 @@ class CudaCompositor(Compositor):
         def encode(quality: int) -> np.ndarray:
             import torch
 
-            from engine.jpeg import encode_jpeg_torchvision
+            from engine.store.jpeg import encode_jpeg_torchvision
 
             return encode_jpeg_torchvision(torch.as_tensor(d_images, device="cuda"), quality)
 

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engine.assets import AssetSet
-from engine.camera import GroundPlane
+from engine.assets.camera import GroundPlane
+from engine.assets.images import AssetSet
+from engine.compose.plan import Placements
 from engine.config import GenerateConfig
 from engine.errors import ConfigError
-from engine.plan import Placements
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def make_depth_source(config: GenerateConfig, assets: AssetSet, device: str = "c
         if assets.bg_depth is None:  # pragma: no cover - load_assets loads them
             raise ConfigError("--depth-source bg-maps: no depth maps were loaded")
         return MapDepth("bg-maps", assets.bg_depth, assets, config, {"files": [f.name for f in assets.depth_files]})
-    from engine.teacher import Teacher, TeacherOptions
+    from engine.compose.teacher import Teacher, TeacherOptions
 
     options = TeacherOptions(output=config.teacher_output, scale=config.teacher_scale,
                              input_size=config.teacher_size, mean=config.teacher_mean, std=config.teacher_std)
@@ -264,7 +264,7 @@ def make_depth_source(config: GenerateConfig, assets: AssetSet, device: str = "c
         grounds = ground_planes(assets, config, required=True)
         assert grounds is not None
         depth = align_to_ground(depth, grounds, np.arange(len(depth)))
-        aligner = lambda d, idx: align_to_ground(d, grounds, idx)  # noqa: E731
+        aligner = lambda d, idx: align_to_ground(d, grounds, idx)
     extra = {"teacher": teacher.path.name, "teacher_kind": teacher.kind, "teacher_output": config.teacher_output,
              "aligned_to_ground": config.align_to_ground}
     if config.depth_source == "teacher-bg":

@@ -19,14 +19,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.assets import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
-from engine.compositor import Batch, Compositor
-from engine.compositor_cuda import CudaCompositor, device_name, resolve_device
+from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
+from engine.compose.compositor import Batch, Compositor
+from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_device
+from engine.compose.depth import make_depth_source
+from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
-from engine.depth import make_depth_source
-from engine.jpeg import check_nvjpeg
-from engine.plan import SamplePlan
-from engine.store import ZarrWriter, input_records
+from engine.store.jpeg import check_nvjpeg
+from engine.store.zarr_store import ZarrWriter, input_records
 
 log = logging.getLogger(__name__)
 

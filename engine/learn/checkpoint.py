@@ -1,7 +1,7 @@
 """Checkpoints: everything needed to evaluate, predict, or continue exactly.
 
 A checkpoint is one ``torch.save`` file holding the model weights, its
-:class:`~engine.model.ModelConfig`, the training config, the optimiser and
+:class:`~engine.learn.model.ModelConfig`, the training config, the optimiser and
 grad-scaler states, the step, and the random states (torch, CUDA, NumPy,
 Python). It is written atomically (temp file, fsync, rename): a run killed
 while saving leaves the previous checkpoint intact.
@@ -23,7 +23,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus a format tag) to ``path`` atomically."""
     import torch
 
-    from engine.store import atomic_write
+    from engine.store.zarr_store import atomic_write
 
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "version": VERSION, **payload}, buffer)

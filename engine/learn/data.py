@@ -79,7 +79,7 @@ class StoreImages:
         import json
         import os
 
-        from engine.shard_codec import ShardReader, shard_spec
+        from engine.store.shard_codec import ShardReader, shard_spec
 
         group, _ = open_training_store(path)
         root = Path(path)
@@ -156,7 +156,7 @@ def open_training_store(path: str | Path):
     """
     import zarr
 
-    from engine.store import read_attrs
+    from engine.store.zarr_store import read_attrs
 
     root = Path(path)
     attrs = read_attrs(root)
@@ -248,7 +248,7 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
             imgs = group["images"][start:stop][sel]
         images[out : out + k] = resize_images(imgs, (H, W))  # type: ignore[index]
 
-    from engine.compositor import single_threaded_torch
+    from engine.torch_threads import single_threaded_torch
 
     # one torch thread per worker: these small resizes run slower, not faster, with intra-op threads
     with single_threaded_torch(), ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="fgbg-load") as pool:

@@ -1,7 +1,7 @@
 """Evaluation and prediction with a trained coarse/fine model.
 
 Shared by the training loop (periodic validation) and the ``evaluate`` and
-``predict`` commands. Metrics come from :mod:`engine.metrics`; the constant
+``predict`` commands. Metrics come from :mod:`engine.learn.metrics`; the constant
 predictor (the training set's mean log depth everywhere) is always reported
 next to the model, so a table says whether the network learned anything.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.data import IMAGENET_MEAN, IMAGENET_STD, SplitArrays, load_split, make_batch, split_indices
 from engine.errors import ConfigError, InputError
-from engine.metrics import DepthMetrics, valid_depth
+from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD, SplitArrays, load_split, make_batch, split_indices
+from engine.learn.metrics import DepthMetrics, valid_depth
 
 
 def pick_device(requested: str) -> str:
@@ -101,10 +101,10 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
 
 
 def load_model(checkpoint: dict[str, Any], device: str):
-    """The :class:`~engine.model.EigenDepth` of a loaded checkpoint, in eval mode."""
+    """The :class:`~engine.learn.model.EigenDepth` of a loaded checkpoint, in eval mode."""
     import torch
 
-    from engine.model import EigenDepth, ModelConfig
+    from engine.learn.model import EigenDepth, ModelConfig
 
     model = EigenDepth(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
@@ -120,8 +120,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
         ``{"checkpoint", "stage", "split", "samples", "input_size", "output_size",
         "metrics": {"model": …, "constant": …}}``.
     """
-    from engine.checkpoint import load_checkpoint
-    from engine.model import ModelConfig
+    from engine.learn.checkpoint import load_checkpoint
+    from engine.learn.model import ModelConfig
 
     ckpt = load_checkpoint(checkpoint_path)
     device = pick_device(device)
@@ -144,8 +144,8 @@ def predict_images(checkpoint_path: str | Path, paths: list[Path], device: str =
     """
     import torch
 
-    from engine.assets import fit_background, read_image
-    from engine.checkpoint import load_checkpoint
+    from engine.assets.images import fit_background, read_image
+    from engine.learn.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint_path)
     device = pick_device(device)

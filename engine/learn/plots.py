@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from engine.preview import depth_to_rgb
+from engine.store.preview import depth_to_rgb
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
@@ -80,7 +80,7 @@ def prediction_sheet(model, data, stage: str, device: str, path: Path, n: int = 
     """``n`` held-out samples: image | ground-truth depth | predicted depth (same colour scale)."""
     import torch
 
-    from engine.data import make_batch
+    from engine.learn.data import make_batch
 
     rows = np.linspace(0, len(data) - 1, num=min(n, len(data))).round().astype(np.int64)
     x, depth, _ = make_batch(data, rows, None)

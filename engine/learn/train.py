@@ -151,11 +151,11 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     """Train one stage; returns the final validation metrics (model and constant predictor)."""
     import torch
 
-    from engine.checkpoint import load_checkpoint, save_checkpoint
-    from engine.data import BatchSampler, load_split, make_batch, split_indices
-    from engine.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
-    from engine.metrics import scale_invariant_loss
-    from engine.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
+    from engine.learn.checkpoint import load_checkpoint, save_checkpoint
+    from engine.learn.data import BatchSampler, load_split, make_batch, split_indices
+    from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
+    from engine.learn.metrics import scale_invariant_loss
+    from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
 
     t_start = time.perf_counter()
     device = pick_device(config.device)
@@ -275,7 +275,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     checkpoint(final)
     (out / f"{config.stage}_metrics.json").write_text(json.dumps(final, indent=2) + "\n")
     if plot:
-        from engine.plots import loss_curves, prediction_sheet
+        from engine.learn.plots import loss_curves, prediction_sheet
 
         loss_curves(history, out / f"{config.stage}_curves.png", title=f"{config.stage} stage")
         prediction_sheet(model, val_data, config.stage, device, out / f"{config.stage}_predictions.png")

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from engine.errors import StoreError
-from engine.store import inspect_store
+from engine.store.zarr_store import inspect_store
 
 # Turbo colour map (Google, Apache-2.0) as a 9-point piecewise-linear
 # approximation: perceptually ordered, dark blue (far) → red (near).

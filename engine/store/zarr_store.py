@@ -40,13 +40,13 @@ import numpy as np
 from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
-from engine.jpeg import encode_jpeg_pillow
-from engine.shard_codec import encode_shard, shard_spec
+from engine.store.jpeg import encode_jpeg_pillow
+from engine.store.shard_codec import encode_shard, shard_spec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.assets import AssetSet
-    from engine.compositor import Batch
-    from engine.plan import SamplePlan
+    from engine.assets.images import AssetSet
+    from engine.compose.compositor import Batch
+    from engine.compose.plan import SamplePlan
 
 FORMAT_VERSION = 1
 ATTRS_KEY = "fgbg"
@@ -130,7 +130,7 @@ class ZarrWriter:
         zarr = _zarr()
         self.arrays = {name: zarr.open_array(root / name, mode="r+") for name in data_array_names(config)}
         # Shards of fixed-size arrays are encoded here, chunks compressed on every
-        # core (engine/shard_codec.py); variable-length JPEG bytes go through zarr.
+        # core (engine/store/shard_codec.py); variable-length JPEG bytes go through zarr.
         self.specs = {name: shard_spec(json.loads((root / name / "zarr.json").read_text())) for name in self.arrays}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
 
@@ -359,7 +359,7 @@ def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
     if assets.depth_files:
         records["depth_maps"] = [_record(f) for f in assets.depth_files]
     if config.teacher is not None:
-        from engine.assets import file_record
+        from engine.assets.images import file_record
 
         records["teacher"] = _record(file_record(config.teacher, "teacher model"))
     return records

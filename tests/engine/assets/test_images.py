@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.assets import canonical_foreground, load_backgrounds, load_foregrounds
+from engine.assets.images import canonical_foreground, load_backgrounds, load_foregrounds
 from engine.errors import InputError
 
 

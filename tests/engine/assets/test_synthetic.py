@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.camera import GroundPlane
-from engine.synthetic import StreetScene, car_sprite, street_scene
+from engine.assets.camera import GroundPlane
+from engine.assets.cars import car_sprite
+from engine.assets.streets import StreetScene, street_scene
 
 
 def _ground_view(scene: StreetScene) -> tuple[np.ndarray, np.ndarray]:

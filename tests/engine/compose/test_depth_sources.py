@@ -12,9 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
+from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import InputError, StoreError
-from engine.generate import generate
 from kernels import placement as P
 from kernels.plane_depth import CONTACT, MIN_FOOTPRINT, plane_depth_reference
 from kernels.resample import resize_rgba
@@ -207,7 +207,7 @@ def test_inverse_depth_and_scale(tmp_path: Path) -> None:
 
 
 def test_align_to_ground_matches_the_prior_median(tmp_path: Path) -> None:
-    from engine.generate import load_assets
+    from engine.compose.generate import load_assets
 
     teacher = script(ConstantDepth(3.0), tmp_path / "c.pt")
     cfg = teacher_config(teacher, "teacher-bg", align_to_ground=True, max_depth=1000.0)
@@ -233,10 +233,10 @@ def test_teacher_composite_runs_on_every_composite(tmp_path: Path) -> None:
 def test_teacher_composite_waits_for_the_copy_back(tmp_path: Path) -> None:
     """A GPU batch is returned while its images still copy back: the teacher
     must only see them after ``ready()`` (a fake copy fills them in here)."""
-    from engine.compositor import Batch, Compositor
-    from engine.depth import make_depth_source
-    from engine.generate import load_assets
-    from engine.plan import SamplePlan
+    from engine.compose.compositor import Batch, Compositor
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import load_assets
+    from engine.compose.plan import SamplePlan
 
     cfg = teacher_config(script(Brightness(), tmp_path / "b.pt"), "teacher-composite")
     assets = load_assets(cfg)

@@ -15,17 +15,17 @@ import pytest
 import zarr
 from PIL import Image
 
+from engine.compose.depth import make_depth_source
+from engine.compose.generate import generate, load_assets
+from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
-from engine.depth import make_depth_source
 from engine.errors import StoreError
-from engine.generate import generate, load_assets
-from engine.plan import SamplePlan
-from engine.store import ZarrWriter, inspect_store
+from engine.store.zarr_store import ZarrWriter, inspect_store
 from kernels import placement as P
 from kernels.reference import composite_reference
 from kernels.resample import resize_rgba
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def small(**overrides) -> GenerateConfig:
@@ -165,27 +165,27 @@ def test_write_error_leaves_a_resumable_store(store: Path, tmp_path: Path, monke
 
 
 def test_disk_errors_become_store_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.store
+    import engine.store.zarr_store
 
-    real = engine.store.atomic_write
+    real = engine.store.zarr_store.atomic_write
 
     def full(path, data):
         if "images" in str(path):
             raise OSError(28, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(engine.store, "atomic_write", full)
+    monkeypatch.setattr(engine.store.zarr_store, "atomic_write", full)
     out = tmp_path / "full.zarr"
     with pytest.raises(StoreError, match="No space left on device.*--resume"):
         generate(small(), out)
     assert not inspect_store(out).complete
-    monkeypatch.setattr(engine.store, "atomic_write", real)
+    monkeypatch.setattr(engine.store.zarr_store, "atomic_write", real)
     generate(small(), out, RunOptions(resume=True))
     assert inspect_store(out).complete
 
 
 def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.store import atomic_write
+    from engine.store.zarr_store import atomic_write
 
     target = tmp_path / "c" / "0"
     atomic_write(target, b"old")
@@ -294,7 +294,7 @@ def test_resume_after_kill_9_is_byte_identical(tmp_path: Path) -> None:
 def test_stage_times_and_the_bottleneck_line(tmp_path: Path) -> None:
     import dataclasses
 
-    from engine.generate import MAIN, WAIT_RESULTS, WAIT_WRITERS, WRITE, bottleneck
+    from engine.compose.generate import MAIN, WAIT_RESULTS, WAIT_WRITERS, WRITE, bottleneck
 
     report = generate(small(), tmp_path / "t.zarr")
     s = report.stage_seconds

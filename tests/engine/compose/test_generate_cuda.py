@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.compositor_cuda import cuda_status, resolve_device
+from engine.compose.compositor_cuda import cuda_status, resolve_device
+from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError
-from engine.generate import generate
-from tests.engine.test_generate import tree
+from tests.engine.compose.test_generate import tree
 
 
 def tiny(**overrides) -> GenerateConfig:
@@ -35,7 +35,7 @@ def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
 
 def test_cuda_atlas_reset_and_growth_keep_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny atlas budget forces resets between batches: the device copy must follow."""
-    import engine.compositor as compositor
+    from engine.compose import compositor
 
     real_init = compositor.ForegroundAtlas.__init__
 
@@ -57,7 +57,7 @@ def test_auto_never_picks_the_simulator() -> None:
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.compositor_cuda as cc
+    import engine.compose.compositor_cuda as cc
 
     monkeypatch.setattr(cc, "cuda_status", lambda: (False, False))
     with pytest.raises(ConfigError, match="--device cuda: no CUDA GPU is available"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.compose.plan import SamplePlan, uniform
 from engine.config import GenerateConfig
 from engine.errors import ConfigError
-from engine.plan import SamplePlan, uniform
 
 
 def make_plan(n_bg: int = 5, n_fg: int = 4, ground: int | None = 60, **overrides) -> SamplePlan:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import IMAGENET_MEAN, IMAGENET_STD, BatchSampler, SplitArrays, make_batch
+from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD, BatchSampler, SplitArrays, make_batch
 
 #: float32 batch assembly: the same IEEE operations in the same order
 ATOL = {"cpu": 0.0, "cuda": 1e-6}
@@ -82,8 +82,8 @@ def test_sampler_is_a_pure_function_of_seed_and_step() -> None:
 
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory: pytest.TempPathFactory):
+    from engine.compose.generate import generate
     from engine.config import GenerateConfig
-    from engine.generate import generate
 
     out = tmp_path_factory.mktemp("data") / "s.zarr"
     generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=40, width=56, positions=4,
@@ -108,7 +108,7 @@ def reference_split(path, index: np.ndarray, input_size: tuple[int, int], output
 
 @pytest.mark.parametrize("input_size, output_size", [((40, 56), (9, 13)), ((24, 32), (5, 7)), ((64, 80), (15, 19))])
 def test_load_split_matches_the_reference(small_store, input_size, output_size) -> None:
-    from engine.data import load_split
+    from engine.learn.data import load_split
 
     index = np.array([0, 1, 2, 5, 17, 18, 19, 20, 33, 47])  # runs that start and stop inside chunks and shards
     want = reference_split(small_store, index, input_size, output_size)
@@ -121,7 +121,7 @@ def test_load_split_matches_the_reference(small_store, input_size, output_size) 
 
 
 def test_store_images_read_like_the_loaded_split(small_store) -> None:
-    from engine.data import StoreImages, load_split
+    from engine.learn.data import StoreImages, load_split
 
     index = np.array([0, 3, 4, 9, 16, 31, 40, 47])
     for size in ((40, 56), (20, 28)):
@@ -140,12 +140,12 @@ def test_shard_reader_matches_zarr_and_checks_its_input(small_store, tmp_path) -
 
     import zarr
 
-    from engine.shard_codec import ShardReader, shard_spec
+    from engine.store.shard_codec import ShardReader, shard_spec
 
     for name in ("images", "depth", "masks"):
         array = zarr.open_array(small_store / name, mode="r")
         spec = shard_spec(json.loads((small_store / name / "zarr.json").read_text()))
-        key = lambda k, a=array: small_store / name / a.metadata.encode_chunk_key((k,) + (0,) * (a.ndim - 1))  # noqa: E731
+        key = lambda k, a=array: small_store / name / a.metadata.encode_chunk_key((k,) + (0,) * (a.ndim - 1))
         reader = ShardReader(key, spec, array.shape[1:], array.dtype, array.shape[0])
         samples = np.array([47, 0, 5, 5, 16, 33])
         np.testing.assert_array_equal(reader.read(samples), array[:][samples])
@@ -163,7 +163,7 @@ def test_shard_reader_matches_zarr_and_checks_its_input(small_store, tmp_path) -
 
 def test_prefetched_batches_are_read_once(small_store, monkeypatch) -> None:
     """The training loop's order (take batch s, then prefetch s + 1) reads each batch once."""
-    from engine.data import StoreImages
+    from engine.learn.data import StoreImages
 
     images = StoreImages(small_store, np.arange(48), (40, 56), threads=2)
     reads: list[bytes] = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.metrics import METRIC_NAMES, DepthMetrics, scale_invariant_loss, valid_depth
+from engine.learn.metrics import METRIC_NAMES, DepthMetrics, scale_invariant_loss, valid_depth
 
 
 def test_loss_against_a_hand_computed_value() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
+from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
 
 
 @pytest.mark.parametrize(

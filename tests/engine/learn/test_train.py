@@ -14,11 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
-from engine.checkpoint import load_checkpoint
+from engine.compose.generate import generate
 from engine.config import GenerateConfig
 from engine.errors import ConfigError, InputError, StoreError
-from engine.generate import generate
-from engine.train import TrainConfig, train
+from engine.learn.checkpoint import load_checkpoint
+from engine.learn.train import TrainConfig, train
 
 runner = CliRunner()
 
@@ -162,8 +162,8 @@ def test_streamed_images_train_the_same_bits(store: Path, tmp_path: Path, input_
     """--stream reads each batch's images from the store: the same batches, so
     the same weights and losses as loading the split into memory; each batch is
     read once (prefetched while the previous step runs)."""
-    from engine.data import StoreImages
-    from engine.evaluate import evaluate_checkpoint
+    from engine.learn.data import StoreImages
+    from engine.learn.evaluate import evaluate_checkpoint
 
     kw = dict(steps=4, height=input_size, width=input_size, eval_every=2)
     train(config(store, tmp_path / "m", **kw))

@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
+from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError
-from engine.generate import generate
-from engine.jpeg import check_nvjpeg, encode_jpeg_pillow, encode_jpeg_torchvision
+from engine.store.jpeg import check_nvjpeg, encode_jpeg_pillow, encode_jpeg_torchvision
 
 #: the issue's bar: decoded quality-95 JPEGs within 40 dB PSNR of the lossless composite
 MIN_PSNR_DB = 40.0
@@ -119,8 +119,8 @@ def test_device_encoding_path_on_the_simulator(tmp_path: Path, monkeypatch: pyte
     (never copied into the host batch) and the writer threads encode them from
     there. Pillow on a copy of the slot stands in for nvJPEG, which the
     simulator cannot run, so the store must equal the libjpeg one byte for byte."""
-    import engine.generate as gen
-    from engine.compositor_cuda import CudaCompositor
+    import engine.compose.generate as gen
+    from engine.compose.compositor_cuda import CudaCompositor
 
     seen: list[object] = []
     original = CudaCompositor.composite

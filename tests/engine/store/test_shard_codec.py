@@ -11,7 +11,7 @@ import pytest
 import zarr
 from zarr.codecs import ZstdCodec
 
-from engine.shard_codec import encode_shard, shard_spec
+from engine.store.shard_codec import encode_shard, shard_spec
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_unsupported_layouts_are_refused(tmp_path: Path) -> None:
 
 
 def test_rejects_bad_sizes() -> None:
-    from engine.shard_codec import ShardSpec
+    from engine.store.shard_codec import ShardSpec
 
     with pytest.raises(ValueError, match="1..4 samples"):
         encode_shard(np.zeros((5, 2), np.uint8), ShardSpec(4, 2, None, 0))

@@ -1,0 +1,6 @@
+"""Assets: the inputs every sample is made of.
+
+``images`` reads and validates user backgrounds, foregrounds and depth maps
+(``AssetSet``); ``streets`` and ``cars`` draw the built-in procedural assets
+(rules shared in ``procedural``); ``camera`` is the ground-plane camera model.
+"""
