@@ -53,24 +53,67 @@ def cuda_status() -> tuple[bool, bool]:
     return available, simulated
 
 
+def cuda_stack_problem() -> str | None:
+    """``None`` when Numba can compile and run a CUDA kernel here, else one line
+    saying what broke (with the versions that usually explain it).
+
+    ``cuda.is_available()`` only asks the driver: it was ``True`` on a machine
+    whose numba-cuda could compile no kernel at all (numba-cuda vs numpy 2.5),
+    so ``--device cuda`` checks once, with a tiny kernel, before any work.
+    """
+    try:
+        from kernels.probe_cuda import run_probe
+
+        right = run_probe()
+    except Exception as e:  # noqa: BLE001 - any failure here means the stack cannot run our kernels
+        lines = str(e).strip().splitlines()
+        return (f"a test kernel failed to compile or run ({type(e).__name__}: {(lines[-1] if lines else '')[:160]}); "
+                f"{_versions()}: check that numba-cuda supports this numpy (numpy < 2.5 with numba-cuda 0.2x)")
+    if not right:
+        return f"a test kernel ran but returned wrong values; {_versions()}"
+    return None
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for package in ("numba", "numba-cuda", "numpy"):
+        try:
+            found.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
 def resolve_device(requested: str) -> str:
     """The device ``generate`` runs on: ``cpu`` or ``cuda``.
 
     ``auto`` picks CUDA when a real GPU is there (never the simulator, which is
-    for tests); ``cuda`` without one is an error, never a silent fallback.
+    for tests) and a test kernel runs on it, else the CPU with a warning saying
+    why; ``cuda`` without a working GPU is an error, never a silent fallback.
+
+    Raises:
+        ConfigError: ``cuda`` without a GPU, or with a CUDA stack that cannot run kernels.
     """
     if requested == "cpu":
         return "cpu"
+    if requested not in ("auto", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got {requested!r}")
     available, simulated = cuda_status()
-    if requested == "cuda":
-        if not available:
-            raise ConfigError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
-        if simulated:
-            log.warning("--device cuda runs on Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): slow")
+    if requested == "auto" and (not available or simulated):
+        return "cpu"
+    if not available:
+        raise ConfigError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+    if simulated:
+        log.warning("--device cuda runs on Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): slow")
+    problem = cuda_stack_problem()
+    if problem is None:
         return "cuda"
-    if requested == "auto":
-        return "cuda" if available and not simulated else "cpu"
-    raise ConfigError(f"--device must be auto, cpu or cuda, got {requested!r}")
+    if requested == "cuda":
+        raise ConfigError(f"--device cuda: the GPU is there but {problem}")
+    log.warning("--device auto: using the CPU, because the GPU is there but %s", problem)
+    return "cpu"
 
 
 def device_name() -> str:

@@ -67,6 +67,50 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) ->
         resolve_device("tpu")
 
 
+def test_the_stack_check_runs_a_kernel() -> None:
+    """Under the simulator (or on a working GPU) the test kernel runs and checks out."""
+    import engine.compose.compositor_cuda as cc
+
+    if cuda_status()[0]:
+        assert cc.cuda_stack_problem() is None
+
+
+def test_a_broken_cuda_stack_is_one_line(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A driver that answers but a numba-cuda that cannot compile (as with numpy 2.5):
+    --device cuda is a one-line error naming the versions, auto warns and uses the CPU."""
+    import engine.compose.compositor_cuda as cc
+    import kernels.probe_cuda
+
+    def broken_compiler(*args, **kwargs):
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    monkeypatch.setattr(cc, "cuda_status", lambda: (True, False))
+    monkeypatch.setattr(kernels.probe_cuda, "run_probe", broken_compiler)
+    problem = cc.cuda_stack_problem()
+    assert problem is not None and "row_stack" in problem and "numpy" in problem and "\n" not in problem
+    with pytest.raises(ConfigError, match="--device cuda: the GPU is there but a test kernel failed"):
+        resolve_device("cuda")
+    with caplog.at_level("WARNING"):
+        assert resolve_device("auto") == "cpu"
+    assert "using the CPU" in caplog.text
+
+
+def test_cli_reports_a_broken_cuda_stack_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import cli
+    import engine.compose.compositor_cuda as cc
+
+    monkeypatch.setattr(cc, "cuda_status", lambda: (True, False))
+    monkeypatch.setattr(cc, "cuda_stack_problem", lambda: "a test kernel failed to compile or run (X: y); numpy 9")
+    result = CliRunner().invoke(cli.app, ["generate", "--out", str(tmp_path / "s.zarr"), "--device", "cuda",
+                                          "--builtin-backgrounds", "1", "--builtin-foregrounds", "1", "--limit", "4"])
+    assert result.exit_code == 2
+    assert "the GPU is there but a test kernel failed" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "s.zarr").exists()
+
+
 @pytest.mark.gpu
 def test_real_gpu_store_equals_cpu_store(tmp_path: Path) -> None:
     config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128)
