@@ -28,6 +28,10 @@ from engine.torch_threads import single_threaded_torch
 from kernels import placement as P
 
 
+#: stage name of the host-side work per batch (placement table, atlas, plane depth)
+HOST_TABLES = "placement table + atlas (host)"
+
+
 def _nothing() -> None:
     return None
 
@@ -111,6 +115,9 @@ class ForegroundAtlas:
         missing = [k for k in keys if k not in self.offsets]
         need = sum(k[1] * k[2] * 4 for k in missing)
         if self.used + need > self.max_bytes and self.offsets:
+            # A fresh buffer, never the old one overwritten: a batch prepared
+            # earlier may still be reading (or uploading) the old entries.
+            self.buffer = np.empty_like(self.buffer)
             self.offsets.clear()
             self.used = 0
             self.generation += 1
@@ -170,6 +177,22 @@ class ForegroundAtlas:
         return sum(1 for fg, h, w in self.offsets if self.foregrounds[fg].shape[:2] != (h, w))
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's host-side work, done ahead of its kernel (see :meth:`Compositor.prepare`).
+
+    Attributes:
+        placements: the batch's placements.
+        table: ``(B, 8) int64`` kernel placement table.
+        atlas: the atlas bytes the table's offsets point into: ``(used,) uint8``
+            on the host, or the device array they were uploaded to.
+    """
+
+    placements: Placements
+    table: np.ndarray
+    atlas: object
+
+
 class Compositor:
     """Composites batches of placements on the CPU.
 
@@ -203,21 +226,30 @@ class Compositor:
         t[:, P.DEPTH] = plane.astype(np.float16).view(np.uint16)
         return t
 
-    def composite(self, p: Placements) -> Batch:
-        """Composite every sample of ``p``: returns a :class:`Batch` of ``len(p)``."""
+    def prepare(self, p: Placements) -> Prepared:
+        """The host-side work of a batch: placement table, atlas entries (resized
+        foregrounds) and plane depth. Safe to run for batch k+1 in another thread
+        while batch k composites, as long as one thread prepares (in plan order)."""
+        with self.clock(HOST_TABLES):
+            table = self.table(p)
+        return Prepared(p, table, self.atlas.view())
+
+    def composite(self, p: Placements | Prepared) -> Batch:
+        """Composite every sample of ``p`` (placements, or a batch already
+        :meth:`prepare`-d): returns a :class:`Batch` of ``len(p)``."""
         from kernels.composite import composite_batch  # numba: only when compositing
 
+        prepared = p if isinstance(p, Prepared) else self.prepare(p)
+        p, table = prepared.placements, prepared.table
         n = len(p)
         _, height, width, _ = self.bg_images.shape
-        with self.clock("placement table + atlas (host)"):
-            table = self.table(p)
         images = np.empty((n, height, width, 3), np.uint8)
         masks = np.empty((n, height, width), np.uint8)
         depth = np.empty((n, height, width), np.uint16)
         alpha = np.empty((n, height, width), np.uint8) if self.save_alpha else None
         with self.clock("composite kernel (CPU)"):
             composite_batch(
-                self.bg_images, self.bg_depth16, self.atlas.view(), table, self.threshold,
+                self.bg_images, self.bg_depth16, prepared.atlas, table, self.threshold,
                 images, masks, depth, alpha, occlusion=self.occlusion,
             )
         batch = Batch(images, masks, depth.view(np.float16), alpha)

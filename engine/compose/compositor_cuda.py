@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from engine.assets.images import AssetSet
-from engine.compose.compositor import Batch, Compositor
+from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.depth import DepthSource
 from engine.compose.plan import Placements
 from engine.config import GenerateConfig
@@ -198,13 +198,14 @@ class CudaCompositor(Compositor):
             copied=cuda.event(),
         )
 
-    def _sync_atlas(self) -> None:
-        """Bring the device atlas up to the host one: append new entries, or
-        re-upload it all when the host buffer moved (grew or was emptied)."""
+    def _sync_atlas(self) -> Any:
+        """Bring the device atlas up to the host one and return it: append new
+        entries, or upload it all into a new device array when the host buffer
+        moved (grew or was emptied). A new array, never the old one rewritten:
+        a kernel queued earlier may still read the old entries."""
         atlas = self.atlas
         if atlas.generation != self.atlas_generation or len(self.d_atlas) < atlas.used:
-            if len(self.d_atlas) < len(atlas.buffer):
-                self.d_atlas = self.cuda.device_array(len(atlas.buffer), np.uint8)
+            self.d_atlas = self.cuda.device_array(max(len(atlas.buffer), 1), np.uint8)
             self.atlas_uploaded = 0
             self.atlas_generation = atlas.generation
         if atlas.used > self.atlas_uploaded:
@@ -213,8 +214,17 @@ class CudaCompositor(Compositor):
                 atlas.buffer[self.atlas_uploaded : atlas.used], stream=self.compute
             )
             self.atlas_uploaded = atlas.used
+        return self.d_atlas[: max(atlas.used, 1)]
 
-    def composite(self, p: Placements) -> Batch:
+    def prepare(self, p: Placements) -> Prepared:
+        """Host-side work of a batch, and its new atlas entries uploaded
+        (see :meth:`Compositor.prepare`: one thread prepares, in plan order)."""
+        with self.clock(HOST_TABLES):
+            table = self.table(p)  # host: placements, and resizes for the atlas
+            d_atlas = self._sync_atlas()
+        return Prepared(p, table, d_atlas)
+
+    def composite(self, p: Placements | Prepared) -> Batch:
         """Launch the batch and its copy back; returns at once.
 
         The returned :class:`Batch` views pinned buffers: call ``ready()``
@@ -222,10 +232,9 @@ class CudaCompositor(Compositor):
         """
         from kernels.composite_cuda import composite_batch_cuda
 
+        prepared = p if isinstance(p, Prepared) else self.prepare(p)
+        p, table = prepared.placements, prepared.table
         n = len(p)
-        with self.clock("placement table + atlas (host)"):
-            table = self.table(p)  # host: placements, and resizes for the atlas
-            self._sync_atlas()
         with self.clock("wait for a free GPU buffer (all held by writers)"):
             slot = self.free.get()  # blocks while every slot is being written
         if n > len(slot.h_masks):
@@ -235,7 +244,7 @@ class CudaCompositor(Compositor):
         outs = [slot.d_images[:n], slot.d_masks[:n], slot.d_depth[:n]]
         alpha = None if slot.d_alpha is None else slot.d_alpha[:n]
         composite_batch_cuda(
-            self.d_bg, self.d_bg_depth, self.d_atlas[: max(self.atlas.used, 1)], slot.d_table[:n],
+            self.d_bg, self.d_bg_depth, prepared.atlas, slot.d_table[:n],
             self.threshold, *outs, alpha, stream=self.compute, host_table=table, occlusion=self.occlusion,
         )
         slot.computed.record(self.compute)

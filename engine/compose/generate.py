@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
-from engine.compose.compositor import Batch, Compositor
+from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_device
 from engine.compose.depth import make_depth_source
 from engine.compose.plan import SamplePlan
@@ -151,12 +151,26 @@ def generate(
         if progress:
             progress(n, done_samples, total)
 
+    def prepare(i: int) -> Prepared:
+        return compositor.prepare(plan.placements(*writer.layout.shard_range(todo[i])))
+
+    # On the GPU the host side of shard k+1 (placement table, new atlas entries)
+    # is prepared in a thread while shard k composites, off the main thread's
+    # path; on the CPU the kernel already takes every core.
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgbg-prepare") if device == "cuda" else None
     with writer, ThreadPoolExecutor(max_workers=run.writer_threads, thread_name_prefix="fgbg-writer") as pool:
         try:
-            for index in todo:
+            upcoming = ahead.submit(prepare, 0) if ahead and todo else None
+            for i, index in enumerate(todo):
                 start, stop = writer.layout.shard_range(index)
                 with clock(MAIN):
-                    batch = compositor.composite(plan.placements(start, stop))
+                    if upcoming is None:
+                        batch = compositor.composite(plan.placements(start, stop))
+                    else:
+                        with clock(WAIT_HOST):
+                            prepared = upcoming.result()
+                        upcoming = ahead.submit(prepare, i + 1) if i + 1 < len(todo) else None
+                        batch = compositor.composite(prepared)
                 pending.append((index, stop - start, pool.submit(write, index, batch)))
                 while len(pending) > run.writer_threads:
                     finish_oldest()
@@ -165,6 +179,8 @@ def generate(
         finally:
             for _, _, future in pending:
                 future.cancel()
+            if ahead is not None:
+                ahead.shutdown(wait=True, cancel_futures=True)
     return GenerateReport(
         path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
@@ -175,6 +191,7 @@ def generate(
 #: stage names of the report (the compositor adds its own inside MAIN)
 MAIN = "main thread: compositing a shard (all of it)"
 WAIT_WRITERS = "main thread: waiting for the oldest shard's write"
+WAIT_HOST = "main thread: waiting for the next shard's host tables"
 WAIT_RESULTS = "writers: waiting for GPU results (kernel + copy back)"
 WRITE = "writers: encode + compress + write + fsync"
 
@@ -192,8 +209,11 @@ def bottleneck(report: GenerateReport, writer_threads: int) -> str:
         return "nothing was written"
     waiting = s.get(WAIT_WRITERS, 0.0) + s.get("wait for a free GPU buffer (all held by writers)", 0.0)
     busy = s.get(WAIT_RESULTS, 0.0) + s.get(WRITE, 0.0)
+    if s.get(WAIT_HOST, 0.0) / main >= 0.25:
+        return (f"host tables limit: the main thread waited {100 * s[WAIT_HOST] / main:.0f}% of the time for the "
+                f"next shard's placement table + atlas (prepared in a thread, {s.get(HOST_TABLES, 0.0):.1f} s in all)")
     if waiting / main < 0.25:
-        host = s.get("placement table + atlas (host)", 0.0)
+        host = s.get(HOST_TABLES, 0.0)
         return (f"compositing limits: the main thread waited on writers {100 * waiting / main:.0f}% of the time; "
                 f"host placement + atlas took {100 * host / main:.0f}%")
     on_gpu = s.get(WAIT_RESULTS, 0.0) / busy if busy else 0.0
