@@ -33,8 +33,16 @@ class Codec(str, Enum):
 
 
 class JpegEncoder(str, Enum):
+    auto = "auto"
     libjpeg = "libjpeg"
     nvjpeg = "nvjpeg"
+    nvimgcodec = "nvimgcodec"
+
+
+class Compressor(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    nvcomp = "nvcomp"
 
 
 class OnBad(str, Enum):
@@ -123,7 +131,8 @@ def generate(
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
     compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
-    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: libjpeg (every CPU core) or nvjpeg (on the GPU: only JPEG bytes cross PCIe; needs --device cuda). Both keep full-resolution colour (4:4:4).")] = JpegEncoder.libjpeg,
+    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU nvimgcodec, else nvjpeg, else libjpeg), libjpeg (every CPU core), nvjpeg (torchvision) or nvimgcodec (on the GPU: only JPEG bytes cross PCIe). All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
+    compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: auto (the GPU with nvCOMP when compositing there and nvCOMP works, else the CPU), cpu, or nvcomp. Same decoded arrays either way; info says which wrote a store.")] = Compressor.auto,
     shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
     chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
@@ -131,7 +140,7 @@ def generate(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
-    writer_threads: Annotated[int, typer.Option(help="Threads compressing and writing shards.")] = 2,
+    writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
@@ -165,7 +174,8 @@ def generate(
             chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
         )
         chosen = resolve_device(device.value)
-        run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads)
+        run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,
+                         compressor=compressor.value)
         with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
             report = run_generate(config, out, run, progress=bar.update)
     except FgbgError as e:
@@ -184,7 +194,7 @@ def generate(
 
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
-        typer.echo(f"  {bottleneck(report, writer_threads)}", err=True)
+        typer.echo(f"  {bottleneck(report)}", err=True)
 
 
 @app.command()
@@ -236,6 +246,10 @@ def info(
     if cfg["image_codec"] == "jpeg":
         encoder = cfg.get("jpeg_encoder", "libjpeg")
         typer.echo(f"  jpeg      quality {cfg['jpeg_quality']}, encoded by {encoder}")
+    writers = a.get("writers", [])
+    if writers:
+        typer.echo(f"  written   compressed by {', '.join(sorted({w['compressor'] for w in writers}))}"
+                   " (zstd frames any zstd decoder reads)")
     typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
 
 

@@ -45,7 +45,7 @@ def engine_run(config: GenerateConfig, out: Path, device: str) -> tuple[int, flo
     run = RunOptions(overwrite=True, device=device)
     report = generate(config, out, run, progress=lambda *_: marks.append(time.perf_counter()))
     end = time.perf_counter()
-    return report.n_samples, end - marks[0], end - t0, report.stage_seconds, bottleneck(report, run.writer_threads)
+    return report.n_samples, end - marks[0], end - t0, report.stage_seconds, bottleneck(report)
 
 
 def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:

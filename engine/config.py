@@ -20,7 +20,10 @@ FG_DEPTH_RULES = ("auto", "contact", "min-footprint", "constant")
 OCCLUSION = ("none", "background")
 TEACHER_OUTPUTS = ("depth", "inverse-depth")
 ON_BAD_INPUT = ("error", "skip")
-JPEG_ENCODERS = ("libjpeg", "nvjpeg")
+JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec")
+#: JPEG encoders that run on the GPU (images never come back raw)
+ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec")
+COMPRESSORS = ("auto", "cpu", "nvcomp")
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,13 @@ class GenerateConfig:
         max_depth: depth written for sky and for ground beyond it, metres.
         image_codec: ``zstd`` (default, lossless), ``none`` (raw) or ``jpeg``.
         jpeg_quality: JPEG quality 1..100 when ``image_codec`` is ``jpeg``.
-        jpeg_encoder: ``libjpeg`` (Pillow on every CPU core) or ``nvjpeg``
-            (torchvision on the GPU: only the encoded bytes come back over
-            PCIe; needs ``--device cuda``). The two write different, equally
-            valid, JPEG bytes, hence part of the store's identity.
+        jpeg_encoder: ``libjpeg`` (Pillow on every CPU core), ``nvjpeg``
+            (torchvision's nvJPEG on the GPU) or ``nvimgcodec`` (nvImageCodec's
+            encoder on the GPU, several CUDA streams): on the GPU only the
+            encoded bytes come back over PCIe. ``auto`` (the default) is
+            resolved before writing (:func:`engine.compose.hardware.resolve_jpeg_encoder`).
+            Encoders write different, equally valid, JPEG bytes, hence part
+            of the store's identity.
         compression_level: Zstandard level (1 fastest .. 22 smallest) of lossless arrays.
         shard_size: samples per shard (= per batch); the unit of resume.
         chunk_size: samples per chunk inside a shard (``None``: about 1 MB of images).
@@ -117,7 +123,7 @@ class GenerateConfig:
     max_depth: float = 80.0
     image_codec: str = "zstd"
     jpeg_quality: int = 95
-    jpeg_encoder: str = "libjpeg"
+    jpeg_encoder: str = "auto"
     compression_level: int = 3
     shard_size: int = 2048
     chunk_size: int | None = None
@@ -222,7 +228,8 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(1 <= c.jpeg_quality <= 100, f"--quality must be in [1, 100], got {c.jpeg_quality}")
     need(c.jpeg_encoder in JPEG_ENCODERS,
          f"--jpeg-encoder must be one of {', '.join(JPEG_ENCODERS)}, got {c.jpeg_encoder!r}")
-    need(c.jpeg_encoder == "libjpeg" or c.image_codec == "jpeg", "--jpeg-encoder nvjpeg is for --image-codec jpeg")
+    need(c.jpeg_encoder in ("auto", "libjpeg") or c.image_codec == "jpeg",
+         f"--jpeg-encoder {c.jpeg_encoder} is for --image-codec jpeg")
     need(1 <= c.compression_level <= 22, f"compression level must be in [1, 22], got {c.compression_level}")
     need(c.shard_size >= 1, f"--shard-size must be at least 1, got {c.shard_size}")
     need(c.chunk_size is None or 1 <= c.chunk_size <= c.shard_size,
@@ -242,16 +249,23 @@ class RunOptions:
         overwrite: replace an existing output.
         resume: continue an existing output made with the same config (or start one).
         device: ``auto`` (CUDA when a GPU is present), ``cpu`` or ``cuda``.
-        writer_threads: threads compressing and writing shards.
+        writer_threads: threads compressing and writing shards (``None``:
+            chosen from the hardware, :func:`engine.compose.hardware.choose_writer_threads`).
+        compressor: where lossless chunks are compressed: ``cpu`` (every
+            core), ``nvcomp`` (on the GPU) or ``auto`` (nvCOMP where the GPU
+            path runs and nvCOMP works). Decoded arrays are the same either way.
     """
 
     overwrite: bool = False
     resume: bool = False
     device: str = "cpu"
-    writer_threads: int = 2
+    writer_threads: int | None = None
+    compressor: str = "auto"
 
     def __post_init__(self) -> None:
         if self.overwrite and self.resume:
             raise ConfigError("--overwrite and --resume exclude each other")
-        if self.writer_threads < 1:
+        if self.compressor not in COMPRESSORS:
+            raise ConfigError(f"--compressor must be one of {', '.join(COMPRESSORS)}, got {self.compressor!r}")
+        if self.writer_threads is not None and self.writer_threads < 1:
             raise ConfigError(f"writer threads must be at least 1, got {self.writer_threads}")

@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,15 +53,28 @@ class Batch:
         encode_jpeg: ``quality → (B,) object`` JPEG bytes encoded where the
             images are (nvJPEG on the GPU), or ``None``: encode ``images`` on
             the host. Call after ``ready()`` and before ``release()``.
+        compressed: per array name (``images``, ``masks``, ``depth``,
+            ``alpha``), a function returning that array's chunks already
+            compressed where the data is (nvCOMP on the GPU), as Zstandard
+            frames in order; such arrays are ``None`` above (they never came
+            back raw). Call after ``ready()`` and before ``release()``.
+        count: samples in the batch, when no host array says it.
     """
 
     images: np.ndarray | None
-    masks: np.ndarray
-    depth: np.ndarray
+    masks: np.ndarray | None
+    depth: np.ndarray | None
     alpha: np.ndarray | None
     ready: Callable[[], None] = _nothing
     release: Callable[[], None] = _nothing
     encode_jpeg: Callable[[int], np.ndarray] | None = None
+    compressed: dict[str, Callable[[], list[bytes]]] = dataclasses.field(default_factory=dict)
+    count: int | None = None
+
+    def __len__(self) -> int:
+        if self.count is not None:
+            return self.count
+        return len(self.masks)  # type: ignore[arg-type]
 
 
 class StageClock:

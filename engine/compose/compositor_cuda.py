@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,9 @@ from engine.assets.images import AssetSet
 from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.depth import DepthSource
 from engine.compose.plan import Placements
-from engine.config import GenerateConfig
+from engine.config import ON_DEVICE_JPEG, GenerateConfig
 from engine.errors import ConfigError
+from engine.store.device_codec import ChunkCompressor
 from kernels import placement as P
 
 log = logging.getLogger(__name__)
@@ -134,17 +136,15 @@ def device_name() -> str:
 
 @dataclass
 class _Slot:
-    """Device outputs and their pinned host mirrors for one batch in flight."""
+    """Device outputs of one batch in flight, and pinned host mirrors of those that come back raw.
+
+    ``device``/``host`` are keyed by array name (``images``, ``masks``,
+    ``depth`` as uint16 bits of float16, ``alpha``).
+    """
 
     d_table: Any
-    d_images: Any
-    d_masks: Any
-    d_depth: Any
-    d_alpha: Any | None
-    h_images: np.ndarray
-    h_masks: np.ndarray
-    h_depth: np.ndarray
-    h_alpha: np.ndarray | None
+    device: dict[str, Any]
+    host: dict[str, np.ndarray]
     computed: Any
     copied: Any
 
@@ -156,19 +156,35 @@ class CudaCompositor(Compositor):
         assets, depth, config: as for :class:`~engine.compose.compositor.Compositor`.
         capacity: most samples in one batch (the shard size).
         slots: batches in flight at once (computing, copying, being written).
+        compressor: compresses the lossless arrays' chunks on the device
+            (:class:`~engine.store.device_codec.NvcompZstd`), so only compressed
+            bytes come back; ``None``: raw arrays come back and the CPU compresses.
     """
 
     def __init__(
-        self, assets: AssetSet, depth: DepthSource, config: GenerateConfig, capacity: int, slots: int = 3
+        self, assets: AssetSet, depth: DepthSource, config: GenerateConfig, capacity: int, slots: int = 3,
+        compressor: ChunkCompressor | None = None,
     ) -> None:
         super().__init__(assets, depth, config)
         from numba import cuda
 
+        if compressor is not None and depth.per_composite:
+            raise ValueError("a per-composite depth source rewrites depth on the host: compress on the CPU")
         self.cuda = cuda
+        self.compressor = compressor
+        self.chunk_samples = config.samples_per_chunk
         # nvJPEG: images are encoded on the device, so they need not come back
         # (unless a teacher must see them on the host first).
-        self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder == "nvjpeg"
-        self.copy_images = not self.jpeg_on_device or depth.per_composite
+        self.jpeg_encoder = config.jpeg_encoder
+        self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder in ON_DEVICE_JPEG
+        names = ["images", "masks", "depth"] + (["alpha"] if self.save_alpha else [])
+        lossless = [n for n in names if n != "images" or config.image_codec == "zstd"]
+        #: arrays compressed on the device (never copied back raw)
+        self.on_device = set(lossless) if compressor is not None and config.image_codec != "none" else set()
+        #: arrays copied back raw, for the host to encode, compress or read
+        self.back = [n for n in names if n not in self.on_device
+                     and not (n == "images" and self.jpeg_on_device and not depth.per_composite)]
+        self.copy_images = "images" in self.back
         self.compute = cuda.stream()
         self.copy = cuda.stream()
         self.d_bg = cuda.to_device(self.bg_images, stream=self.compute)
@@ -183,17 +199,14 @@ class CudaCompositor(Compositor):
 
     def _make_slot(self, n: int, height: int, width: int) -> _Slot:
         cuda = self.cuda
-        alpha = self.save_alpha
+        shapes = {"images": ((n, height, width, 3), np.uint8), "masks": ((n, height, width), np.uint8),
+                  "depth": ((n, height, width), np.uint16), "alpha": ((n, height, width), np.uint8)}
+        if not self.save_alpha:
+            del shapes["alpha"]
         return _Slot(
             d_table=cuda.device_array((n, P.N_COLUMNS), np.int64),
-            d_images=cuda.device_array((n, height, width, 3), np.uint8),
-            d_masks=cuda.device_array((n, height, width), np.uint8),
-            d_depth=cuda.device_array((n, height, width), np.uint16),
-            d_alpha=cuda.device_array((n, height, width), np.uint8) if alpha else None,
-            h_images=cuda.pinned_array((n, height, width, 3), np.uint8),
-            h_masks=cuda.pinned_array((n, height, width), np.uint8),
-            h_depth=cuda.pinned_array((n, height, width), np.uint16),
-            h_alpha=cuda.pinned_array((n, height, width), np.uint8) if alpha else None,
+            device={name: cuda.device_array(shape, dtype) for name, (shape, dtype) in shapes.items()},
+            host={name: cuda.pinned_array(*shapes[name]) for name in self.back},
             computed=cuda.event(),
             copied=cuda.event(),
         )
@@ -225,7 +238,7 @@ class CudaCompositor(Compositor):
         return Prepared(p, table, d_atlas)
 
     def composite(self, p: Placements | Prepared) -> Batch:
-        """Launch the batch and its copy back; returns at once.
+        """Launch the batch, its copy back and (on use) its compression; returns at once.
 
         The returned :class:`Batch` views pinned buffers: call ``ready()``
         before reading them and ``release()`` after the last read.
@@ -237,44 +250,61 @@ class CudaCompositor(Compositor):
         n = len(p)
         with self.clock("wait for a free GPU buffer (all held by writers)"):
             slot = self.free.get()  # blocks while every slot is being written
-        if n > len(slot.h_masks):
+        if n > len(slot.d_table):
             self.free.put(slot)
-            raise ValueError(f"batch of {n} exceeds the compositor's capacity {len(slot.h_masks)}")
+            raise ValueError(f"batch of {n} exceeds the compositor's capacity {len(slot.d_table)}")
         slot.d_table[:n].copy_to_device(table, stream=self.compute)
-        outs = [slot.d_images[:n], slot.d_masks[:n], slot.d_depth[:n]]
-        alpha = None if slot.d_alpha is None else slot.d_alpha[:n]
+        outs = {name: d[:n] for name, d in slot.device.items()}
         composite_batch_cuda(
-            self.d_bg, self.d_bg_depth, prepared.atlas, slot.d_table[:n],
-            self.threshold, *outs, alpha, stream=self.compute, host_table=table, occlusion=self.occlusion,
+            self.d_bg, self.d_bg_depth, prepared.atlas, slot.d_table[:n], self.threshold,
+            outs["images"], outs["masks"], outs["depth"], outs.get("alpha"),
+            stream=self.compute, host_table=table, occlusion=self.occlusion,
         )
         slot.computed.record(self.compute)
         slot.computed.wait(self.copy)  # the copy stream waits for this kernel only
-        hosts = [slot.h_images[:n], slot.h_masks[:n], slot.h_depth[:n]]
-        if alpha is not None:
-            outs.append(alpha)
-            hosts.append(slot.h_alpha[:n])  # type: ignore[index]
-        for i, (d, h) in enumerate(zip(outs, hosts)):
-            if i or self.copy_images:
-                d.copy_to_host(h, stream=self.copy)
+        hosts = {name: slot.host[name][:n] for name in self.back}
+        for name, h in hosts.items():
+            outs[name].copy_to_host(h, stream=self.copy)
         slot.copied.record(self.copy)  # recorded after the kernel: ready() implies computed
         batch = Batch(
-            images=hosts[0] if self.copy_images else None, masks=hosts[1], depth=hosts[2].view(np.float16),
-            alpha=hosts[3] if alpha is not None else None,
+            images=hosts.get("images"), masks=hosts.get("masks"),
+            depth=hosts["depth"].view(np.float16) if "depth" in hosts else None, alpha=hosts.get("alpha"),
             ready=slot.copied.synchronize, release=lambda: self.free.put(slot),
-            encode_jpeg=self._jpeg_encoder(slot.d_images[:n]) if self.jpeg_on_device else None,
+            encode_jpeg=self._jpeg_encoder(outs["images"]) if self.jpeg_on_device else None,
+            compressed={name: self._device_chunks(slot.device[name], n) for name in self.on_device},
+            count=n,
         )
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch
 
-    @staticmethod
-    def _jpeg_encoder(d_images: Any) -> Any:
+    def _device_chunks(self, d_array: Any, n: int) -> Callable[[], list[bytes]]:
+        """A function compressing the first ``n`` samples of a slot array on the
+        device, chunk by chunk as the store chunks them; returns the frames."""
+
+        def compressed() -> list[bytes]:
+            c = self.chunk_samples
+            n_chunks = -(-n // c)
+            whole = n_chunks * c
+            if whole > n:  # edge chunk: zarr pads it to the full chunk shape with the fill value
+                pad = d_array[n:whole]
+                pad.copy_to_device(np.zeros(pad.shape, pad.dtype))
+            flat = d_array[:whole].reshape(-1).view(np.uint8)  # a view: no copy
+            return self.compressor.compress(flat, flat.size // n_chunks, n_chunks)  # type: ignore[union-attr]
+
+        return compressed
+
+    def _jpeg_encoder(self, d_images: Any) -> Callable[[int], np.ndarray]:
         """``quality → (B,) object`` JPEG bytes of the slot's device images."""
+        encoder = self.jpeg_encoder
 
         def encode(quality: int) -> np.ndarray:
             import torch
 
-            from engine.store.jpeg import encode_jpeg_torchvision
+            from engine.store.jpeg import encode_jpeg_nvimgcodec, encode_jpeg_torchvision
 
-            return encode_jpeg_torchvision(torch.as_tensor(d_images, device="cuda"), quality)
+            images = torch.as_tensor(d_images, device="cuda")
+            if encoder == "nvimgcodec":
+                return encode_jpeg_nvimgcodec(images, quality)
+            return encode_jpeg_torchvision(images, quality)
 
         return encode

@@ -25,7 +25,14 @@ from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_
 from engine.compose.depth import make_depth_source
 from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
-from engine.store.jpeg import check_nvjpeg
+from engine.compose.hardware import (
+    choose_slots,
+    choose_writer_threads,
+    detect_hardware,
+    resolve_compressor,
+    resolve_jpeg_encoder,
+)
+from engine.store.device_codec import ChunkCompressor, NvcompZstd
 from engine.store.zarr_store import ZarrWriter, input_records
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,10 @@ class GenerateReport:
     device: str
     #: seconds per pipeline stage, summed over the threads that ran it (see :func:`bottleneck`)
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    writer_threads: int = 0
+    #: what compressed the lossless arrays (see :func:`compressor_name`) and encoded JPEGs
+    compressor: str = ""
+    jpeg_encoder: str = ""
 
     @property
     def images_per_second(self) -> float:
@@ -94,13 +105,15 @@ def generate(
         StoreError: the output exists, is incompatible, or cannot be written.
     """
     run = run or RunOptions()
-    device = resolve_device(run.device)
-    if config.image_codec == "jpeg" and config.jpeg_encoder == "nvjpeg":
-        check_nvjpeg(device)
     t0 = time.perf_counter()
+    device = resolve_device(run.device)
+    hw = detect_hardware(device)
+    config = resolve_jpeg_encoder(config, device, hw)
     out = Path(out)
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
+    compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
+    writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
 
     writer = None
@@ -119,10 +132,16 @@ def generate(
     if progress:
         progress(0, done_samples, total)
 
+    device_compressor = make_device_compressor() if compressor == "nvcomp" else None
+    compressed_by = compressor_name(device_compressor, config)
+    writer.record_writer(compressed_by, config.jpeg_encoder if config.image_codec == "jpeg" else None)
     if device == "cuda":
-        log.info("compositing on %s", device_name())
+        log.info("compositing on %s; compressing on the %s", device_name(), "GPU (nvCOMP)" if compressor == "nvcomp" else "CPU")
+        lay = writer.layout
+        slot_bytes = lay.shard_size * lay.height * lay.width * (3 + 1 + 2 + int(config.save_alpha))
         compositor: Compositor = CudaCompositor(
-            assets, depth, config, capacity=writer.layout.shard_size, slots=run.writer_threads + 2
+            assets, depth, config, capacity=lay.shard_size, slots=choose_slots(writer_threads, slot_bytes, hw),
+            compressor=device_compressor,
         )
     else:
         compositor = Compositor(assets, depth, config)
@@ -158,7 +177,7 @@ def generate(
     # is prepared in a thread while shard k composites, off the main thread's
     # path; on the CPU the kernel already takes every core.
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgbg-prepare") if device == "cuda" else None
-    with writer, ThreadPoolExecutor(max_workers=run.writer_threads, thread_name_prefix="fgbg-writer") as pool:
+    with writer, ThreadPoolExecutor(max_workers=writer_threads, thread_name_prefix="fgbg-writer") as pool:
         try:
             upcoming = ahead.submit(prepare, 0) if ahead and todo else None
             for i, index in enumerate(todo):
@@ -172,7 +191,7 @@ def generate(
                         upcoming = ahead.submit(prepare, i + 1) if i + 1 < len(todo) else None
                         batch = compositor.composite(prepared)
                 pending.append((index, stop - start, pool.submit(write, index, batch)))
-                while len(pending) > run.writer_threads:
+                while len(pending) > writer_threads:
                     finish_oldest()
             while pending:
                 finish_oldest()
@@ -184,8 +203,23 @@ def generate(
     return GenerateReport(
         path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
-        device=device, stage_seconds=dict(clock.seconds),
+        device=device, stage_seconds=dict(clock.seconds), writer_threads=writer_threads,
+        compressor=compressed_by, jpeg_encoder=config.jpeg_encoder,
     )
+
+
+def make_device_compressor() -> ChunkCompressor:
+    """The GPU chunk compressor (a seam: tests swap in the host stand-in)."""
+    return NvcompZstd()
+
+
+def compressor_name(device_compressor: ChunkCompressor | None, config: GenerateConfig) -> str:
+    """What the store records as having compressed its lossless arrays."""
+    if config.image_codec == "none":
+        return "none"
+    if device_compressor is not None:
+        return device_compressor.name
+    return f"cpu-zstd-{config.compression_level}"
 
 
 #: stage names of the report (the compositor adds its own inside MAIN)
@@ -196,7 +230,7 @@ WAIT_RESULTS = "writers: waiting for GPU results (kernel + copy back)"
 WRITE = "writers: encode + compress + write + fsync"
 
 
-def bottleneck(report: GenerateReport, writer_threads: int) -> str:
+def bottleneck(report: GenerateReport) -> str:
     """One line saying which stage limits a run, from its stage times.
 
     The main thread composites shard k+1 while writers finish shard k: if the
@@ -218,6 +252,6 @@ def bottleneck(report: GenerateReport, writer_threads: int) -> str:
                 f"host placement + atlas took {100 * host / main:.0f}%")
     on_gpu = s.get(WAIT_RESULTS, 0.0) / busy if busy else 0.0
     what = "the GPU's results (kernel + copy back)" if on_gpu > 0.5 else "encoding + compression + disk"
-    return (f"writers limit ({writer_threads} threads): the main thread waited on them {100 * waiting / main:.0f}% "
+    return (f"writers limit ({report.writer_threads} threads): the main thread waited on them {100 * waiting / main:.0f}% "
             f"of the time; they spent {100 * on_gpu:.0f}% waiting for GPU results and "
             f"{100 * (1 - on_gpu):.0f}% encoding, compressing and writing -> {what}")

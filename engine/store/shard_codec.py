@@ -104,8 +104,24 @@ def encode_shard(
             piece = padded
         chunks.append(np.ascontiguousarray(piece))
     encode = _encoder(spec.zstd_level)
-    encoded = list((map_fn or map)(encode, chunks))
-    index = np.full((spec.shard_samples // c, 2), _ABSENT, dtype="<u8")
+    return assemble_shard(list((map_fn or map)(encode, chunks)), spec)
+
+
+def assemble_shard(encoded: list[bytes], spec: ShardSpec) -> bytes:
+    """The shard file's bytes from its chunks, already encoded (compressed
+    elsewhere, e.g. on the GPU): the chunks back to back, then the index and
+    its CRC32C.
+
+    Args:
+        encoded: the shard's encoded chunks in order, ``1 ≤ len ≤ shard_samples / chunk_samples``
+            (fewer only for the store's last shard); an edge chunk must have been
+            padded to the full chunk shape before encoding, as zarr does.
+        spec: the array's :class:`ShardSpec`.
+    """
+    per_shard = spec.shard_samples // spec.chunk_samples
+    if not 1 <= len(encoded) <= per_shard:
+        raise ValueError(f"a shard holds 1..{per_shard} chunks, got {len(encoded)}")
+    index = np.full((per_shard, 2), _ABSENT, dtype="<u8")
     sizes = np.array([len(e) for e in encoded], dtype=np.uint64)
     index[: len(encoded), 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
     index[: len(encoded), 1] = sizes

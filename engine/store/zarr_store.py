@@ -41,7 +41,7 @@ from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
 from engine.store.jpeg import encode_jpeg_pillow
-from engine.store.shard_codec import encode_shard, shard_spec
+from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
@@ -270,8 +270,8 @@ class ZarrWriter:
             StoreError: the write failed (disk full, permissions…); done shards are kept.
         """
         start, stop = self.layout.shard_range(index)
-        if len(batch.masks) != stop - start:
-            raise ValueError(f"shard {index} needs {stop - start} samples, got {len(batch.masks)}")
+        if len(batch) != stop - start:
+            raise ValueError(f"shard {index} needs {stop - start} samples, got {len(batch)}")
         arrays: dict[str, Any] = {"masks": batch.masks, "depth": batch.depth}
         if self.config.image_codec == "jpeg":
             q = self.config.jpeg_quality
@@ -284,7 +284,11 @@ class ZarrWriter:
             for name, data in arrays.items():
                 path = self._shard_path(name, index)
                 spec = self.specs[name]
-                if spec is not None:
+                if name in batch.compressed:  # compressed where the data is (nvCOMP on the GPU)
+                    if spec is None or spec.zstd_level is None:
+                        raise ValueError(f"{name}: chunks compressed elsewhere need a zstd array")
+                    atomic_write(path, assemble_shard(batch.compressed[name](), spec))
+                elif spec is not None:
                     atomic_write(path, encode_shard(data, spec, self._pool.map))
                 else:
                     self.arrays[name][start:stop] = data
@@ -294,6 +298,21 @@ class ZarrWriter:
                 f"{self.root}: writing shard {index} failed ({e.strerror or e}); "
                 "finished shards are kept: free space and run again with --resume"
             ) from None
+
+    def record_writer(self, compressor: str, jpeg_encoder: str | None) -> None:
+        """Record in the attributes what compresses (and JPEG-encodes) this run's
+        shards: a resumed store may have been written by several."""
+        attrs = dict(self.group.attrs[ATTRS_KEY])
+        entry = {"compressor": compressor, "jpeg_encoder": jpeg_encoder}
+        writers = list(attrs.get("writers", []))
+        if entry in writers:
+            return
+        attrs["writers"] = [*writers, entry]
+        try:
+            self.group.attrs.update({ATTRS_KEY: attrs})
+            _fsync(self.root / "zarr.json")
+        except OSError as e:
+            raise StoreError(f"{self.root}: cannot update the store's attributes ({e.strerror or e})") from None
 
     def mark_done(self, index: int) -> None:
         """Record shard ``index`` as complete (after :meth:`write_shard` returned)."""

@@ -294,7 +294,8 @@ def test_resume_after_kill_9_is_byte_identical(tmp_path: Path) -> None:
 def test_stage_times_and_the_bottleneck_line(tmp_path: Path) -> None:
     import dataclasses
 
-    from engine.compose.generate import MAIN, WAIT_RESULTS, WAIT_WRITERS, WRITE, bottleneck
+    from engine.compose.compositor import HOST_TABLES
+    from engine.compose.generate import MAIN, WAIT_HOST, WAIT_RESULTS, WAIT_WRITERS, WRITE, bottleneck
 
     report = generate(small(), tmp_path / "t.zarr")
     s = report.stage_seconds
@@ -304,7 +305,7 @@ def test_stage_times_and_the_bottleneck_line(tmp_path: Path) -> None:
     assert s[MAIN] + s[WAIT_WRITERS] <= report.seconds
 
     def line(**seconds: float) -> str:
-        return bottleneck(dataclasses.replace(report, stage_seconds=seconds), 2)
+        return bottleneck(dataclasses.replace(report, stage_seconds=seconds, writer_threads=2))
 
     assert line(**{MAIN: 10.0, WAIT_WRITERS: 1.0, "placement table + atlas (host)": 4.0}).startswith(
         "compositing limits: the main thread waited on writers 9% of the time; host placement + atlas took 36%")
@@ -314,3 +315,5 @@ def test_stage_times_and_the_bottleneck_line(tmp_path: Path) -> None:
                          WAIT_RESULTS: 1.0, WRITE: 19.0})
     assert "waited on them 90%" in disk_bound and disk_bound.endswith("encoding + compression + disk")
     assert line() == "nothing was written"
+    host_bound = line(**{MAIN: 10.0, WAIT_HOST: 6.0, HOST_TABLES: 9.5})
+    assert host_bound.startswith("host tables limit: the main thread waited 60% of the time")

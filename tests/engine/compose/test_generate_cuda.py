@@ -48,6 +48,59 @@ def test_cuda_atlas_reset_and_growth_keep_results(tmp_path: Path, monkeypatch: p
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
 
 
+@pytest.fixture()
+def nvcomp_stand_in(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The GPU compression path with the host stand-in for nvCOMP (which the
+    simulator cannot run); returns the batches the compositor made."""
+    import engine.compose.generate as gen
+    from engine.compose.compositor_cuda import CudaCompositor
+    from engine.compose.hardware import Hardware
+    from engine.store.device_codec import HostZstdStandIn
+
+    batches: list[object] = []
+    original = CudaCompositor.composite
+
+    def composite(self, p):  # type: ignore[no-untyped-def]
+        batches.append(original(self, p))
+        return batches[-1]
+
+    monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp=None, nvimgcodec="off"))
+    monkeypatch.setattr(gen, "make_device_compressor", lambda: HostZstdStandIn(level=3))
+    monkeypatch.setattr(CudaCompositor, "composite", composite)
+    return batches
+
+
+@pytest.mark.parametrize("overrides", [{}, {"save_alpha": True, "occlusion": "background", "chunk_size": 2, "shard_size": 6}])
+def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_stand_in: list, overrides: dict) -> None:
+    """Chunks compressed on the device (edge chunks padded there), assembled
+    into shards: the same shard files as the CPU store, and nothing came back raw."""
+    import json
+
+    generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    report = generate(tiny(**overrides), tmp_path / "gpu.zarr", RunOptions(device="cuda"))
+    assert report.compressor == "host-zstd-stand-in" and report.writer_threads >= 2
+    cpu, gpu = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "gpu.zarr")
+    assert cpu.keys() == gpu.keys()
+    assert [k for k in cpu if cpu[k] != gpu[k]] == ["zarr.json"]  # only the attributes: who compressed
+    writers = json.loads(gpu["zarr.json"])["attributes"]["fgbg"]["writers"]
+    assert writers == [{"compressor": "host-zstd-stand-in", "jpeg_encoder": None}]
+    assert nvcomp_stand_in and all(b.images is None and b.masks is None and b.depth is None and b.alpha is None
+                                   for b in nvcomp_stand_in)
+
+
+def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.compose.generate as gen
+    from engine.compose.hardware import Hardware
+
+    with pytest.raises(ConfigError, match="--compressor nvcomp: it runs on the GPU"):
+        generate(tiny(), tmp_path / "a.zarr", RunOptions(device="cpu", compressor="nvcomp"))
+    monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp="nvCOMP is not installed"))
+    with pytest.raises(ConfigError, match="--compressor nvcomp: nvCOMP is not installed"):
+        generate(tiny(), tmp_path / "b.zarr", RunOptions(device="cuda", compressor="nvcomp"))
+    report = generate(tiny(), tmp_path / "c.zarr", RunOptions(device="cuda"))  # auto: the CPU compresses
+    assert report.compressor == "cpu-zstd-3"
+
+
 def test_auto_never_picks_the_simulator() -> None:
     available, simulated = cuda_status()
     if simulated:

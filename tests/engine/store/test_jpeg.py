@@ -17,7 +17,8 @@ from cli import app
 from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError
-from engine.store.jpeg import check_nvjpeg, encode_jpeg_pillow, encode_jpeg_torchvision
+from engine.compose.hardware import Hardware, resolve_jpeg_encoder
+from engine.store.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
 
 #: the issue's bar: decoded quality-95 JPEGs within 40 dB PSNR of the lossless composite
 MIN_PSNR_DB = 40.0
@@ -81,16 +82,31 @@ def test_torchvision_encoder_checks_its_input() -> None:
         encode_jpeg_torchvision(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), 95)
 
 
-def test_nvjpeg_needs_the_jpeg_codec_and_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gpu_encoders_need_the_jpeg_codec_and_a_gpu() -> None:
+    cpu_only = Hardware(cores=2, nvcomp="no GPU", nvimgcodec="no GPU")
     with pytest.raises(ConfigError, match="--jpeg-encoder nvjpeg is for --image-codec jpeg"):
         config(jpeg_encoder="nvjpeg")
     with pytest.raises(ConfigError, match="--jpeg-encoder must be one of"):
         config(image_codec="jpeg", jpeg_encoder="turbo")
-    with pytest.raises(ConfigError, match="needs --device cuda"):
-        check_nvjpeg("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for encoder in ("nvjpeg", "nvimgcodec"):
+        with pytest.raises(ConfigError, match="needs --device cuda"):
+            resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder=encoder), "cpu", cpu_only)
     with pytest.raises(ConfigError, match="PyTorch sees no CUDA GPU"):
-        check_nvjpeg("cuda")
+        resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder="nvjpeg"), "cuda", cpu_only)
+    with pytest.raises(ConfigError, match="nvimgcodec: no GPU"):
+        resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder="nvimgcodec"), "cuda", cpu_only)
+
+
+@pytest.mark.parametrize("codec, device, hw, want", [
+    ("jpeg", "cpu", Hardware(cores=2), "libjpeg"),
+    ("zstd", "cuda", Hardware(cores=2, nvimgcodec=None, torch_cuda=True), "libjpeg"),
+    ("jpeg", "cuda", Hardware(cores=2, nvimgcodec=None, torch_cuda=True), "nvimgcodec"),
+    ("jpeg", "cuda", Hardware(cores=2, nvimgcodec="not installed", torch_cuda=True), "nvjpeg"),
+    ("jpeg", "cuda", Hardware(cores=2, nvimgcodec="not installed", torch_cuda=False), "libjpeg"),
+])
+def test_auto_jpeg_encoder_is_the_fastest_that_runs(codec: str, device: str, hw: Hardware, want: str) -> None:
+    resolved = resolve_jpeg_encoder(config(image_codec=codec), device, hw)
+    assert resolved.jpeg_encoder == want
 
 
 def test_cli_nvjpeg_on_the_cpu_is_a_one_line_error(tmp_path: Path) -> None:
@@ -130,14 +146,14 @@ def test_device_encoding_path_on_the_simulator(tmp_path: Path, monkeypatch: pyte
         seen.append(batch.images)
         return batch
 
-    def slot_encoder(d_images):  # type: ignore[no-untyped-def]
+    def slot_encoder(self, d_images):  # type: ignore[no-untyped-def]
         return lambda quality: encode_jpeg_pillow(d_images.copy_to_host(), quality)
 
     small = dict(height=32, width=48, positions=2, shard_size=8)
     generate(config(image_codec="jpeg", **small), tmp_path / "cpu.zarr")
-    monkeypatch.setattr(gen, "check_nvjpeg", lambda device: None)
+    monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp="off", torch_cuda=True))
     monkeypatch.setattr(CudaCompositor, "composite", composite)
-    monkeypatch.setattr(CudaCompositor, "_jpeg_encoder", staticmethod(slot_encoder))
+    monkeypatch.setattr(CudaCompositor, "_jpeg_encoder", slot_encoder)
     generate(config(image_codec="jpeg", jpeg_encoder="nvjpeg", **small), tmp_path / "gpu.zarr", RunOptions(device="cuda"))
     assert len(seen) == 3 and all(images is None for images in seen)
     cpu, gpu = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "gpu.zarr", mode="r")

@@ -61,3 +61,34 @@ def test_rejects_bad_sizes() -> None:
 
     with pytest.raises(ValueError, match="1..4 samples"):
         encode_shard(np.zeros((5, 2), np.uint8), ShardSpec(4, 2, None, 0))
+
+
+def test_shards_assembled_from_chunks_compressed_elsewhere_read_back(tmp_path: Path) -> None:
+    """The GPU path compresses chunks with another zstd encoder (nvCOMP: other
+    bytes, same format); assembled into a shard, zarr decodes the same data."""
+    from numcodecs import Zstd
+
+    from engine.store.shard_codec import assemble_shard
+
+    rng = np.random.default_rng(1)
+    n, shard, chunk, inner = 21, 8, 4, (6, 5)
+    data = rng.integers(0, 255, (n, *inner), dtype=np.uint8)
+    array = zarr.open_group(tmp_path / "g.zarr", mode="w").create_array(
+        "x", shape=data.shape, dtype=np.uint8, chunks=(chunk, *inner), shards=(shard, *inner),
+        compressors=[ZstdCodec(level=3)], fill_value=0,
+    )
+    spec = shard_spec(json.loads((tmp_path / "g.zarr" / "x" / "zarr.json").read_text()))
+    other = Zstd(level=19, checksum=True)  # not the array's settings: other bytes, the same format
+    for k in range(-(-n // shard)):
+        piece = data[k * shard : (k + 1) * shard]
+        padded = np.zeros((-(-len(piece) // chunk) * chunk, *inner), np.uint8)  # edge chunk padded with the fill value
+        padded[: len(piece)] = piece
+        frames = [bytes(other.encode(padded[i : i + chunk])) for i in range(0, len(padded), chunk)]
+        shard_bytes = assemble_shard(frames, spec)
+        assert shard_bytes != encode_shard(piece, spec)
+        path = tmp_path / "g.zarr" / "x" / array.metadata.encode_chunk_key((k, 0, 0))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(shard_bytes)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "g.zarr" / "x")[:], data)
+    with pytest.raises(ValueError, match="1..2 chunks"):
+        assemble_shard([b"x"] * 3, spec)
