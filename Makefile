@@ -31,16 +31,20 @@ bench: $(STAMP)
 pictures: $(STAMP)
 	cd benchmarks && ../$(PY) make_pictures.py
 
-## gpu-wheels: cp312 wheels the lent GPU machine lacks, into .whl/ (ignored), for benchmarks/gpu_session.sh
-# (nvCOMP: only for bench_gpu.py's measurement of GPU compression; the machine has CUDA 13)
-GPU_WHEELS := zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1 \
-	nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12
+## gpu-wheels: cp312 wheels the GPU machine lacks, into .whl/ (ignored), for benchmarks/gpu_session.sh
+# numpy < 2.5: that machine's numba-cuda compiles no kernel with its numpy 2.5.2.
+# nvCOMP (GPU zstd), nvImageCodec + nvJPEG (batched GPU JPEG). Trimmed of other
+# Pythons' extensions, tools and headers to fit one 64 MiB transfer with the checkout.
+GPU_WHEELS := numpy==2.4.6 zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1 \
+	nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12 \
+	nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.0.1.86
 gpu-wheels:
 	rm -rf .whl && mkdir -p .whl
 	for w in $(GPU_WHEELS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
-	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-	  --platform manylinux2014_x86_64 -d .whl $$w || exit 1; done
-	ls -l .whl
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $$w || exit 1; done
+	python3 benchmarks/trim_wheel.py .whl/nvidia_*.whl
+	du -ch .whl/*.whl | tail -1
 
 clean:
 	rm -rf demo.zarr preview.png .pytest_cache

@@ -137,7 +137,7 @@ def main() -> None:
 
     for device, codec in [(d, c) for d in devices for c in args.codecs.split(",")]:
         options = codec_options(codec)
-        if options["jpeg_encoder"] == "nvjpeg" and device != "cuda":
+        if options["jpeg_encoder"] in ("nvjpeg", "nvimgcodec") and device != "cuda":
             continue
         config = GenerateConfig(**base, **options)
         out = SCRATCH / f"bench-{codec}.zarr"
@@ -157,7 +157,7 @@ def main() -> None:
             "stage_seconds_last_run": runs[-1][3], "bottleneck_last_run": runs[-1][4],
         }
         flags = f"--image-codec {options['image_codec']}" + (
-            " --jpeg-encoder nvjpeg" if options["jpeg_encoder"] == "nvjpeg" else "")
+            f" --jpeg-encoder {options['jpeg_encoder']}" if options["jpeg_encoder"] != "auto" else "")
         print(f"engine --device {device} {flags}: {rate:8.0f} images/s writing "
               f"({rate / naive_rate:.1f}x naive, {rate / pool_rate:.1f}x naive pool), "
               f"{n / whole:.0f} images/s whole call incl. assets+imports, store {size / 1e6:.0f} MB")

@@ -84,9 +84,10 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callab
 
 def codec_options(spec: str) -> dict[str, str]:
     """A benchmark codec name → ``GenerateConfig`` fields: ``zstd``, ``none``,
-    ``jpeg`` (libjpeg on the CPU cores) or ``jpeg-nvjpeg`` (JPEG encoded on the GPU)."""
+    ``jpeg`` (the default encoder: on the GPU where one runs, else libjpeg),
+    ``jpeg-libjpeg``, ``jpeg-nvjpeg`` or ``jpeg-nvimgcodec``."""
     codec, _, encoder = spec.partition("-")
-    return {"image_codec": codec, "jpeg_encoder": encoder or "libjpeg"}
+    return {"image_codec": codec, "jpeg_encoder": encoder or "auto"}
 
 
 def save(name: str, results: dict[str, Any], folder: Path = RESULTS) -> Path:

@@ -40,10 +40,13 @@ def test_bench_generate_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_gpu_smoke_runs_on_the_simulator(tmp_path: Path) -> None:
-    stdout = run("bench_gpu.py", "--smoke", "--codecs", "zstd", "--results-dir", str(tmp_path),
-                 env={"NUMBA_ENABLE_CUDASIM": "1"})
-    assert "kernel batch" in stdout and "x the floor" in stdout
-    assert json.loads((tmp_path / "gpu-smoke.json").read_text())["results"]["simulated"] is True
+    stdout = run("bench_gpu.py", "--smoke", "--results-dir", str(tmp_path), env={"NUMBA_ENABLE_CUDASIM": "1"})
+    assert "x the floor" in stdout and ">= 50x the single naive loop" in stdout
+    results = json.loads((tmp_path / "gpu-smoke.json").read_text())["results"]
+    assert results["simulated"] is True
+    for name in ("generate_cuda_zstd", "generate_cuda_jpeg", "generate_cpu_zstd"):
+        assert results[name]["images_per_s_writing"] > 0 and results[name]["floor_seconds"] > 0, name
+    assert results["naive"]["single"] > 0 and results["kernel"]["8"]["images_per_s"] > 0
 
 
 @pytest.mark.slow
@@ -60,3 +63,21 @@ def test_bench_atlas_runs(tmp_path: Path) -> None:
     assert "distinct resizes" in stdout
     results = json.loads((tmp_path / "atlas.json").read_text())["results"]
     assert results["samples"] == 300 and 1 <= results["distinct_resizes"] <= 300
+
+
+def test_bench_gpu_helpers() -> None:
+    """The zstd header reader (does nvCOMP write the content size?) and the JPEG run's size rule."""
+    import numpy as np
+    from numcodecs import Zstd
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_gpu import frame_content_size, jpeg_sample_count
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for n in (10, 300, 70_000, 5_000_000):
+        assert frame_content_size(bytes(Zstd(level=3).encode(np.zeros(n, np.uint8)))) == n
+    assert jpeg_sample_count({"nvimgcodec": 20_000.0, "pillow": 1_000.0}, 400_000, 2048) == 400_000
+    assert jpeg_sample_count({"nvimgcodec": {"error": "x"}, "pillow": 1_600.0}, 400_000, 2048) == 120_000 // 2048 * 2048
+    assert jpeg_sample_count({"pillow": 10.0}, 400_000, 2048) == 20_480
+    assert jpeg_sample_count(None, 400_000, 2048) == 400_000

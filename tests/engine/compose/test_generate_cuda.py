@@ -170,3 +170,30 @@ def test_real_gpu_store_equals_cpu_store(tmp_path: Path) -> None:
     generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda"))
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
+
+
+@pytest.mark.gpu
+def test_real_gpu_nvcomp_store_reads_like_the_cpu_store(tmp_path: Path) -> None:
+    """nvCOMP's frames in a normal Zarr v3 store: zarr-python (and tensorstore,
+    where installed) decode exactly the CPU store's arrays."""
+    import json
+
+    import numpy as np
+    import zarr
+
+    config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128, limit=1000)
+    generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    report = generate(config, tmp_path / "gpu.zarr", RunOptions(device="cuda", compressor="nvcomp"))
+    assert report.compressor == "nvcomp-zstd"
+    cpu, gpu = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "gpu.zarr", mode="r")
+    for name in ("images", "masks", "depth"):
+        np.testing.assert_array_equal(gpu[name][:], cpu[name][:])
+    attrs = json.loads((tmp_path / "gpu.zarr" / "zarr.json").read_text())["attributes"]["fgbg"]
+    assert attrs["writers"][0]["compressor"] == "nvcomp-zstd"
+    try:
+        import tensorstore as ts
+    except ImportError:
+        return
+    for name in ("images", "masks", "depth"):
+        array = ts.open({"driver": "zarr3", "kvstore": f"file://{tmp_path / 'gpu.zarr' / name}"}).result()
+        np.testing.assert_array_equal(array.read().result(), cpu[name][:])

@@ -47,13 +47,18 @@ def decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-@pytest.mark.parametrize("encoder", ["pillow", pytest.param("nvjpeg", marks=pytest.mark.gpu)])
+@pytest.mark.parametrize("encoder", ["pillow", pytest.param("nvjpeg", marks=pytest.mark.gpu),
+                                     pytest.param("nvimgcodec", marks=pytest.mark.gpu)])
 def test_quality_95_is_within_40_db(lossless: Path, encoder: str) -> None:
     images = zarr.open_group(lossless, mode="r")["images"][:]
     if encoder == "pillow":
         encoded = encode_jpeg_pillow(images, 95)
-    else:
+    elif encoder == "nvjpeg":
         encoded = encode_jpeg_torchvision(torch.from_numpy(images).cuda(), 95)
+    else:
+        from engine.store.jpeg import encode_jpeg_nvimgcodec
+
+        encoded = encode_jpeg_nvimgcodec(torch.from_numpy(images).cuda(), 95)
     assert encoded.shape == (len(images),) and encoded.dtype == object
     assert min(psnr(decode(encoded[i]), images[i]) for i in range(len(images))) >= MIN_PSNR_DB
 
@@ -163,10 +168,11 @@ def test_device_encoding_path_on_the_simulator(tmp_path: Path, monkeypatch: pyte
 
 
 @pytest.mark.gpu
-def test_real_gpu_nvjpeg_store(lossless: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoder", ["nvjpeg", "nvimgcodec"])
+def test_real_gpu_jpeg_store(lossless: Path, tmp_path: Path, encoder: str) -> None:
     out = tmp_path / "gpu.zarr"
-    generate(config(image_codec="jpeg", jpeg_encoder="nvjpeg"), out, RunOptions(device="cuda"))
-    _check_jpeg_store(out, lossless, "nvjpeg")
+    generate(config(image_codec="jpeg", jpeg_encoder=encoder), out, RunOptions(device="cuda"))
+    _check_jpeg_store(out, lossless, encoder)
 
 
 def test_libjpeg_store_is_within_40_db(lossless: Path, tmp_path: Path) -> None:
