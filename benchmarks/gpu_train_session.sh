@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 6 on the lent GPU machine: the paper's schedule (coarse, then fine) on
-# the full 400k built-in store at 224x224. One device call, wheels of
-# `make gpu-wheels` carried:  run(command="bash benchmarks/gpu_train_session.sh", carry=[".whl"])
+# On a GPU machine: the paper's schedule (coarse, then fine) on
+# the full 400k built-in store at 224x224, in one command, wheels of
+# `make gpu-wheels` in .whl/:  bash benchmarks/gpu_train_session.sh
 # The store is generated on the GPU first (timed by bench_train.py); logs and
-# JSON land in $OUT. Validation runs every 5,000 steps on the 40k held-out samples.
+# JSON land in $OUT (default /tmp/out). Validation runs every 5,000 steps on the 40k held-out samples.
 set -uo pipefail
 source benchmarks/gpu_setup.sh
 python3 benchmarks/bench_train.py --samples 400000 --input-size 224 --coarse-steps 20000 --fine-steps 10000 \
