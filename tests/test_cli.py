@@ -115,6 +115,23 @@ def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
     assert "skipped" in result.output and "broken.jpg" in result.output
 
 
+def test_skipped_files_are_listed_once(tmp_path: Path) -> None:
+    """The engine logged each skipped file as a warning and the CLI listed it again."""
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    bg.mkdir()
+    fg.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bg / "ok.png")
+    (bg / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    sprite = np.zeros((20, 20, 4), np.uint8)
+    sprite[4:16, 4:16] = 255
+    Image.fromarray(sprite).save(fg / "a.png")
+    args = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "32", "--positions", "2", "-q",
+            "--device", "cpu", "--on-bad-input", "skip", "--out", str(tmp_path / "s.zarr")]
+    out = subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (out.stdout + out.stderr).count("broken.jpg") == 1, out.stderr
+
+
 @pytest.mark.parametrize("command", [["--help"], ["generate", "--help"], ["info", "{store}"]])
 def test_light_commands_do_not_import_heavy_packages(store: Path, command: list[str]) -> None:
     code = (
