@@ -171,7 +171,7 @@ def generate(
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
-        raise _fail(f"interrupted: finished shards are kept; complete {out} with --resume", 130) from None
+        raise _fail(_interrupted(out), 130) from None
     for line in report.skipped:
         typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
     verb = "completed" if report.resumed else "wrote"
@@ -185,6 +185,22 @@ def generate(
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
         typer.echo(f"  {bottleneck(report, writer_threads)}", err=True)
+
+
+def _interrupted(out: Path) -> str:
+    """What a Ctrl-C during ``generate`` left at ``out``, and what to do next."""
+    from engine.store.zarr_store import read_attrs
+
+    try:
+        attrs = read_attrs(out, allow_unfinished=True)
+    except FgbgError:
+        attrs = None
+    if attrs is None:  # no store, or its creation never finished
+        return f"interrupted before any shard was written; nothing to keep at {out}"
+    done = len(attrs["progress"]["shards_done"])
+    if done == 0:
+        return f"interrupted before the first shard finished; run again with --resume to fill {out}"
+    return f"interrupted: {done} finished shards are kept; complete {out} with --resume"
 
 
 @app.command()

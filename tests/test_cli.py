@@ -115,6 +115,32 @@ def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
     assert "skipped" in result.output and "broken.jpg" in result.output
 
 
+@pytest.mark.parametrize("shards_done, message", [
+    (None, "before any shard was written"),
+    ([], "before the first shard finished"),
+    ([0], "1 finished shards are kept; complete"),
+])
+def test_interrupt_says_what_was_kept(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      shards_done: list[int] | None, message: str) -> None:
+    import shutil
+
+    import engine.compose.generate
+
+    out = tmp_path / "i.zarr"
+    if shards_done is not None:
+        shutil.copytree(store, out)
+        doc = json.loads((out / "zarr.json").read_text())
+        doc["attributes"]["fgbg"]["progress"] = {"shards_done": shards_done, "complete": False}
+        (out / "zarr.json").write_text(json.dumps(doc))
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.compose.generate, "generate", ctrl_c)
+    result = runner.invoke(app, ["generate", *SMALL, "--resume", "--out", str(out)])
+    assert result.exit_code == 130 and message in result.output, result.output
+
+
 def test_skipped_files_are_listed_once(tmp_path: Path) -> None:
     """The engine logged each skipped file as a warning and the CLI listed it again."""
     bg, fg = tmp_path / "bg", tmp_path / "fg"
