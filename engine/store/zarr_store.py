@@ -25,6 +25,7 @@ This module imports zarr and numpy only (``info`` must stay fast).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
     from engine.compose.compositor import Batch
     from engine.compose.plan import SamplePlan
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ATTRS_KEY = "fgbg"
@@ -166,11 +169,25 @@ class ZarrWriter:
             assets: inputs (saved under ``assets/`` with their names and hashes).
             bg_depth: ``(NB, H, W) float32`` background depth used.
             depth_info: the depth source's description.
-            overwrite: replace an existing fgbg store at ``path``.
+            overwrite: replace an existing fgbg store at ``path`` (moved aside,
+                then deleted once the new store exists).
         """
-        zarr = _zarr()
         root = Path(path)
-        prepare_output(root, overwrite)
+        old = prepare_output(root, overwrite)
+        try:
+            writer = cls._create(root, config, plan, assets, bg_depth, depth_info)
+        except BaseException:
+            _restore_old_store(root, old)
+            raise
+        discard_old_store(old)
+        return writer
+
+    @classmethod
+    def _create(
+        cls, root: Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        bg_depth: np.ndarray, depth_info: dict[str, Any],
+    ) -> ZarrWriter:
+        zarr = _zarr()
         layout = StoreLayout(plan.n_samples, config.height, config.width, config.shard_size, config.samples_per_chunk)
         N, H, W, S, C = layout.n_samples, layout.height, layout.width, layout.shard_size, layout.chunk_size
         try:
@@ -416,20 +433,58 @@ def is_fgbg_store(root: Path) -> bool:
         return False
 
 
-def prepare_output(root: Path, overwrite: bool) -> None:
-    """Make sure ``root`` can be created; delete an old store if ``overwrite``.
+def prepare_output(root: Path, overwrite: bool) -> Path | None:
+    """Make sure ``root`` can be created; move an old store aside if ``overwrite``.
+
+    The old store is renamed (atomic, same folder) rather than deleted here, so
+    a store that cannot be deleted is never left half gone: the caller deletes
+    it once the new one exists (:func:`discard_old_store`).
+
+    Returns:
+        Where the old store now is (``<root>.old-<pid>``), or ``None``.
 
     Raises:
-        StoreError: ``root`` exists (without ``overwrite``), or is something
-            other than a store (never deleted, even with ``overwrite``).
+        StoreError: ``root`` exists (without ``overwrite``), is something other
+            than a store (never touched, even with ``overwrite``), or cannot be moved.
     """
     if root.exists() or root.is_symlink():
         if not overwrite:
             raise StoreError(f"{root} exists: use --overwrite to replace it or --resume to complete it")
         if root.is_dir() and not root.is_symlink() and (is_fgbg_store(root) or not any(root.iterdir())):
-            shutil.rmtree(root)
-        else:
-            raise StoreError(f"{root} exists and is not a Zarr store; refusing to delete it")
+            aside = root.with_name(f"{root.name}.old-{os.getpid()}")
+            n = 1
+            while aside.exists() or aside.is_symlink():
+                aside = root.with_name(f"{root.name}.old-{os.getpid()}-{n}")
+                n += 1
+            try:
+                os.rename(root, aside)
+            except OSError as e:
+                raise StoreError(f"{root}: cannot move the old store aside to replace it ({e.strerror or e})") from None
+            return aside
+        raise StoreError(f"{root} exists and is not a Zarr store; refusing to delete it")
+    return None
+
+
+def discard_old_store(old: Path | None) -> None:
+    """Delete a store moved aside by :func:`prepare_output`; a failure is a warning
+    naming the leftover folder, not an error (the new store is already in place)."""
+    if old is None:
+        return
+    try:
+        shutil.rmtree(old)
+    except OSError as e:
+        log.warning("could not delete the old store, left at %s (%s); delete it yourself", old, e.strerror or e)
+
+
+def _restore_old_store(root: Path, old: Path | None) -> None:
+    """Creating the new store failed: remove what it wrote and put the old one back."""
+    if old is None:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        os.rename(old, root)
+    except OSError as e:
+        log.warning("could not put the old store back at %s; it is at %s (%s)", root, old, e.strerror or e)
 
 
 def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | None:

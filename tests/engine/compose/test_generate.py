@@ -144,6 +144,59 @@ def test_existing_output_is_refused_unless_asked(store: Path, tmp_path: Path) ->
     assert (other / "thesis.tex").exists()
 
 
+def test_overwrite_of_an_undeletable_store_warns_and_replaces_it(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    out = tmp_path / "o.zarr"
+    generate(small(limit=5), out)
+
+    real = shutil.rmtree
+
+    def denied(path, *args, **kwargs):  # root ignores chmod, so deny the old store like a read-only disk would
+        if ".old-" not in str(path):
+            return real(path, *args, **kwargs)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "rmtree", denied)
+    generate(small(), out, RunOptions(overwrite=True))
+    assert tree(out) == tree(store)  # the new store is whole
+    leftover = [p for p in tmp_path.iterdir() if p.name.startswith("o.zarr.old-")]
+    assert len(leftover) == 1 and inspect_store(leftover[0]).attrs["layout"]["n_samples"] == 5
+    assert any(str(leftover[0]) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_overwrite_that_cannot_move_the_old_store_leaves_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "o.zarr"
+    generate(small(limit=5), out)
+    before = tree(out)
+
+    def denied(src, dst, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(src))
+
+    monkeypatch.setattr(os, "rename", denied)
+    with pytest.raises(StoreError, match="cannot move the old store aside"):
+        generate(small(), out, RunOptions(overwrite=True))
+    assert tree(out) == before
+
+
+def test_failed_creation_puts_the_old_store_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.store.zarr_store as zs
+
+    out = tmp_path / "o.zarr"
+    generate(small(limit=5), out)
+    before = tree(out)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zs, "_write_meta", disk_full)
+    with pytest.raises(StoreError, match="No space left"):
+        generate(small(), out, RunOptions(overwrite=True))
+    assert tree(out) == before and [p.name for p in tmp_path.iterdir()] == ["o.zarr"]
+
+
 def test_write_error_leaves_a_resumable_store(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "fail.zarr"
     real = ZarrWriter.write_shard
