@@ -258,7 +258,7 @@ def info(
 @app.command()
 def preview(
     store: Annotated[Path, typer.Argument(help="A store written by generate.")],
-    n: Annotated[int, typer.Option("--n", help="Number of samples to show (spread over the store).")] = 16,
+    n: Annotated[int, typer.Option("--n", help="Samples to show, covering every background and foreground (capped to keep the sheet under 16 Mpx).")] = 16,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")] = Path("preview.png"),
     tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
@@ -272,7 +272,9 @@ def preview(
         raise _fail(str(e)) from None
     except OSError as e:
         raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
-    typer.echo(f"wrote {out} ({sheet.width}x{sheet.height})")
+    shown = sheet.info.get("samples", n)
+    capped = f"; {shown} samples, the most that fit a sheet" if shown < n else ""
+    typer.echo(f"wrote {out} ({sheet.width}x{sheet.height}{capped})")
 
 
 @app.command()
