@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import zarr
 
-from engine.store import preview
 from engine.compose.generate import generate
 from engine.config import GenerateConfig
 from engine.errors import StoreError
+from engine.store import preview
 
 ROOT = Path(__file__).resolve().parents[3]
 
