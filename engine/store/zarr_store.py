@@ -402,19 +402,30 @@ def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
             array[start : start + len(p)] = values[name].astype(dtypes[name])
 
 
+#: assets per shard file (one chunk per asset inside it): 10,000 foregrounds are
+#: 40 files, not 10,000
+ASSETS_PER_SHARD = 256
+
+
+def _asset_shards(n: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shard shape of an asset array of ``n`` items of ``shape``."""
+    return (max(1, min(n, ASSETS_PER_SHARD)), *shape)
+
+
 def _write_assets(group: Any, assets: AssetSet, bg_depth: np.ndarray, codec: list[Any]) -> None:
     g = group.create_group("assets")
     bg = assets.bg_images
-    g.create_array("bg", data=bg, chunks=(1, *bg.shape[1:]), compressors=codec,
-                   dimension_names=("background", "y", "x", "channel"))
+    g.create_array("bg", data=bg, chunks=(1, *bg.shape[1:]), shards=_asset_shards(len(bg), bg.shape[1:]),
+                   compressors=codec, dimension_names=("background", "y", "x", "channel"))
     g.create_array("bg_depth", data=bg_depth.astype(np.float16), chunks=(1, *bg.shape[1:3]),
+                   shards=_asset_shards(len(bg), bg.shape[1:3]),
                    compressors=codec, dimension_names=("background", "y", "x"))
     sizes = assets.fg_sizes
     fg = np.zeros((len(sizes), int(sizes[:, 0].max()), int(sizes[:, 1].max()), 4), np.uint8)
     for i, image in enumerate(assets.fg_images):
         fg[i, : image.shape[0], : image.shape[1]] = image
-    g.create_array("fg", data=fg, chunks=(1, *fg.shape[1:]), compressors=codec,
-                   dimension_names=("foreground", "y", "x", "channel"))
+    g.create_array("fg", data=fg, chunks=(1, *fg.shape[1:]), shards=_asset_shards(len(fg), fg.shape[1:]),
+                   compressors=codec, dimension_names=("foreground", "y", "x", "channel"))
     g.create_array("fg_size", data=sizes.astype(np.int32), compressors=codec,
                    dimension_names=("foreground", "hw"))
 

@@ -64,6 +64,20 @@ def test_store_contract_readable_with_plain_zarr(store: Path) -> None:
     assert g["images"].shards == (16, 32, 48, 3) and g["images"].chunks[0] < 16
 
 
+def test_assets_are_sharded_not_one_file_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.store.zarr_store as zs
+
+    monkeypatch.setattr(zs, "ASSETS_PER_SHARD", 4)  # 9 backgrounds, 5 cars: 3 and 2 shard files
+    out = tmp_path / "a.zarr"
+    generate(small(builtin_backgrounds=9, builtin_foregrounds=5, positions=1, limit=8), out)
+    files = {name: [p for p in (out / "assets" / name).rglob("*") if p.is_file() and p.name != "zarr.json"]
+             for name in ("bg", "bg_depth", "fg", "fg_size")}
+    assert {name: len(f) for name, f in files.items()} == {"bg": 3, "bg_depth": 3, "fg": 2, "fg_size": 1}
+    g = zarr.open_group(out, mode="r")  # plain zarr reads single assets and all of them
+    assert g["assets/bg"].shape == (9, 32, 48, 3) and g["assets/fg"].shape[0] == 5
+    assert (g["assets/bg"][7] == g["assets/bg"][:][7]).all() and g["assets/bg"][8].std() > 0
+
+
 def test_metadata_is_the_plan(store: Path) -> None:
     g = zarr.open_group(store, mode="r")
     config = small()
