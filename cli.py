@@ -129,6 +129,7 @@ def generate(
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
     on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.")] = OnBad.error,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space.")] = False,
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int, typer.Option(help="Threads compressing and writing shards.")] = 2,
@@ -165,9 +166,9 @@ def generate(
             chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
         )
         chosen = resolve_device(device.value)
-        run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads)
+        run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads, force=force)
         with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
-            report = run_generate(config, out, run, progress=bar.update)
+            report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True))
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:

@@ -243,12 +243,14 @@ class RunOptions:
         resume: continue an existing output made with the same config (or start one).
         device: ``auto`` (CUDA when a GPU is present), ``cpu`` or ``cuda``.
         writer_threads: threads compressing and writing shards.
+        force: start even when the estimated store size exceeds the free space.
     """
 
     overwrite: bool = False
     resume: bool = False
     device: str = "cpu"
     writer_threads: int = 2
+    force: bool = False
 
     def __post_init__(self) -> None:
         if self.overwrite and self.resume:

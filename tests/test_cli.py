@@ -141,6 +141,20 @@ def test_interrupt_says_what_was_kept(store: Path, tmp_path: Path, monkeypatch: 
     assert result.exit_code == 130 and message in result.output, result.output
 
 
+def test_generate_prints_the_size_estimate_and_refuses_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(tmp_path / "a.zarr")])
+    assert result.exit_code == 0 and "store size: about" in result.output and "free on" in result.output
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6, 0))
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(tmp_path / "b.zarr")])
+    assert result.exit_code == 2 and "--force" in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["generate", *SMALL, "--force", "--out", str(tmp_path / "c.zarr")])
+    assert result.exit_code == 0, result.output
+
+
 def test_skipped_files_are_listed_once(tmp_path: Path) -> None:
     """The engine logged each skipped file as a warning and the CLI listed it again."""
     bg, fg = tmp_path / "bg", tmp_path / "fg"

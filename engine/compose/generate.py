@@ -26,7 +26,7 @@ from engine.compose.depth import make_depth_source
 from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
 from engine.store.jpeg import check_nvjpeg
-from engine.store.zarr_store import ZarrWriter, input_records
+from engine.store.zarr_store import ZarrWriter, input_records, plan_space
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,12 @@ def generate(
     out: str | Path,
     run: RunOptions | None = None,
     progress: ProgressCallback | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> GenerateReport:
     """Generate (or complete, with ``run.resume``) the store at ``out``.
+
+    ``notice`` receives one-line messages for the user before the work starts
+    (the estimated store size and the free space).
 
     Raises:
         InputError: an input file or folder is unusable.
@@ -102,6 +106,10 @@ def generate(
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    if not out.exists() or run.overwrite or run.resume:  # else the store refuses to replace it, below
+        space = plan_space(out, config, plan.n_samples, run.force)  # raises when the disk is too small
+        if notice:
+            notice(space)
 
     writer = None
     if run.resume and out.exists():

@@ -498,6 +498,85 @@ def _restore_old_store(root: Path, old: Path | None) -> None:
         log.warning("could not put the old store back at %s; it is at %s (%s)", root, old, e.strerror or e)
 
 
+#: compression ratios measured on built-in composites (benchmarks/RESULTS.md:
+#: zstd level 3; level 1 gives images 3.6x) and JPEG q95 4:4:4 bits per pixel
+#: (100k samples at 224x224: 2.54 GB lossless, 2.20 GB with JPEG images)
+IMAGE_RATIO = {1: 3.6}
+IMAGE_RATIO_DEFAULT = 5.85
+MASK_RATIO = 180.0
+DEPTH_RATIO = 123.0
+ALPHA_RATIO = 60.0  # soft edges compress worse than 0/255 masks
+JPEG_BITS_PER_PIXEL = 3.3
+
+
+def estimate_store_bytes(config: GenerateConfig, n_samples: int) -> int:
+    """About how many bytes a finished store of ``n_samples`` takes: raw sizes
+    divided by the measured ratios of its codecs (photos compress less than
+    the built-in scenes; an estimate, not a promise)."""
+    pixels = n_samples * config.height * config.width
+    lossless = config.image_codec != "none"
+    if config.image_codec == "jpeg":
+        images = pixels * JPEG_BITS_PER_PIXEL / 8
+    else:
+        images = 3 * pixels / (IMAGE_RATIO.get(config.compression_level, IMAGE_RATIO_DEFAULT) if lossless else 1)
+    labels = pixels / (MASK_RATIO if lossless else 1) + 2 * pixels / (DEPTH_RATIO if lossless else 1)
+    if config.save_alpha:
+        labels += pixels / (ALPHA_RATIO if lossless else 1)
+    meta = 29 * n_samples / 2  # 8 small fields per sample, zstd
+    return int(images + labels + meta)
+
+
+def store_bytes(root: Path) -> int:
+    """Bytes of the files of the fgbg store at ``root`` (0 when there is none)."""
+    if not is_fgbg_store(root):
+        return 0
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def free_bytes(root: Path) -> tuple[int, Path]:
+    """Free bytes on the disk that will hold ``root``, and the folder measured
+    (``root``'s nearest existing ancestor)."""
+    folder = root.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free, folder
+
+
+def check_free_space(root: Path, needed: int, force: bool = False) -> None:
+    """Refuse to start a store the disk cannot hold.
+
+    Raises:
+        StoreError: ``needed`` bytes exceed the free space (unless ``force``).
+    """
+    free, folder = free_bytes(root)
+    if needed > free and not force:
+        raise StoreError(f"{root}: needs about {_gb(needed)} but {folder} has {_gb(free)} free; "
+                         "free space or use --force to try anyway")
+
+
+def plan_space(root: Path, config: GenerateConfig, n_samples: int, force: bool = False) -> str:
+    """Estimate the store's size, refuse (unless ``force``) when the disk cannot
+    hold what is left to write, and return a line saying both.
+
+    An fgbg store already at ``root`` counts as free space: ``--overwrite``
+    deletes it, ``--resume`` keeps what it wrote.
+
+    Raises:
+        StoreError: the disk is too small (without ``force``).
+    """
+    estimate = estimate_store_bytes(config, n_samples)
+    needed = max(0, estimate - store_bytes(root))
+    check_free_space(root, needed, force)
+    free, folder = free_bytes(root)
+    return f"store size: about {_gb(estimate)} (an estimate from measured codec ratios); {_gb(free)} free on {folder}"
+
+
+def _gb(n: float) -> str:
+    if n >= 1e8:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
+
+
 def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | None:
     """The ``fgbg`` attributes of the store at ``root``.
 
