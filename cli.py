@@ -354,6 +354,8 @@ def evaluate(
         result = evaluate_checkpoint(checkpoint, data, split, device, batch, stream)
     except FgbgError as e:
         raise _fail(str(e)) from None
+    for warning in result.get("warnings", []):  # on stderr: --json output stays parseable
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
