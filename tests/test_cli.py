@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,7 +173,43 @@ def test_skipped_files_are_listed_once(tmp_path: Path) -> None:
     assert (out.stdout + out.stderr).count("broken.jpg") == 1, out.stderr
 
 
-@pytest.mark.parametrize("command", [["--help"], ["generate", "--help"], ["info", "{store}"]])
+def test_help_is_readable_at_80_columns_and_lists_choices() -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "cli.py", "generate", "-h"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert max(map(len, out.splitlines())) <= 80
+    lines = [line.strip() for line in out.splitlines()]
+    # whole option names, choices and defaults, each on one line
+    for text in ("--builtin-backgrounds <int>", "--depth-source <ground-plane|bg-maps|teacher-bg|teacher-composite>",
+                 "--image-codec <zstd|none|jpeg>", "--on-bad-input <error|skip>", "--device <auto|cpu|cuda>",
+                 "[default: 224]", "--overwrite / --no-overwrite"):
+        assert any(text in line for line in lines), text
+    out = subprocess.run([sys.executable, "cli.py", "train", "-h"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    for text in ("--stage <coarse|fine>", "--optimizer <sgd|adamw>", "--precision <auto|fp32|bf16|fp16>",
+                 "--loss-mask <all|foreground|background>", "--device <auto|cpu|cuda>"):
+        assert any(text in line for line in out.splitlines()), text
+
+
+@pytest.mark.parametrize("args, choices", [
+    (["train", "--data", "x", "--out", "y", "--stage", "bogus"], "'coarse', 'fine'"),
+    (["train", "--data", "x", "--out", "y", "--precision", "fp64"], "'auto', 'fp32', 'bf16', 'fp16'"),
+    (["evaluate", "--data", "x", "--checkpoint", "y", "--split", "test"], "'val', 'train', 'all'"),
+    (["predict", "--checkpoint", "y", "--device", "tpu", "a.png"], "'auto', 'cpu', 'cuda'"),
+])
+def test_bad_choices_are_rejected_with_the_choices(args: list[str], choices: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and choices in result.output, result.output
+
+
+def test_version() -> None:
+    from engine import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fgbg {__version__}"
+
+
+@pytest.mark.parametrize("command", [["--help"], ["generate", "--help"], ["info", "{store}"], ["--version"], ["-h"]])
 def test_light_commands_do_not_import_heavy_packages(store: Path, command: list[str]) -> None:
     code = (
         "import sys\n"
