@@ -23,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click help: at 80 columns rich's boxed table cut option names and defaults
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 
 
@@ -78,6 +81,56 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Stage(str, Enum):
+    coarse = "coarse"
+    fine = "fine"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class CoarseChannels(str, Enum):
+    paper = "paper"
+    torchvision = "torchvision"
+
+
+class LossMask(str, Enum):
+    all = "all"
+    foreground = "foreground"
+    background = "background"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Split(str, Enum):
+    val = "val"
+    train = "train"
+    all = "all"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__  # engine/__init__ imports nothing heavy
+
+        typer.echo(f"fgbg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print fgbg's version and exit.")] = False,
+) -> None:
+    """fgbg: paste foregrounds onto backgrounds at scale, with exact masks and depth, into Zarr."""
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -138,6 +191,7 @@ def generate(
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
     on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.")] = OnBad.error,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space.")] = False,
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
@@ -175,13 +229,13 @@ def generate(
         )
         chosen = resolve_device(device.value)
         run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,
-                         compressor=compressor.value)
+                         compressor=compressor.value, force=force)
         with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
-            report = run_generate(config, out, run, progress=bar.update)
+            report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True))
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
-        raise _fail(f"interrupted: finished shards are kept; complete {out} with --resume", 130) from None
+        raise _fail(_interrupted(out), 130) from None
     for line in report.skipped:
         typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
     verb = "completed" if report.resumed else "wrote"
@@ -195,6 +249,22 @@ def generate(
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
         typer.echo(f"  {bottleneck(report)}", err=True)
+
+
+def _interrupted(out: Path) -> str:
+    """What a Ctrl-C during ``generate`` left at ``out``, and what to do next."""
+    from engine.store.zarr_store import read_attrs
+
+    try:
+        attrs = read_attrs(out, allow_unfinished=True)
+    except FgbgError:
+        attrs = None
+    if attrs is None:  # no store, or its creation never finished
+        return f"interrupted before any shard was written; nothing to keep at {out}"
+    done = len(attrs["progress"]["shards_done"])
+    if done == 0:
+        return f"interrupted before the first shard finished; run again with --resume to fill {out}"
+    return f"interrupted: {done} finished shards are kept; complete {out} with --resume"
 
 
 @app.command()
@@ -256,7 +326,7 @@ def info(
 @app.command()
 def preview(
     store: Annotated[Path, typer.Argument(help="A store written by generate.")],
-    n: Annotated[int, typer.Option("--n", help="Number of samples to show (spread over the store).")] = 16,
+    n: Annotated[int, typer.Option("--n", help="Samples to show, covering every background and foreground (capped to keep the sheet under 16 Mpx).")] = 16,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")] = Path("preview.png"),
     tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
@@ -270,34 +340,36 @@ def preview(
         raise _fail(str(e)) from None
     except OSError as e:
         raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
-    typer.echo(f"wrote {out} ({sheet.width}x{sheet.height})")
+    shown = sheet.info.get("samples", n)
+    capped = f"; {shown} samples, the most that fit a sheet" if shown < n else ""
+    typer.echo(f"wrote {out} ({sheet.width}x{sheet.height}{capped})")
 
 
-@app.command()
+@app.command(short_help="Train the coarse/fine depth network (Eigen et al. 2014) on a store.")
 def train(
     data: Annotated[Path, typer.Option(help="Zarr store written by generate (needs images and depth).")],
     out: Annotated[Path, typer.Option(help="Run folder: <out>/<stage>.pt, <stage>_log.csv, <stage>_metrics.json.")],
-    stage: Annotated[str, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = "coarse",
+    stage: Annotated[Stage, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = Stage.coarse,
     steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.")] = 2000,
     init: Annotated[Path | None, typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
     batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32).")] = 32,
-    optimizer: Annotated[str, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = "sgd",
+    optimizer: Annotated[Optimizer, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = Optimizer.sgd,
     lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).")] = 1.0,
     adamw_lr: Annotated[float, typer.Option(help="Learning rate with --optimizer adamw.")] = 3e-4,
     weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
     input_size: Annotated[str, typer.Option(help="Network input, HxW or one number (square); output is 1/4. 228x304 is the paper's NYU size.")] = "112",
-    coarse_channels: Annotated[str, typer.Option(help="Coarse conv widths: paper (96,256,384,384,256) or torchvision (AlexNet's, for --init-from).")] = "paper",
+    coarse_channels: Annotated[CoarseChannels, typer.Option(help="Coarse conv widths: paper (96,256,384,384,256) or torchvision (AlexNet's, for --init-from).")] = CoarseChannels.paper,
     init_from: Annotated[Path | None, typer.Option(help="AlexNet-style weights for coarse conv1-5 (e.g. torchvision's alexnet .pth); never downloaded.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out for validation.")] = 0.1,
     split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, batches, augmentation, dropout.")] = 0,
-    loss_mask: Annotated[str, typer.Option(help="Pixels in the loss: all (valid depth), foreground or background.")] = "all",
+    loss_mask: Annotated[LossMask, typer.Option(help="Pixels in the loss: all (valid depth), foreground or background.")] = LossMask.all,
     eval_every: Annotated[int, typer.Option(help="Validate every N steps (on --eval-samples held-out samples).")] = 250,
     eval_samples: Annotated[int, typer.Option(help="Held-out samples in the periodic validation (the final one uses all).")] = 2000,
     checkpoint_every: Annotated[int, typer.Option(help="Write the checkpoint every N steps, and at the end.")] = 500,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on GPUs with it, else fp16 with a grad scaler; fp32 on the CPU), fp32, bf16, fp16.")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 on GPUs with it, else fp16 with a grad scaler; fp32 on the CPU), fp32, bf16, fp16.")] = Precision.auto,
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
@@ -313,13 +385,13 @@ def train(
     try:
         height, width = _size_pair(input_size if "x" in input_size.lower() else f"{input_size}x{input_size}", "--input-size")
         config = TrainConfig(
-            data=str(data), out=str(out), stage=stage, steps=steps, batch=batch, optimizer=optimizer,
+            data=str(data), out=str(out), stage=_value(stage), steps=steps, batch=batch, optimizer=_value(optimizer),
             lr_scale=lr_scale, adamw_lr=adamw_lr, weight_decay=weight_decay, height=height, width=width,
-            coarse_channels=coarse_channels, init=None if init is None else str(init),
+            coarse_channels=_value(coarse_channels), init=None if init is None else str(init),
             init_from=None if init_from is None else str(init_from), val_fraction=val_fraction,
-            split_seed=split_seed, seed=seed, loss_mask=loss_mask, eval_every=eval_every,
-            eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=precision,
-            compile=compile, device=device, max_train_samples=max_train_samples, stream=stream,
+            split_seed=split_seed, seed=seed, loss_mask=_value(loss_mask), eval_every=eval_every,
+            eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=_value(precision),
+            compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
         )
         with _TrainProgress(disabled=quiet) as bar:
             report = run_train(config, resume=resume, progress=bar.update, plot=plot)
@@ -336,19 +408,21 @@ def train(
 def evaluate(
     data: Annotated[Path, typer.Option(help="Zarr store (the held-out split is the one the checkpoint was trained with).")],
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.")],
-    split: Annotated[str, typer.Option(help="val (held-out backgrounds), train, or all.")] = "val",
+    split: Annotated[Split, typer.Option(help="val (held-out backgrounds), train, or all.")] = Split.val,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     batch: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     stream: Annotated[bool, typer.Option("--stream", help="Read images batch by batch instead of loading the split (stores larger than RAM).")] = False,
 ) -> None:
     """The paper's error metrics for a checkpoint, next to the constant predictor."""
     from engine.learn.evaluate import evaluate_checkpoint
 
     try:
-        result = evaluate_checkpoint(checkpoint, data, split, device, batch, stream)
+        result = evaluate_checkpoint(checkpoint, data, _value(split), _value(device), batch, stream)
     except FgbgError as e:
         raise _fail(str(e)) from None
+    for warning in result.get("warnings", []):  # on stderr: --json output stays parseable
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -362,7 +436,7 @@ def predict(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.")],
     images: Annotated[list[Path], typer.Argument(help="Image files.")],
     out: Annotated[Path, typer.Option(help="Folder for <name>_depth.png (colour map) and <name>_depth.npy (metres).")] = Path("depth"),
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
 ) -> None:
     """Predict depth for image files: colour-mapped PNGs and .npy arrays in metres."""
     import numpy as np
@@ -372,7 +446,7 @@ def predict(
     from engine.store.preview import depth_to_rgb
 
     try:
-        maps = predict_images(checkpoint, list(images), device)
+        maps = predict_images(checkpoint, list(images), _value(device))
         out.mkdir(parents=True, exist_ok=True)
         for path, depth in zip(images, maps):
             np.save(out / f"{path.stem}_depth.npy", depth)

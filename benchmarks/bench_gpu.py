@@ -161,7 +161,12 @@ def frame_content_size(frame: bytes) -> int | None:
 
 def jpeg_rates(images_device: Any, images_host: np.ndarray, cores: int) -> dict[str, Any]:
     """Images/s of each JPEG encoder on the same batch (quality 95, 4:4:4)."""
-    from engine.store.jpeg import encode_jpeg_nvimgcodec, encode_jpeg_pillow, encode_jpeg_torchvision, nvimgcodec_problem
+    from engine.store.jpeg import (
+        encode_jpeg_nvimgcodec,
+        encode_jpeg_pillow,
+        encode_jpeg_torchvision,
+        nvimgcodec_problem,
+    )
 
     n = len(images_host)
     out: dict[str, Any] = {}

@@ -254,6 +254,7 @@ class RunOptions:
         compressor: where lossless chunks are compressed: ``cpu`` (every
             core), ``nvcomp`` (on the GPU) or ``auto`` (nvCOMP where the GPU
             path runs and nvCOMP works). Decoded arrays are the same either way.
+        force: start even when the estimated store size exceeds the free space.
     """
 
     overwrite: bool = False
@@ -261,6 +262,7 @@ class RunOptions:
     device: str = "cpu"
     writer_threads: int | None = None
     compressor: str = "auto"
+    force: bool = False
 
     def __post_init__(self) -> None:
         if self.overwrite and self.resume:

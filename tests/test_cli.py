@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,100 @@ def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
     assert "skipped" in result.output and "broken.jpg" in result.output
 
 
-@pytest.mark.parametrize("command", [["--help"], ["generate", "--help"], ["info", "{store}"]])
+@pytest.mark.parametrize("shards_done, message", [
+    (None, "before any shard was written"),
+    ([], "before the first shard finished"),
+    ([0], "1 finished shards are kept; complete"),
+])
+def test_interrupt_says_what_was_kept(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      shards_done: list[int] | None, message: str) -> None:
+    import shutil
+
+    import engine.compose.generate
+
+    out = tmp_path / "i.zarr"
+    if shards_done is not None:
+        shutil.copytree(store, out)
+        doc = json.loads((out / "zarr.json").read_text())
+        doc["attributes"]["fgbg"]["progress"] = {"shards_done": shards_done, "complete": False}
+        (out / "zarr.json").write_text(json.dumps(doc))
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.compose.generate, "generate", ctrl_c)
+    result = runner.invoke(app, ["generate", *SMALL, "--resume", "--out", str(out)])
+    assert result.exit_code == 130 and message in result.output, result.output
+
+
+def test_generate_prints_the_size_estimate_and_refuses_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(tmp_path / "a.zarr")])
+    assert result.exit_code == 0 and "store size: about" in result.output and "free on" in result.output
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6, 0))
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(tmp_path / "b.zarr")])
+    assert result.exit_code == 2 and "--force" in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["generate", *SMALL, "--force", "--out", str(tmp_path / "c.zarr")])
+    assert result.exit_code == 0, result.output
+
+
+def test_skipped_files_are_listed_once(tmp_path: Path) -> None:
+    """The engine logged each skipped file as a warning and the CLI listed it again."""
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    bg.mkdir()
+    fg.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bg / "ok.png")
+    (bg / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    sprite = np.zeros((20, 20, 4), np.uint8)
+    sprite[4:16, 4:16] = 255
+    Image.fromarray(sprite).save(fg / "a.png")
+    args = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "32", "--positions", "2", "-q",
+            "--device", "cpu", "--on-bad-input", "skip", "--out", str(tmp_path / "s.zarr")]
+    out = subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert (out.stdout + out.stderr).count("broken.jpg") == 1, out.stderr
+
+
+def test_help_is_readable_at_80_columns_and_lists_choices() -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run([sys.executable, "cli.py", "generate", "-h"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert max(map(len, out.splitlines())) <= 80
+    lines = [line.strip() for line in out.splitlines()]
+    # whole option names, choices and defaults, each on one line
+    for text in ("--builtin-backgrounds <int>", "--depth-source <ground-plane|bg-maps|teacher-bg|teacher-composite>",
+                 "--image-codec <zstd|none|jpeg>", "--on-bad-input <error|skip>", "--device <auto|cpu|cuda>",
+                 "[default: 224]", "--overwrite / --no-overwrite"):
+        assert any(text in line for line in lines), text
+    out = subprocess.run([sys.executable, "cli.py", "train", "-h"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    for text in ("--stage <coarse|fine>", "--optimizer <sgd|adamw>", "--precision <auto|fp32|bf16|fp16>",
+                 "--loss-mask <all|foreground|background>", "--device <auto|cpu|cuda>"):
+        assert any(text in line for line in out.splitlines()), text
+
+
+@pytest.mark.parametrize("args, choices", [
+    (["train", "--data", "x", "--out", "y", "--stage", "bogus"], "'coarse', 'fine'"),
+    (["train", "--data", "x", "--out", "y", "--precision", "fp64"], "'auto', 'fp32', 'bf16', 'fp16'"),
+    (["evaluate", "--data", "x", "--checkpoint", "y", "--split", "test"], "'val', 'train', 'all'"),
+    (["predict", "--checkpoint", "y", "--device", "tpu", "a.png"], "'auto', 'cpu', 'cuda'"),
+])
+def test_bad_choices_are_rejected_with_the_choices(args: list[str], choices: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and choices in result.output, result.output
+
+
+def test_version() -> None:
+    from engine import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"fgbg {__version__}"
+
+
+@pytest.mark.parametrize("command", [["--help"], ["generate", "--help"], ["info", "{store}"], ["--version"], ["-h"]])
 def test_light_commands_do_not_import_heavy_packages(store: Path, command: list[str]) -> None:
     code = (
         "import sys\n"

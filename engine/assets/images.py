@@ -196,8 +196,8 @@ def _load_all(
         results = list(pool.map(attempt, items))
     good = [r for r in results if not isinstance(r, BadInput)]
     bad = [r for r in results if isinstance(r, BadInput)]
-    for b in bad:
-        log.warning("skipping %s: %s", b.path, b.reason)
+    for b in bad:  # info, not warning: the caller lists them (the CLI once, at the end)
+        log.info("skipping %s: %s", b.path, b.reason)
     return good, bad
 
 

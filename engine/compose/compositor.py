@@ -9,6 +9,7 @@ offset; flips are done by the kernel reading columns backwards.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -16,7 +17,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +27,6 @@ from engine.compose.plan import Placements
 from engine.config import GenerateConfig
 from engine.torch_threads import single_threaded_torch
 from kernels import placement as P
-
 
 #: stage name of the host-side work per batch (placement table, atlas, plane depth)
 HOST_TABLES = "placement table + atlas (host)"

@@ -23,8 +23,6 @@ from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, loa
 from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_device
 from engine.compose.depth import make_depth_source
-from engine.compose.plan import SamplePlan
-from engine.config import GenerateConfig, RunOptions
 from engine.compose.hardware import (
     choose_slots,
     choose_writer_threads,
@@ -32,8 +30,10 @@ from engine.compose.hardware import (
     resolve_compressor,
     resolve_jpeg_encoder,
 )
+from engine.compose.plan import SamplePlan
+from engine.config import GenerateConfig, RunOptions
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
-from engine.store.zarr_store import ZarrWriter, input_records
+from engine.store.zarr_store import ZarrWriter, input_records, plan_space
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,12 @@ def generate(
     out: str | Path,
     run: RunOptions | None = None,
     progress: ProgressCallback | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> GenerateReport:
     """Generate (or complete, with ``run.resume``) the store at ``out``.
+
+    ``notice`` receives one-line messages for the user before the work starts
+    (the estimated store size and the free space).
 
     Raises:
         InputError: an input file or folder is unusable.
@@ -115,6 +119,10 @@ def generate(
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    if not out.exists() or run.overwrite or run.resume:  # else the store refuses to replace it, below
+        space = plan_space(out, config, plan.n_samples, run.force)  # raises when the disk is too small
+        if notice:
+            notice(space)
 
     writer = None
     if run.resume and out.exists():

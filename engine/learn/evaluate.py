@@ -132,9 +132,33 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
     model = load_model(ckpt, device)
     dtype = autocast_dtype(train_config["precision"], device)
     metrics = evaluate_arrays(model, arrays, ckpt["stage"], device, dtype, ckpt["constant_log_depth"], batch=batch)
+    other = other_store_warning(train_config["data"], data)
     return {"checkpoint": str(checkpoint_path), "stage": ckpt["stage"], "step": ckpt["step"], "split": split,
             "samples": len(arrays), "input_size": [mc.height, mc.width], "output_size": list(mc.output_size),
-            "metrics": metrics}
+            "metrics": metrics, "warnings": [] if other is None else [other]}
+
+
+def other_store_warning(trained_on: str | Path, data: str | Path) -> str | None:
+    """A warning when ``data`` is not the store the checkpoint was trained on
+    (another path whose store differs in settings or inputs, or is gone):
+    its held-out split is then not held out from anything, or not the same."""
+    from engine.config import GenerateConfig
+    from engine.errors import StoreError
+    from engine.store.zarr_store import read_attrs
+
+    trained, data = Path(trained_on), Path(data)
+    if trained.resolve() == data.resolve():
+        return None
+    try:  # a copy of the same store (same settings and input files) is the same data
+        a, b = read_attrs(trained), read_attrs(data)
+        same = (GenerateConfig.from_dict(a["config"]).identity() == GenerateConfig.from_dict(b["config"]).identity()
+                and a["inputs"] == b["inputs"])
+    except (StoreError, KeyError, TypeError):
+        same = False
+    if same:
+        return None
+    return (f"the checkpoint was trained on {trained}, not {data}: the split's held-out backgrounds "
+            "are chosen again on this store, so 'val' may not be held out")
 
 
 def predict_images(checkpoint_path: str | Path, paths: list[Path], device: str = "auto") -> list[np.ndarray]:

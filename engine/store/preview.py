@@ -43,6 +43,14 @@ def depth_to_rgb(depth: np.ndarray, near: float, far: float) -> np.ndarray:
     return rgb
 
 
+#: a contact sheet holds at most this many pixels (48 MB as RGB); more samples
+#: than fit are not drawn (``--n`` 100000 once took 24 GB and the OOM killer)
+MAX_SHEET_PIXELS = 16_000_000
+#: and reads at most this many store pixels (about 10 bytes each once decoded)
+MAX_READ_PIXELS = 32_000_000
+LABEL_HEIGHT = 14
+
+
 def pick_samples(done_ranges: list[tuple[int, int]], n: int) -> np.ndarray:
     """``n`` sample indices spread evenly over the completed ranges (sorted)."""
     done = np.concatenate([np.arange(a, b) for a, b in done_ranges]) if done_ranges else np.empty(0, np.int64)
@@ -52,23 +60,78 @@ def pick_samples(done_ranges: list[tuple[int, int]], n: int) -> np.ndarray:
     return done[np.unique(take)]
 
 
+def pick_covering(done: np.ndarray, bg: np.ndarray, fg: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` of the ``done`` sample indices (sorted) that show every background and
+    foreground: each pick prefers a sample whose background and foreground the
+    sheet lacks, so once ``n >= max(n_bg, n_fg)`` all appear (a fixed stride lines
+    up with the plan order and misses some); after a full round it starts again.
+
+    Args:
+        done: ``(M,) int`` completed sample indices.
+        bg, fg: ``(M,) int`` their background and foreground indices.
+        n: samples wanted (at most ``M`` are returned).
+    """
+    if len(done) == 0:
+        raise StoreError("the store has no completed samples yet")
+    rng = np.random.default_rng(seed)  # ties broken at random: a spread of positions and flips
+    seen_bg = np.zeros(int(bg.max()) + 1, bool)
+    seen_fg = np.zeros(int(fg.max()) + 1, bool)
+    present_bg, present_fg = np.unique(bg), np.unique(fg)
+    free = np.ones(len(done), bool)
+    chosen = []
+    for _ in range(min(n, len(done))):
+        if seen_bg[present_bg].all():
+            seen_bg[:] = False
+        if seen_fg[present_fg].all():
+            seen_fg[:] = False
+        score = np.where(free, (~seen_bg[bg]).astype(np.int8) + (~seen_fg[fg]), -1)
+        k = int(rng.choice(np.flatnonzero(score == score.max())))
+        free[k] = False
+        seen_bg[bg[k]] = seen_fg[fg[k]] = True
+        chosen.append(k)
+    return np.sort(done[chosen])
+
+
+def sheet_capacity(tile_height: int, tile_width: int, store_pixels: int) -> int:
+    """How many ``image | mask | depth`` triplets of this tile size fit in
+    :data:`MAX_SHEET_PIXELS`, reading samples of ``store_pixels`` (H*W) each
+    within :data:`MAX_READ_PIXELS` (at least one).
+
+    Raises:
+        StoreError: not even one fits (``--tile`` too large).
+    """
+    per_sample = 3 * tile_width * (tile_height + LABEL_HEIGHT)
+    if per_sample > MAX_SHEET_PIXELS:
+        raise StoreError(f"--tile {tile_height}: one sample would be {per_sample:,} pixels, "
+                         f"more than a sheet's {MAX_SHEET_PIXELS:,}; use a smaller --tile")
+    return max(1, min(MAX_SHEET_PIXELS // per_sample, MAX_READ_PIXELS // store_pixels))
+
+
 def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Image.Image:
     """Build a contact sheet of ``n`` completed samples of the store at ``path``.
 
-    Each sample is a row triplet ``image | mask | depth``; triplets are laid in
+    The samples show every background and foreground when ``n`` allows
+    (:func:`pick_covering`); ``n`` is capped so the sheet and the samples read
+    stay within :data:`MAX_SHEET_PIXELS` and :data:`MAX_READ_PIXELS`
+    (``sheet.info["samples"]`` says how many were drawn). Each sample is a row triplet ``image | mask | depth``; triplets are laid in
     a grid that is roughly square. ``tile`` scales each tile to that height.
     """
     import zarr
 
     if n < 1:
         raise StoreError(f"--n must be at least 1, got {n}")
+    if tile is not None and tile < 1:
+        raise StoreError(f"--tile must be at least 1, got {tile}")
     info = inspect_store(path)
     attrs = info.attrs
     lay = attrs["layout"]
     shard = lay["shard_size"]
     ranges = [(k * shard, min((k + 1) * shard, lay["n_samples"])) for k in attrs["progress"]["shards_done"]]
-    index = pick_samples(sorted(ranges), n)
+    th0 = tile or lay["height"]
+    tw0 = max(1, round(lay["width"] * th0 / lay["height"]))
+    n = min(n, sheet_capacity(th0, tw0, lay["height"] * lay["width"]))
     group = zarr.open_group(Path(path), mode="r")
+    index = _pick(group, sorted(ranges), n)
     if "images" in group:
         images = group["images"].get_orthogonal_selection((index,))
     else:
@@ -82,7 +145,7 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     height, width = images.shape[1:3]
     th = tile or height
     tw = max(1, round(width * th / height))
-    label_h = 14
+    label_h = LABEL_HEIGHT
     cols = max(1, round(math.sqrt(len(index) / 3)))
     rows = -(-len(index) // cols)
     sheet = Image.new("RGB", (cols * 3 * tw, rows * (th + label_h)), (24, 24, 24))
@@ -97,4 +160,19 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
                 im = im.resize((tw, th), Image.Resampling.BILINEAR)
             sheet.paste(im, (x0 + j * tw, y0 + label_h))
         draw.text((x0 + 3, y0 + 1), f"#{i}  image | mask | depth {near:.1f}-{far:.0f} m", fill=(220, 220, 220))
+    sheet.info["samples"] = len(index)  # may be fewer than asked: the sheet's size is capped
     return sheet
+
+
+def _pick(group: object, ranges: list[tuple[int, int]], n: int) -> np.ndarray:
+    """Up to ``n`` completed samples covering every background and foreground
+    (from ``meta/``), or evenly spread ones when the store has no ``meta/``."""
+    if "meta" not in group:  # type: ignore[operator]
+        return pick_samples(ranges, n)
+    done = np.concatenate([np.arange(a, b) for a, b in ranges]) if ranges else np.empty(0, np.int64)
+    if len(done) == 0:
+        raise StoreError("the store has no completed samples yet")
+    meta = group["meta"]  # type: ignore[index]
+    bg = np.concatenate([meta["bg_index"][a:b] for a, b in ranges])
+    fg = np.concatenate([meta["fg_index"][a:b] for a, b in ranges])
+    return pick_covering(done, bg, fg, n)

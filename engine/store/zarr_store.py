@@ -25,6 +25,7 @@ This module imports zarr and numpy only (``info`` must stay fast).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
     from engine.compose.compositor import Batch
     from engine.compose.plan import SamplePlan
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ATTRS_KEY = "fgbg"
@@ -166,11 +169,25 @@ class ZarrWriter:
             assets: inputs (saved under ``assets/`` with their names and hashes).
             bg_depth: ``(NB, H, W) float32`` background depth used.
             depth_info: the depth source's description.
-            overwrite: replace an existing fgbg store at ``path``.
+            overwrite: replace an existing fgbg store at ``path`` (moved aside,
+                then deleted once the new store exists).
         """
-        zarr = _zarr()
         root = Path(path)
-        prepare_output(root, overwrite)
+        old = prepare_output(root, overwrite)
+        try:
+            writer = cls._create(root, config, plan, assets, bg_depth, depth_info)
+        except BaseException:
+            _restore_old_store(root, old)
+            raise
+        discard_old_store(old)
+        return writer
+
+    @classmethod
+    def _create(
+        cls, root: Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        bg_depth: np.ndarray, depth_info: dict[str, Any],
+    ) -> ZarrWriter:
+        zarr = _zarr()
         layout = StoreLayout(plan.n_samples, config.height, config.width, config.shard_size, config.samples_per_chunk)
         N, H, W, S, C = layout.n_samples, layout.height, layout.width, layout.shard_size, layout.chunk_size
         try:
@@ -404,19 +421,30 @@ def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
             array[start : start + len(p)] = values[name].astype(dtypes[name])
 
 
+#: assets per shard file (one chunk per asset inside it): 10,000 foregrounds are
+#: 40 files, not 10,000
+ASSETS_PER_SHARD = 256
+
+
+def _asset_shards(n: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shard shape of an asset array of ``n`` items of ``shape``."""
+    return (max(1, min(n, ASSETS_PER_SHARD)), *shape)
+
+
 def _write_assets(group: Any, assets: AssetSet, bg_depth: np.ndarray, codec: list[Any]) -> None:
     g = group.create_group("assets")
     bg = assets.bg_images
-    g.create_array("bg", data=bg, chunks=(1, *bg.shape[1:]), compressors=codec,
-                   dimension_names=("background", "y", "x", "channel"))
+    g.create_array("bg", data=bg, chunks=(1, *bg.shape[1:]), shards=_asset_shards(len(bg), bg.shape[1:]),
+                   compressors=codec, dimension_names=("background", "y", "x", "channel"))
     g.create_array("bg_depth", data=bg_depth.astype(np.float16), chunks=(1, *bg.shape[1:3]),
+                   shards=_asset_shards(len(bg), bg.shape[1:3]),
                    compressors=codec, dimension_names=("background", "y", "x"))
     sizes = assets.fg_sizes
     fg = np.zeros((len(sizes), int(sizes[:, 0].max()), int(sizes[:, 1].max()), 4), np.uint8)
     for i, image in enumerate(assets.fg_images):
         fg[i, : image.shape[0], : image.shape[1]] = image
-    g.create_array("fg", data=fg, chunks=(1, *fg.shape[1:]), compressors=codec,
-                   dimension_names=("foreground", "y", "x", "channel"))
+    g.create_array("fg", data=fg, chunks=(1, *fg.shape[1:]), shards=_asset_shards(len(fg), fg.shape[1:]),
+                   compressors=codec, dimension_names=("foreground", "y", "x", "channel"))
     g.create_array("fg_size", data=sizes.astype(np.int32), compressors=codec,
                    dimension_names=("foreground", "hw"))
 
@@ -435,20 +463,137 @@ def is_fgbg_store(root: Path) -> bool:
         return False
 
 
-def prepare_output(root: Path, overwrite: bool) -> None:
-    """Make sure ``root`` can be created; delete an old store if ``overwrite``.
+def prepare_output(root: Path, overwrite: bool) -> Path | None:
+    """Make sure ``root`` can be created; move an old store aside if ``overwrite``.
+
+    The old store is renamed (atomic, same folder) rather than deleted here, so
+    a store that cannot be deleted is never left half gone: the caller deletes
+    it once the new one exists (:func:`discard_old_store`).
+
+    Returns:
+        Where the old store now is (``<root>.old-<pid>``), or ``None``.
 
     Raises:
-        StoreError: ``root`` exists (without ``overwrite``), or is something
-            other than a store (never deleted, even with ``overwrite``).
+        StoreError: ``root`` exists (without ``overwrite``), is something other
+            than a store (never touched, even with ``overwrite``), or cannot be moved.
     """
     if root.exists() or root.is_symlink():
         if not overwrite:
             raise StoreError(f"{root} exists: use --overwrite to replace it or --resume to complete it")
         if root.is_dir() and not root.is_symlink() and (is_fgbg_store(root) or not any(root.iterdir())):
-            shutil.rmtree(root)
-        else:
-            raise StoreError(f"{root} exists and is not a Zarr store; refusing to delete it")
+            aside = root.with_name(f"{root.name}.old-{os.getpid()}")
+            n = 1
+            while aside.exists() or aside.is_symlink():
+                aside = root.with_name(f"{root.name}.old-{os.getpid()}-{n}")
+                n += 1
+            try:
+                os.rename(root, aside)
+            except OSError as e:
+                raise StoreError(f"{root}: cannot move the old store aside to replace it ({e.strerror or e})") from None
+            return aside
+        raise StoreError(f"{root} exists and is not a Zarr store; refusing to delete it")
+    return None
+
+
+def discard_old_store(old: Path | None) -> None:
+    """Delete a store moved aside by :func:`prepare_output`; a failure is a warning
+    naming the leftover folder, not an error (the new store is already in place)."""
+    if old is None:
+        return
+    try:
+        shutil.rmtree(old)
+    except OSError as e:
+        log.warning("could not delete the old store, left at %s (%s); delete it yourself", old, e.strerror or e)
+
+
+def _restore_old_store(root: Path, old: Path | None) -> None:
+    """Creating the new store failed: remove what it wrote and put the old one back."""
+    if old is None:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        os.rename(old, root)
+    except OSError as e:
+        log.warning("could not put the old store back at %s; it is at %s (%s)", root, old, e.strerror or e)
+
+
+#: compression ratios measured on built-in composites (benchmarks/RESULTS.md:
+#: zstd level 3; level 1 gives images 3.6x) and JPEG q95 4:4:4 bits per pixel
+#: (100k samples at 224x224: 2.54 GB lossless, 2.20 GB with JPEG images)
+IMAGE_RATIO = {1: 3.6}
+IMAGE_RATIO_DEFAULT = 5.85
+MASK_RATIO = 180.0
+DEPTH_RATIO = 123.0
+ALPHA_RATIO = 60.0  # soft edges compress worse than 0/255 masks
+JPEG_BITS_PER_PIXEL = 3.3
+
+
+def estimate_store_bytes(config: GenerateConfig, n_samples: int) -> int:
+    """About how many bytes a finished store of ``n_samples`` takes: raw sizes
+    divided by the measured ratios of its codecs (photos compress less than
+    the built-in scenes; an estimate, not a promise)."""
+    pixels = n_samples * config.height * config.width
+    lossless = config.image_codec != "none"
+    if config.image_codec == "jpeg":
+        images = pixels * JPEG_BITS_PER_PIXEL / 8
+    else:
+        images = 3 * pixels / (IMAGE_RATIO.get(config.compression_level, IMAGE_RATIO_DEFAULT) if lossless else 1)
+    labels = pixels / (MASK_RATIO if lossless else 1) + 2 * pixels / (DEPTH_RATIO if lossless else 1)
+    if config.save_alpha:
+        labels += pixels / (ALPHA_RATIO if lossless else 1)
+    meta = 29 * n_samples / 2  # 8 small fields per sample, zstd
+    return int(images + labels + meta)
+
+
+def store_bytes(root: Path) -> int:
+    """Bytes of the files of the fgbg store at ``root`` (0 when there is none)."""
+    if not is_fgbg_store(root):
+        return 0
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def free_bytes(root: Path) -> tuple[int, Path]:
+    """Free bytes on the disk that will hold ``root``, and the folder measured
+    (``root``'s nearest existing ancestor)."""
+    folder = root.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free, folder
+
+
+def check_free_space(root: Path, needed: int, force: bool = False) -> None:
+    """Refuse to start a store the disk cannot hold.
+
+    Raises:
+        StoreError: ``needed`` bytes exceed the free space (unless ``force``).
+    """
+    free, folder = free_bytes(root)
+    if needed > free and not force:
+        raise StoreError(f"{root}: needs about {_gb(needed)} but {folder} has {_gb(free)} free; "
+                         "free space or use --force to try anyway")
+
+
+def plan_space(root: Path, config: GenerateConfig, n_samples: int, force: bool = False) -> str:
+    """Estimate the store's size, refuse (unless ``force``) when the disk cannot
+    hold what is left to write, and return a line saying both.
+
+    An fgbg store already at ``root`` counts as free space: ``--overwrite``
+    deletes it, ``--resume`` keeps what it wrote.
+
+    Raises:
+        StoreError: the disk is too small (without ``force``).
+    """
+    estimate = estimate_store_bytes(config, n_samples)
+    needed = max(0, estimate - store_bytes(root))
+    check_free_space(root, needed, force)
+    free, folder = free_bytes(root)
+    return f"store size: about {_gb(estimate)} (an estimate from measured codec ratios); {_gb(free)} free on {folder}"
+
+
+def _gb(n: float) -> str:
+    if n >= 1e8:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
 def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | None:

@@ -137,6 +137,25 @@ def test_cli_train_evaluate_predict(store: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
 
 
+def test_evaluate_warns_on_a_store_it_was_not_trained_on(store: Path, tmp_path: Path) -> None:
+    from engine.learn.evaluate import other_store_warning
+
+    copy, other = tmp_path / "copy.zarr", tmp_path / "other.zarr"
+    shutil.copytree(store, copy)
+    generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=64, width=64, positions=4,
+                            shard_size=16, seed=1), other)
+    assert other_store_warning(store, store) is None
+    assert other_store_warning(store, copy) is None  # same settings and inputs: the same data
+    assert "trained on" in other_store_warning(store, other)
+    assert "trained on" in other_store_warning(tmp_path / "gone.zarr", copy)
+    train(config(store, tmp_path / "m", steps=1, eval_every=1000))
+    checkpoint = str(tmp_path / "m" / "coarse.pt")
+    result = runner.invoke(app, ["evaluate", "--data", str(other), "--checkpoint", checkpoint, "--device", "cpu"])
+    assert result.exit_code == 0 and "warning: the checkpoint was trained on" in result.output, result.output
+    result = runner.invoke(app, ["evaluate", "--data", str(copy), "--checkpoint", checkpoint, "--device", "cpu"])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_and_resumes(store: Path, tmp_path: Path, precision: str) -> None:
     """The autocast and grad-scaler paths, on the CPU (a GPU picks bf16 or fp16 by itself):

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from cli import app
 from engine.compose.generate import generate
+from engine.compose.hardware import Hardware, resolve_jpeg_encoder
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError
-from engine.compose.hardware import Hardware, resolve_jpeg_encoder
 from engine.store.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
 
 #: the issue's bar: decoded quality-95 JPEGs within 40 dB PSNR of the lossless composite
