@@ -243,15 +243,21 @@ class RunOptions:
         resume: continue an existing output made with the same config (or start one).
         device: ``auto`` (CUDA when a GPU is present), ``cpu`` or ``cuda``.
         writer_threads: threads compressing and writing shards.
+        resume_check: how ``resume`` checks the shards already done before it
+            trusts them: ``index`` (each file's index and its checksum) or
+            ``full`` (every chunk decoded); damaged ones are written again.
     """
 
     overwrite: bool = False
     resume: bool = False
     device: str = "cpu"
     writer_threads: int = 2
+    resume_check: str = "index"
 
     def __post_init__(self) -> None:
         if self.overwrite and self.resume:
             raise ConfigError("--overwrite and --resume exclude each other")
         if self.writer_threads < 1:
             raise ConfigError(f"writer threads must be at least 1, got {self.writer_threads}")
+        if self.resume_check not in ("index", "full"):
+            raise ConfigError(f"--resume-check must be index or full, got {self.resume_check!r}")
