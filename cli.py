@@ -42,6 +42,11 @@ class JpegEncoder(str, Enum):
     nvimgcodec = "nvimgcodec"
 
 
+class ResumeCheck(str, Enum):
+    index = "index"
+    full = "full"
+
+
 class Compressor(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -195,6 +200,7 @@ def generate(
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
+    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
@@ -229,7 +235,7 @@ def generate(
         )
         chosen = resolve_device(device.value)
         run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,
-                         compressor=compressor.value, force=force)
+                         compressor=compressor.value, force=force, resume_check=resume_check.value)
         with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
             report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True))
     except FgbgError as e:
@@ -285,11 +291,14 @@ def info(
             "path": str(s.path), "complete": s.complete, "samples": lay["n_samples"],
             "samples_done": s.samples_done, "shards_done": s.shards_done, "shards": lay["n_shards"],
             "bytes_on_disk": s.bytes_on_disk, "files": s.n_files,
+            "damaged_shards": [{"array": p.array, "shard": p.shard, "reason": p.reason} for p in s.damaged],
             "arrays": {k: {**v, "shape": list(v["shape"])} for k, v in s.arrays.items()},
             "attributes": a,
         }, indent=2))
         return
     state = "complete" if s.complete else f"INCOMPLETE ({s.shards_done}/{lay['n_shards']} shards, finish with generate --resume)"
+    if s.damaged:
+        state += f", but {len({p.shard for p in s.damaged})} shards missing/damaged: run `cli.py verify {s.path}`"
     cfg = a["config"]
     inputs = a["inputs"]
     source = "built-in procedural streets and cars" if cfg["bg_dir"] is None else f"{cfg['bg_dir']} + {cfg['fg_dir']}"
@@ -321,6 +330,43 @@ def info(
         typer.echo(f"  written   compressed by {', '.join(sorted({w['compressor'] for w in writers}))}"
                    " (zstd frames any zstd decoder reads)")
     typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
+
+
+@app.command()
+def verify(
+    store: Annotated[Path, typer.Argument(help="A store written by generate.")],
+    decode_jpeg: Annotated[bool, typer.Option("--decode-jpeg/--no-decode-jpeg", help="Also decode every JPEG (JPEG stores).")] = True,
+    threads: Annotated[int | None, typer.Option(help="Files checked at once (default: one per core).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Read every shard the store records as done: file present, index checksum, every chunk decodes.
+
+    Lists each damaged shard (array, shard, samples, reason). Exit code 0: clean;
+    1: damaged shards (repair: generate --resume with the same options); 2: not a store.
+    Chunks carry no checksum of their own, so a flipped bit that still decodes is not seen.
+    """
+    import time
+
+    from engine.store.verify import StoreShards
+
+    t0 = time.perf_counter()
+    try:
+        shards = StoreShards(store)
+        with _CountProgress(disabled=quiet, label="verify", unit="shards") as bar:
+            problems = shards.check("full", threads=threads, decode_jpeg=decode_jpeg, progress=bar.update)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    files = len(shards.done) * len(shards.names)
+    took = f"{files} shard files ({len(shards.done)} done shards x {len(shards.names)} arrays) in {time.perf_counter() - t0:.1f} s"
+    if not problems:
+        typer.echo(f"{store}: clean: checked {took}")
+        return
+    for p in problems:
+        typer.echo(f"  {p}")
+    n = len({p.shard for p in problems})
+    typer.echo(f"{store}: DAMAGED: {len(problems)} of {took} are bad, in {n} shards; "
+               "rewrite them with generate --resume (same options)")
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -372,6 +418,7 @@ def train(
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
     plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -394,7 +441,7 @@ def train(
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
         )
         with _TrainProgress(disabled=quiet) as bar:
-            report = run_train(config, resume=resume, progress=bar.update, plot=plot)
+            report = run_train(config, resume=resume, progress=bar.update, plot=plot, allow_incomplete=allow_incomplete)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
@@ -582,6 +629,40 @@ class _Progress:
         if self.task is None:
             self.task = self.bar.add_task("generate", total=total, completed=done, rate="-")
             return
+        self.bar.update(self.task, completed=done)
+        speed = self.bar.tasks[0].speed
+        self.bar.update(self.task, rate=f"{speed:,.0f}" if speed else "-")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+class _CountProgress:
+    """A rich progress bar of ``done / total`` items with their rate."""
+
+    def __init__(self, disabled: bool, label: str, unit: str) -> None:
+        self.disabled = disabled or not sys.stderr.isatty()
+        self.label, self.unit = label, unit
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> _CountProgress:
+        if not self.disabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn(f"{{task.fields[rate]}} {self.unit}/s"), TimeRemainingColumn(),
+                                console=Console(stderr=True))
+            self.bar.__enter__()
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.task is None:
+            self.task = self.bar.add_task(self.label, total=total, completed=done, rate="-")
         self.bar.update(self.task, completed=done)
         speed = self.bar.tasks[0].speed
         self.bar.update(self.task, rate=f"{speed:,.0f}" if speed else "-")

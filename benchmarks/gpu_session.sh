@@ -14,5 +14,5 @@
 # Results in $OUT (default /tmp/out): gpu.txt, pytest-gpu.log, bench-gpu.log, gpu.json.
 set -uo pipefail
 source benchmarks/gpu_setup.sh
-timeout 150 python3 -m pytest -q -m gpu tests 2>&1 | tail -25 | tee "$OUT/pytest-gpu.log"
-timeout 300 python3 benchmarks/bench_gpu.py --budget-s 240 --results-dir "$OUT" 2>&1 | tee "$OUT/bench-gpu.log"
+timeout 120 python3 -m pytest -q -m gpu tests 2>&1 | tail -25 | tee "$OUT/pytest-gpu.log"
+timeout 280 python3 benchmarks/bench_gpu.py --budget-s 220 --results-dir "$OUT" 2>&1 | tee "$OUT/bench-gpu.log"

@@ -255,6 +255,9 @@ class RunOptions:
             core), ``nvcomp`` (on the GPU) or ``auto`` (nvCOMP where the GPU
             path runs and nvCOMP works). Decoded arrays are the same either way.
         force: start even when the estimated store size exceeds the free space.
+        resume_check: how ``resume`` checks the shards already done before it
+            trusts them: ``index`` (each file's index and its checksum) or
+            ``full`` (every chunk decoded); damaged ones are written again.
     """
 
     overwrite: bool = False
@@ -263,6 +266,7 @@ class RunOptions:
     writer_threads: int | None = None
     compressor: str = "auto"
     force: bool = False
+    resume_check: str = "index"
 
     def __post_init__(self) -> None:
         if self.overwrite and self.resume:
@@ -271,3 +275,5 @@ class RunOptions:
             raise ConfigError(f"--compressor must be one of {', '.join(COMPRESSORS)}, got {self.compressor!r}")
         if self.writer_threads is not None and self.writer_threads < 1:
             raise ConfigError(f"writer threads must be at least 1, got {self.writer_threads}")
+        if self.resume_check not in ("index", "full"):
+            raise ConfigError(f"--resume-check must be index or full, got {self.resume_check!r}")

@@ -126,7 +126,7 @@ def generate(
 
     writer = None
     if run.resume and out.exists():
-        writer = ZarrWriter.open_resume(out, config, input_records(assets, config))
+        writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check)
     resumed = writer is not None
     if writer is None:
         writer = ZarrWriter.create(

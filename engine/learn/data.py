@@ -91,7 +91,7 @@ class StoreImages:
             raise StoreError(f"{root}: its images array is not in fgbg's sharded layout (train without --stream)")
         self.reader = ShardReader(
             lambda k: root / "images" / array.metadata.encode_chunk_key((k, 0, 0, 0)),
-            spec, tuple(array.shape[1:]), array.dtype, array.shape[0],
+            spec, tuple(array.shape[1:]), array.dtype, array.shape[0], name="images", store=root,
         )
         self.index = index
         self.input_size = tuple(input_size)
@@ -175,6 +175,29 @@ def open_training_store(path: str | Path):
     return group, attrs
 
 
+def check_complete(path: str | Path, allow_incomplete: bool) -> str | None:
+    """``None`` for a store whose every shard is done; else, with ``allow_incomplete``,
+    a line saying how much of its plan is there.
+
+    Raises:
+        StoreError: an incomplete store without ``allow_incomplete``.
+    """
+    from engine.store.zarr_store import read_attrs
+
+    attrs = read_attrs(Path(path))
+    lay = attrs["layout"]
+    done = attrs["progress"]["shards_done"]
+    if len(done) >= lay["n_shards"]:
+        return None
+    samples = sum(min((k + 1) * lay["shard_size"], lay["n_samples"]) - k * lay["shard_size"] for k in done)
+    part = (f"{samples:,} of the plan's {lay['n_samples']:,} samples "
+            f"({len(done)} of {lay['n_shards']} shards, {100 * samples / lay['n_samples']:.0f}%)")
+    if not allow_incomplete:
+        raise StoreError(f"{path}: the store is incomplete, {part}; finish it with generate --resume, "
+                         "or pass --allow-incomplete to use what is there")
+    return f"{path}: incomplete store: using {part}"
+
+
 def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sample indices of ``split`` (``train``, ``val`` or ``all``) among completed shards.
 
@@ -215,7 +238,10 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     """
     import os
 
-    group, _ = open_training_store(path)
+    from engine.store.verify import StoreShards
+
+    group, attrs = open_training_store(path)
+    shards = StoreShards(path, attrs)  # a done shard's missing or damaged file is an error, not zeros
     n = len(index)
     H, W = input_size
     h, w = output_size
@@ -234,18 +260,26 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
         out = int(firsts[run])
         sel = index[out : np.searchsorted(index, stop)] - start
         k = len(sel)
+        touched = range(start // shards.shard_size, (stop - 1) // shards.shard_size + 1)
+
+        def read(name: str) -> np.ndarray:
+            return shards.guard(name, touched, lambda: group[name][start:stop])
+
         # depth and masks: pick pixels at full resolution, convert only the small result
-        depth[out : out + k] = group["depth"][start:stop][np.ix_(sel, rows, cols)]
-        masks[out : out + k] = group["masks"][start:stop][np.ix_(sel, rows, cols)] > 0
+        depth[out : out + k] = read("depth")[np.ix_(sel, rows, cols)]
+        masks[out : out + k] = read("masks")[np.ix_(sel, rows, cols)] > 0
         if stream_images:
             return
         if jpeg:
             from PIL import Image
 
-            raw = group["images_jpeg"][start:stop]
-            imgs = np.stack([np.asarray(Image.open(io.BytesIO(raw[i])).convert("RGB")) for i in sel])
+            def decode() -> np.ndarray:
+                raw = group["images_jpeg"][start:stop]
+                return np.stack([np.asarray(Image.open(io.BytesIO(raw[i])).convert("RGB")) for i in sel])
+
+            imgs = shards.guard("images_jpeg", touched, decode)
         else:
-            imgs = group["images"][start:stop][sel]
+            imgs = read("images")[sel]
         images[out : out + k] = resize_images(imgs, (H, W))  # type: ignore[index]
 
     from engine.torch_threads import single_threaded_torch

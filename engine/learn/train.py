@@ -147,12 +147,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | None = None,
-          plot: bool = False) -> TrainReport:
-    """Train one stage; returns the final validation metrics (model and constant predictor)."""
+          plot: bool = False, allow_incomplete: bool = False) -> TrainReport:
+    """Train one stage; returns the final validation metrics (model and constant predictor).
+
+    An incomplete store (not every shard generated) is refused unless ``allow_incomplete``.
+    """
     import torch
 
     from engine.learn.checkpoint import load_checkpoint, save_checkpoint
-    from engine.learn.data import BatchSampler, load_split, make_batch, split_indices
+    from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, split_indices
     from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
     from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
@@ -188,6 +191,9 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     # -- data: held-out backgrounds, resized into memory (images streamed with --stream) ------
     train_index, val_bgs = split_indices(config.data, "train", config.val_fraction, config.split_seed)
     val_index, _ = split_indices(config.data, "val", config.val_fraction, config.split_seed)
+    incomplete = check_complete(config.data, allow_incomplete)
+    if incomplete:
+        log.warning(incomplete)
     if config.max_train_samples is not None and config.max_train_samples < len(train_index):
         pick = np.random.default_rng([config.seed, 0x7A1]).choice(len(train_index), config.max_train_samples, replace=False)
         train_index = np.sort(train_index[pick])

@@ -109,21 +109,26 @@ class HostZstdStandIn:
 
 
 def nvcomp_problem() -> str | None:
-    """``None`` when nvCOMP can compress on this machine's GPU, else why not (one line)."""
+    """``None`` when nvCOMP can compress on this machine's GPU, else why not (one line).
+
+    Runs :class:`NvcompZstd` itself on a small device buffer and decodes the
+    frames with the CPU's zstd: the same calls a store's chunks go through.
+    """
     try:
-        from nvidia import nvcomp
+        from nvidia import nvcomp  # noqa: F401 - the import is the first check
     except ImportError:
         return "nvCOMP is not installed (pip install nvidia-nvcomp-cu13)"
+    from numcodecs import Zstd
+
+    probe = (np.arange(16384, dtype=np.uint32) // 7).view(np.uint8)
     try:
-        codec = nvcomp.Codec(algorithm="Zstd", bitstream_kind=nvcomp.BitstreamKind.RAW)
-        probe = np.arange(4096, dtype=np.uint32).view(np.uint8)
-        encoded = codec.encode(nvcomp.as_arrays([nvcomp.as_array(probe).cuda()]))
-        frame = bytes(memoryview(encoded.cpu()[0]).cast("B")[: encoded.buffer_sizes[0]])
+        from numba import cuda
+
+        frames = NvcompZstd().compress(cuda.to_device(probe), probe.size // 4, 4)
+        decoded = b"".join(bytes(Zstd().decode(frame)) for frame in frames)
     except Exception as e:  # noqa: BLE001 - any failure means: compress on the CPU
         lines = str(e).strip().splitlines()
         return f"nvCOMP cannot run here ({type(e).__name__}: {(lines[-1] if lines else '')[:160]})"
-    from numcodecs import Zstd
-
-    if bytes(Zstd().decode(frame)) != probe.tobytes():
+    if decoded != probe.tobytes():
         return "nvCOMP's zstd frames do not decode to their input with the CPU's zstd"
     return None

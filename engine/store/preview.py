@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from engine.errors import StoreError
+from engine.store.verify import StoreShards
 from engine.store.zarr_store import inspect_store
 
 # Turbo colour map (Google, Apache-2.0) as a 9-point piecewise-linear
@@ -132,13 +133,21 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     n = min(n, sheet_capacity(th0, tw0, lay["height"] * lay["width"]))
     group = zarr.open_group(Path(path), mode="r")
     index = _pick(group, sorted(ranges), n)
+    shards = StoreShards(path, attrs)  # a done shard's missing or damaged file is an error, not black tiles
+
+    def read(name: str) -> np.ndarray:
+        return shards.guard(name, index // shard, lambda: group[name].get_orthogonal_selection((index,)))
+
     if "images" in group:
-        images = group["images"].get_orthogonal_selection((index,))
+        images = read("images")
     else:
-        encoded = group["images_jpeg"].get_orthogonal_selection((index,))
-        images = np.stack([np.asarray(Image.open(io.BytesIO(e)).convert("RGB")) for e in encoded])
-    masks = group["masks"].get_orthogonal_selection((index,))
-    depth = group["depth"].get_orthogonal_selection((index,)).astype(np.float32)
+        def decode() -> np.ndarray:
+            encoded = group["images_jpeg"].get_orthogonal_selection((index,))
+            return np.stack([np.asarray(Image.open(io.BytesIO(e)).convert("RGB")) for e in encoded])
+
+        images = shards.guard("images_jpeg", index // shard, decode)
+    masks = read("masks")
+    depth = read("depth").astype(np.float32)
     far = float(attrs["depth"]["max_depth"])
     known = depth[np.isfinite(depth) & (depth > 0)]
     near = max(0.5, float(known.min()) if known.size else 0.5)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.errors import StoreError
+
 _ABSENT = np.uint64(2**64 - 1)
 
 
@@ -158,13 +160,16 @@ class ShardReader:
         sample_shape: shape of one sample, e.g. ``(H, W, 3)``.
         dtype: the array's dtype.
         n_samples: samples in the array.
+        name, store: the array's name and store, for error messages.
 
     Thread-safe: :meth:`read` may run in several threads at once.
     """
 
     def __init__(self, shard_path: Callable[[int], Path], spec: ShardSpec, sample_shape: tuple[int, ...],
-                 dtype: Any, n_samples: int) -> None:
+                 dtype: Any, n_samples: int, name: str = "array", store: str | Path | None = None) -> None:
         self.shard_path = shard_path
+        self.name = name
+        self.store = store
         self.spec = spec
         self.sample_shape = tuple(sample_shape)
         self.dtype = np.dtype(dtype)
@@ -178,7 +183,8 @@ class ShardReader:
         ``map_fn`` (e.g. an executor's ``map``) decodes the distinct chunks in parallel.
 
         Raises:
-            ValueError: a sample out of range, or a shard file that is not what the spec says.
+            ValueError: a sample out of range.
+            StoreError: a shard file missing or damaged (one line naming it).
         """
         samples = np.asarray(samples, dtype=np.int64)
         if samples.size and (samples.min() < 0 or samples.max() >= self.n_samples):
@@ -193,6 +199,18 @@ class ShardReader:
         return out
 
     def _chunk(self, chunk: int) -> np.ndarray:
+        shard = chunk // (self.spec.shard_samples // self.spec.chunk_samples)
+        try:
+            return self._decode_chunk(chunk)
+        except FileNotFoundError:
+            reason = "file missing"
+        except (OSError, ValueError, RuntimeError) as e:  # numcodecs raises RuntimeError for corrupt frames
+            reason = str(e).removeprefix(f"{self.shard_path(shard)}: ")
+        start = shard * self.spec.shard_samples
+        stop = min(start + self.spec.shard_samples, self.n_samples)
+        raise damaged_shard_error(self.store or self.shard_path(shard), self.name, shard, start, stop, reason)
+
+    def _decode_chunk(self, chunk: int) -> np.ndarray:
         per_shard = self.spec.shard_samples // self.spec.chunk_samples
         shard, slot = divmod(chunk, per_shard)
         path = self.shard_path(shard)
@@ -215,11 +233,19 @@ class ShardReader:
 def _read_index(f: Any, path: Path, n_chunks: int) -> np.ndarray:
     """The ``(n_chunks, 2)`` index at the end of an open shard file, checksum verified."""
     size = n_chunks * 16
+    if f.seek(0, 2) < size + 4:
+        raise ValueError(f"{path}: file truncated (shorter than its index)")
     f.seek(-(size + 4), 2)
     tail = f.read(size + 4)
     if len(tail) != size + 4 or _crc32c(tail[:size]) != tail[size:]:
         raise ValueError(f"{path}: damaged shard index (checksum mismatch)")
     return np.frombuffer(tail[:size], dtype="<u8").reshape(n_chunks, 2)
+
+
+def damaged_shard_error(store: str | Path, array: str, shard: int, start: int, stop: int, reason: str) -> StoreError:
+    """The one-line error for a damaged shard file, naming what to run."""
+    return StoreError(f"{store}: {array} shard {shard} (samples {start}-{stop - 1}) is damaged: {reason}; "
+                      f"see `cli.py verify {store}`, repair with `generate --resume`")
 
 
 def _decoder(level: int | None) -> Callable[[bytes], bytes]:

@@ -241,9 +241,13 @@ class ZarrWriter:
 
     @classmethod
     def open_resume(
-        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any]
+        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any], verify: str = "index"
     ) -> ZarrWriter | None:
         """Reopen a store made with the same config and inputs, to complete it.
+
+        Done shards are checked first (``verify``: ``index`` reads each file's
+        index, ``full`` decodes every chunk; see :mod:`engine.store.verify`);
+        damaged ones are left out of the done set, so they are written again.
 
         Returns:
             The writer, or ``None`` when the store's creation itself never
@@ -270,7 +274,18 @@ class ZarrWriter:
         group = zarr.open_group(root, mode="r+")
         lay = attrs["layout"]
         layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
-        return cls(root, group, layout, stored, set(attrs["progress"]["shards_done"]))
+        from engine.store.verify import StoreShards  # imports this module
+
+        # done shards whose files were lost or damaged since are written again; their
+        # files go first, so no write reads a damaged one (zarr merges into a partial shard)
+        shards = StoreShards(root, attrs)
+        damaged = shards.damaged_shards(verify)
+        if damaged:
+            log.warning("%s: rewriting %d damaged shards: %s", root, len(damaged), sorted(damaged))
+        for k in damaged:
+            for name in shards.names:
+                shards.path(name, k).unlink(missing_ok=True)
+        return cls(root, group, layout, stored, set(attrs["progress"]["shards_done"]) - damaged)
 
     # -- writing --------------------------------------------------------------
 
@@ -631,6 +646,8 @@ class StoreInfo:
     arrays: dict[str, dict[str, Any]]
     bytes_on_disk: int
     n_files: int
+    #: done shards whose file is missing or whose index is damaged (``verify`` also decodes them)
+    damaged: tuple[Any, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -670,4 +687,7 @@ def inspect_store(path: str | Path) -> StoreInfo:
             "bytes": sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()),
         }
     files = [p for p in root.rglob("*") if p.is_file()]
-    return StoreInfo(root, attrs, arrays, sum(p.stat().st_size for p in files), len(files))
+    from engine.store.verify import files_damaged  # imports this module
+
+    damaged = tuple(files_damaged(root, attrs))
+    return StoreInfo(root, attrs, arrays, sum(p.stat().st_size for p in files), len(files), damaged)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.errors import StoreError
 from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD, BatchSampler, SplitArrays, make_batch
 
 #: float32 batch assembly: the same IEEE operations in the same order
@@ -156,9 +157,15 @@ def test_shard_reader_matches_zarr_and_checks_its_input(small_store, tmp_path) -
     raw[-10] ^= 0xFF  # inside the index
     shard = tmp_path / "damaged"
     shard.write_bytes(bytes(raw))
-    fresh = ShardReader(lambda k: shard, spec, array.shape[1:], array.dtype, array.shape[0])
-    with pytest.raises(ValueError, match="damaged shard index"):
+    fresh = ShardReader(lambda k: shard, spec, array.shape[1:], array.dtype, array.shape[0], name="masks", store="s")
+    with pytest.raises(StoreError, match=r"^s: masks shard 0 \(samples 0-15\) is damaged: damaged shard index"):
         fresh.read(np.array([0]))
+    shard.write_bytes(bytes(raw[:20]))  # shorter than its index
+    with pytest.raises(StoreError, match="masks shard 1 .* file truncated"):
+        ShardReader(lambda k: shard, spec, array.shape[1:], array.dtype, array.shape[0], name="masks").read(np.array([16]))
+    missing = ShardReader(lambda k: tmp_path / "gone", spec, array.shape[1:], array.dtype, array.shape[0], name="masks")
+    with pytest.raises(StoreError, match="masks shard 2 .* file missing"):
+        missing.read(np.array([40]))
 
 
 def test_prefetched_batches_are_read_once(small_store, monkeypatch) -> None:

@@ -207,3 +207,21 @@ def test_stream_needs_lossless_images(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"error: {out}: streaming reads lossless images; this store has JPEGs (train without --stream)"]
+
+
+def test_incomplete_store_needs_allow_incomplete(store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    partial = tmp_path / "partial.zarr"
+    shutil.copytree(store, partial)
+    doc = json.loads((partial / "zarr.json").read_text())
+    doc["attributes"]["fgbg"]["progress"] = {"shards_done": [0, 2], "complete": False}
+    (partial / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(StoreError, match=r"incomplete, 32 of the plan's 48 samples \(2 of 3 shards, 67%\).*--allow-incomplete"):
+        train(config(partial, tmp_path / "a"))
+    args = ["train", "--data", str(partial), "--out", str(tmp_path / "b"), "--input-size", "64", "--steps", "1",
+            "--batch", "4", "--val-fraction", "0.34", "--device", "cpu", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--allow-incomplete" in result.output, result.output
+    with caplog.at_level("WARNING"):
+        result = runner.invoke(app, [*args, "--allow-incomplete"])
+    assert result.exit_code == 0, result.output
+    assert "using 32 of the plan's 48 samples (2 of 3 shards, 67%)" in caplog.text
