@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,7 @@ class CudaCompositor(Compositor):
         # nvJPEG: images are encoded on the device, so they need not come back
         # (unless a teacher must see them on the host first).
         self.jpeg_encoder = config.jpeg_encoder
+        self._local = threading.local()  # per writer thread: its nvImageCodec encoder
         self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder in ON_DEVICE_JPEG
         names = ["images", "masks", "depth"] + (["alpha"] if self.save_alpha else [])
         lossless = [n for n in names if n != "images" or config.image_codec == "zstd"]
@@ -296,6 +298,7 @@ class CudaCompositor(Compositor):
     def _jpeg_encoder(self, d_images: Any) -> Callable[[int], np.ndarray]:
         """``quality → (B,) object`` JPEG bytes of the slot's device images."""
         encoder = self.jpeg_encoder
+        local = self._local
 
         def encode(quality: int) -> np.ndarray:
             import torch
@@ -304,7 +307,11 @@ class CudaCompositor(Compositor):
 
             images = torch.as_tensor(d_images, device="cuda")
             if encoder == "nvimgcodec":
-                return encode_jpeg_nvimgcodec(images, quality)
+                if getattr(local, "nvimgcodec", None) is None:  # one encoder (its streams, its states) per writer
+                    from nvidia import nvimgcodec
+
+                    local.nvimgcodec = nvimgcodec.Encoder(device_id=images.device.index or 0)
+                return encode_jpeg_nvimgcodec(images, quality, local.nvimgcodec)
             return encode_jpeg_torchvision(images, quality)
 
         return encode
