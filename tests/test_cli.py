@@ -60,7 +60,7 @@ def test_preview_writes_a_contact_sheet(store: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["preview", str(store), "--n", "6", "--out", str(out)])
     assert result.exit_code == 0, result.output
     sheet = np.asarray(Image.open(out))
-    assert sheet.shape[1] == 32 * 3 * 1 and sheet.shape[0] == 6 * (32 + 14)  # 1 triplet per row for n=6
+    assert sheet.shape[1] == 32 * 3 * 1 and sheet.shape[0] == 6 * (32 + 14) + 28  # 1 triplet per row for n=6, colour bar
     assert sheet.std() > 10
 
 
