@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -140,6 +141,7 @@ def generate(
     Default layout: backgrounds × foregrounds × {plain, flipped} × 20 positions
     (100 × 100 inputs → 400,000 samples), each with image, mask and depth.
     """
+    t_call = time.perf_counter()
     _setup_logging(verbose)
     from engine.compose.compositor_cuda import resolve_device
     from engine.compose.generate import generate as run_generate
@@ -174,17 +176,21 @@ def generate(
         raise _fail(f"interrupted: finished shards are kept; complete {out} with --resume", 130) from None
     for line in report.skipped:
         typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
-    verb = "completed" if report.resumed else "wrote"
-    typer.echo(
-        f"{verb} {report.samples_written} samples ({report.n_samples} in store) to {report.path} "
-        f"in {report.seconds:.1f} s, {report.images_per_second:.0f} images/s"
-    )
+    typer.echo(_generate_summary(report, time.perf_counter() - t_call))
     if verbose and report.samples_written:
         from engine.compose.generate import bottleneck
 
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
         typer.echo(f"  {bottleneck(report, writer_threads)}", err=True)
+
+
+def _generate_summary(report, whole_seconds: float) -> str:
+    """The final line of generate: both rates, labelled (the bar shows the writing one)."""
+    verb = "completed" if report.resumed else "wrote"
+    return (f"{verb} {report.samples_written:,} samples ({report.n_samples:,} in store) to {report.path} "
+            f"in {report.write_seconds:.1f} s ({report.writing_images_per_second:,.0f} images/s writing; "
+            f"{whole_seconds:.1f} s whole call incl. start-up, {report.samples_written / whole_seconds:,.0f} images/s)")
 
 
 @app.command()
@@ -490,6 +496,7 @@ class _Progress:
         self.header = header
         self.bar = None
         self.task = None
+        self.start: tuple[float, int] | None = None  # (time, samples done) when writing started
 
     def __enter__(self) -> _Progress:
         if not self.disabled:
@@ -509,14 +516,20 @@ class _Progress:
             if not self.quiet:
                 typer.echo(self.header, err=True)
             self.header = None
+        if self.start is None:
+            self.start = (time.perf_counter(), done)
         if self.bar is None:
             return
         if self.task is None:
             self.task = self.bar.add_task("generate", total=total, completed=done, rate="-")
             return
-        self.bar.update(self.task, completed=done)
-        speed = self.bar.tasks[0].speed
-        self.bar.update(self.task, rate=f"{speed:,.0f}" if speed else "-")
+        self.bar.update(self.task, completed=done, rate=f"{self.rate(done):,.0f}")
+
+    def rate(self, done: int) -> float:
+        """Samples per second since writing started: the mean, as generate's final line reports it
+        (rich's own speed is a recent window, which leaves out the first shard)."""
+        t0, done0 = self.start or (time.perf_counter(), done)
+        return (done - done0) / max(time.perf_counter() - t0, 1e-9)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
