@@ -10,7 +10,7 @@ from PIL import Image
 
 from engine.compose.generate import generate
 from engine.config import GenerateConfig
-from engine.store.preview import COLOUR_BAR_HEIGHT, _TURBO_KNOTS, colour_bar, contact_sheet, depth_range, depth_to_rgb
+from engine.store.preview import _TURBO_KNOTS, COLOUR_BAR_HEIGHT, colour_bar, contact_sheet, depth_range, depth_to_rgb
 
 RED, BLUE = _TURBO_KNOTS[-1], _TURBO_KNOTS[0]  # near, far
 
