@@ -203,7 +203,7 @@ class DepthPrediction:
 
         top, left, ch, cw = self.crop
         out = np.full(self.image_size, np.nan, dtype=np.float32)
-        resized = Image.fromarray(self.depth.astype(np.float32), mode="F").resize((cw, ch), Image.Resampling.BILINEAR)
+        resized = Image.fromarray(self.depth.astype(np.float32)).resize((cw, ch), Image.Resampling.BILINEAR)
         out[top : top + ch, left : left + cw] = np.asarray(resized)
         return out
 
