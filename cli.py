@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -209,6 +210,7 @@ def generate(
     Default layout: backgrounds × foregrounds × {plain, flipped} × 20 positions
     (100 × 100 inputs → 400,000 samples), each with image, mask and depth.
     """
+    t_call = time.perf_counter()
     _setup_logging(verbose)
     from engine.compose.compositor_cuda import resolve_device
     from engine.compose.generate import generate as run_generate
@@ -244,11 +246,7 @@ def generate(
         raise _fail(_interrupted(out), 130) from None
     for line in report.skipped:
         typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
-    verb = "completed" if report.resumed else "wrote"
-    typer.echo(
-        f"{verb} {report.samples_written} samples ({report.n_samples} in store) to {report.path} "
-        f"in {report.seconds:.1f} s, {report.images_per_second:.0f} images/s"
-    )
+    typer.echo(_generate_summary(report, time.perf_counter() - t_call))
     if verbose and report.samples_written:
         from engine.compose.generate import bottleneck
 
@@ -271,6 +269,14 @@ def _interrupted(out: Path) -> str:
     if done == 0:
         return f"interrupted before the first shard finished; run again with --resume to fill {out}"
     return f"interrupted: {done} finished shards are kept; complete {out} with --resume"
+
+
+def _generate_summary(report, whole_seconds: float) -> str:
+    """The final line of generate: both rates, labelled (the bar shows the writing one)."""
+    verb = "completed" if report.resumed else "wrote"
+    return (f"{verb} {report.samples_written:,} samples ({report.n_samples:,} in store) to {report.path} "
+            f"in {report.write_seconds:.1f} s ({report.writing_images_per_second:,.0f} images/s writing; "
+            f"{whole_seconds:.1f} s whole call incl. start-up, {report.samples_written / whole_seconds:,.0f} images/s)")
 
 
 @app.command()
@@ -420,6 +426,7 @@ def train(
     stream: Annotated[bool, typer.Option("--stream", help="Read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run of this stage in --out (without it, or --resume, train refuses). On the coarse stage it also deletes <out>/fine.pt and the fine stage's files: they were built on the coarse network being replaced.")] = False,
     plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
@@ -441,11 +448,14 @@ def train(
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
         )
         with _TrainProgress(disabled=quiet) as bar:
-            report = run_train(config, resume=resume, progress=bar.update, plot=plot, allow_incomplete=allow_incomplete)
+            report = run_train(config, resume=resume, progress=bar.update, plot=plot, overwrite=overwrite,
+                               allow_incomplete=allow_incomplete)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted: continue from the last checkpoint with --resume", 130) from None
+    if report.removed_fine:
+        typer.echo(f"removed {', '.join(p.name for p in report.removed_fine)}: built on the replaced coarse network")
     typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "
                f"({report.images_per_second:.0f} images/s) -> {report.checkpoint}")
     typer.echo(_metric_table(report.metrics))
@@ -462,6 +472,7 @@ def evaluate(
     stream: Annotated[bool, typer.Option("--stream", help="Read images batch by batch instead of loading the split (stores larger than RAM).")] = False,
 ) -> None:
     """The paper's error metrics for a checkpoint, next to the constant predictor."""
+    _setup_logging(False)  # warnings: a fine checkpoint whose coarse one cannot be checked
     from engine.learn.evaluate import evaluate_checkpoint
 
     try:
@@ -481,30 +492,46 @@ def evaluate(
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
-    out: Annotated[Path, typer.Option(help="Folder for <name>_depth.png (colour map) and <name>_depth.npy (metres).")] = Path("depth"),
+    images: Annotated[list[Path], typer.Argument(help="Image files, or folders (every file in them).")],
+    out: Annotated[Path, typer.Option(help="Folder for <name>_depth.npy and <name>_depth.png.")] = Path("depth"),
+    upsample: Annotated[bool, typer.Option("--upsample", help="Write the .npy at the image's size (bilinear; NaN outside the crop the network saw) instead of the network's output size.")] = False,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
 ) -> None:
-    """Predict depth for image files: colour-mapped PNGs and .npy arrays in metres."""
+    """Predict depth for images. Each image is centre-cropped to the network's aspect.
+
+    Writes <name>_depth.npy: float32 metres at the network's output size (e.g.
+    26x26 for a 112 input), covering that crop; with --upsample, at the image's
+    size. And <name>_depth.png: a colour map at the image's size, red near to
+    blue far over the image's own 2nd-98th percentile depth (printed), dark
+    grey outside the crop.
+    """
+    _setup_logging(False)  # warnings: a fine checkpoint whose coarse one cannot be checked
     import numpy as np
     from PIL import Image
 
     from engine.learn.evaluate import predict_images
-    from engine.store.preview import depth_to_rgb
+    from engine.store.preview import depth_range, depth_to_rgb
 
     try:
-        maps = predict_images(checkpoint, list(images), _value(device))
+        predictions = predict_images(checkpoint, list(images), _value(device))
         out.mkdir(parents=True, exist_ok=True)
-        for path, depth in zip(images, maps):
-            np.save(out / f"{path.stem}_depth.npy", depth)
-            rgb = depth_to_rgb(depth, max(0.5, float(depth.min())), float(depth.max()) + 1e-3)
-            size = Image.open(path).size
-            Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR).save(out / f"{path.stem}_depth.png")
+        for p in predictions:
+            full = p.upsampled()  # (H, W) metres, NaN outside the crop
+            array = full if upsample else p.depth
+            np.save(out / f"{p.path.stem}_depth.npy", array)
+            near, far = depth_range(p.depth)
+            Image.fromarray(depth_to_rgb(full, near, far)).save(out / f"{p.path.stem}_depth.png")
+            top, left, ch, cw = p.crop
+            crop = "" if (ch, cw) == p.image_size else f", crop {cw}x{ch} at ({left}, {top})"
+            typer.echo(f"{p.path.name} ({p.image_size[1]}x{p.image_size[0]}{crop}): "
+                       f"{p.path.stem}_depth.npy {array.shape[1]}x{array.shape[0]} metres, "
+                       f"{p.path.stem}_depth.png colours {near:.3g} m (red) to {far:.3g} m (blue)")
     except FgbgError as e:
         raise _fail(str(e)) from None
     except OSError as e:
         raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
-    typer.echo(f"wrote {len(maps)} depth maps to {out}/")
+    grid = "the image's size" if upsample else "the network's output size (--upsample: the image's)"
+    typer.echo(f"wrote {len(predictions)} depth maps to {out}/: .npy float32 metres at {grid}; .png colour maps at the image's size")
 
 
 _METRIC_LABELS = [("delta1", "δ<1.25", "↑"), ("delta2", "δ<1.25²", "↑"), ("delta3", "δ<1.25³", "↑"),
@@ -605,6 +632,7 @@ class _Progress:
         self.header = header
         self.bar = None
         self.task = None
+        self.start: tuple[float, int] | None = None  # (time, samples done) when writing started
 
     def __enter__(self) -> _Progress:
         if not self.disabled:
@@ -624,14 +652,20 @@ class _Progress:
             if not self.quiet:
                 typer.echo(self.header, err=True)
             self.header = None
+        if self.start is None:
+            self.start = (time.perf_counter(), done)
         if self.bar is None:
             return
         if self.task is None:
             self.task = self.bar.add_task("generate", total=total, completed=done, rate="-")
             return
-        self.bar.update(self.task, completed=done)
-        speed = self.bar.tasks[0].speed
-        self.bar.update(self.task, rate=f"{speed:,.0f}" if speed else "-")
+        self.bar.update(self.task, completed=done, rate=f"{self.rate(done):,.0f}")
+
+    def rate(self, done: int) -> float:
+        """Samples per second since writing started: the mean, as generate's final line reports it
+        (rich's own speed is a recent window, which leaves out the first shard)."""
+        t0, done0 = self.start or (time.perf_counter(), done)
+        return (done - done0) / max(time.perf_counter() - t0, 1e-9)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,30 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.exit_code == 0, result.output
     assert "wrote 48 samples" in result.output and "images/s" in result.output
     return out
+
+
+def test_generate_reports_the_writing_rate_and_the_whole_call(tmp_path: Path) -> None:
+    from engine.compose.generate import generate
+    from engine.config import GenerateConfig
+
+    report = generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=32, positions=4,
+                                     shard_size=16), tmp_path / "r.zarr")
+    assert 0 < report.write_seconds < report.seconds  # the assets and the store's setup come before writing
+    assert report.writing_images_per_second == pytest.approx(48 / report.write_seconds)
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(tmp_path / "c.zarr")])
+    line = result.output.strip().splitlines()[-1]
+    assert re.fullmatch(rf"wrote 48 samples \(48 in store\) to {re.escape(str(tmp_path / 'c.zarr'))} in [0-9.]+ s "
+                        r"\([0-9,]+ images/s writing; [0-9.]+ s whole call incl. start-up, [0-9,]+ images/s\)", line), line
+
+
+def test_progress_bar_rate_is_the_mean_since_writing_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli
+
+    clock = iter([10.0, 12.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    bar = cli._Progress(disabled=True, header="device: cpu")
+    bar.update(0, 16, 116)  # writing starts at t=10 with 16 samples done (a resume)
+    assert bar.rate(116) == 50.0  # 100 samples in 2 s, the first shard included
 
 
 def test_info_describes_a_store(store: Path) -> None:
@@ -61,7 +86,7 @@ def test_preview_writes_a_contact_sheet(store: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["preview", str(store), "--n", "6", "--out", str(out)])
     assert result.exit_code == 0, result.output
     sheet = np.asarray(Image.open(out))
-    assert sheet.shape[1] == 32 * 3 * 1 and sheet.shape[0] == 6 * (32 + 14)  # 1 triplet per row for n=6
+    assert sheet.shape[1] == 32 * 3 * 1 and sheet.shape[0] == 6 * (32 + 14) + 28  # 1 triplet per row for n=6, colour bar
     assert sheet.std() > 10
 
 

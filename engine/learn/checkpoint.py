@@ -50,3 +50,22 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     if data.get("version") != VERSION:
         raise InputError(path, f"checkpoint version {data.get('version')} is not supported")
     return data
+
+
+def coarse_fingerprint(state_dict: dict[str, Any]) -> str:
+    """SHA-256 of the coarse network's weights in a model ``state_dict``.
+
+    What a fine checkpoint records of the coarse one it was built on: the
+    weights themselves, so re-saving the same network keeps the fingerprint
+    and retraining it changes it.
+    """
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(k for k in state_dict if k.startswith("coarse.")):
+        tensor = state_dict[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

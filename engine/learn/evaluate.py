@@ -9,7 +9,9 @@ next to the model, so a table says whether the network learned anything.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ import numpy as np
 from engine.errors import ConfigError, InputError
 from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD, SplitArrays, load_split, make_batch, split_indices
 from engine.learn.metrics import DepthMetrics, valid_depth
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(requested: str) -> str:
@@ -111,6 +115,42 @@ def load_model(checkpoint: dict[str, Any], device: str):
     return model.to(device).to(memory_format=torch.channels_last).eval()
 
 
+def check_built_on(ckpt: dict[str, Any], checkpoint_path: str | Path) -> str | None:
+    """For a fine checkpoint: is the coarse checkpoint it was built on unchanged?
+
+    The coarse checkpoint is the ``--init`` recorded at training if that file
+    exists, else ``coarse.pt`` next to ``checkpoint_path``; its coarse weights
+    must have the fingerprint the fine checkpoint recorded.
+
+    Returns:
+        ``None`` when they match (or for a coarse checkpoint), else a warning
+        (also logged) saying why nothing could be checked.
+
+    Raises:
+        ConfigError: the coarse checkpoint holds a different coarse network.
+    """
+    from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint
+
+    if ckpt["stage"] != "fine":
+        return None
+    recorded = ckpt.get("coarse_sha256")
+    warning = None
+    if recorded is None:
+        warning = f"{checkpoint_path}: records no coarse checkpoint (written by an older fgbg); not checked"
+    else:
+        candidates = [Path(ckpt["coarse_checkpoint"]), Path(checkpoint_path).parent / "coarse.pt"]
+        coarse_path = next((p for p in candidates if p.is_file()), None)
+        if coarse_path is None:
+            warning = (f"{checkpoint_path}: the coarse checkpoint it was built on ({candidates[0]}) is gone; "
+                       "cannot check it")
+        elif coarse_fingerprint(load_checkpoint(coarse_path)["model"]) != recorded:
+            raise ConfigError(f"{checkpoint_path} was built on a different coarse network than {coarse_path} holds now "
+                              "(coarse retrained since?): train the fine stage again with --overwrite")
+    if warning:
+        log.warning(warning)
+    return warning
+
+
 def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: str = "val", device: str = "auto",
                         batch: int = 64, stream: bool = False) -> dict[str, Any]:
     """Evaluate a checkpoint on a store's split (the split it was trained with);
@@ -124,6 +164,7 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
     from engine.learn.model import ModelConfig
 
     ckpt = load_checkpoint(checkpoint_path)
+    check_built_on(ckpt, checkpoint_path)
     device = pick_device(device)
     train_config = ckpt["train_config"]
     mc = ModelConfig(**ckpt["model_config"])
@@ -161,29 +202,99 @@ def other_store_warning(trained_on: str | Path, data: str | Path) -> str | None:
             "are chosen again on this store, so 'val' may not be held out")
 
 
-def predict_images(checkpoint_path: str | Path, paths: list[Path], device: str = "auto") -> list[np.ndarray]:
-    """Depth of each image file at the model's output size: ``(h, w) float32`` metres.
+@dataclass(frozen=True)
+class DepthPrediction:
+    """One image's predicted depth.
 
-    Images are centre-cropped to the model's aspect and resized to its input.
+    Attributes:
+        path: the image file.
+        depth: ``(h, w) float32`` metres at the model's output size, covering ``crop``.
+        image_size: ``(height, width)`` of the image (EXIF orientation applied).
+        crop: ``(top, left, height, width)`` in image pixels: the centred crop of
+            the model's aspect that the network saw (the whole image when the
+            aspects match).
+    """
+
+    path: Path
+    depth: np.ndarray
+    image_size: tuple[int, int]
+    crop: tuple[int, int, int, int]
+
+    def upsampled(self) -> np.ndarray:
+        """``depth`` at the image's size: ``(height, width) float32`` metres, bilinear
+        inside ``crop``, NaN (unknown) outside it."""
+        from PIL import Image
+
+        top, left, ch, cw = self.crop
+        out = np.full(self.image_size, np.nan, dtype=np.float32)
+        resized = Image.fromarray(self.depth.astype(np.float32)).resize((cw, ch), Image.Resampling.BILINEAR)
+        out[top : top + ch, left : left + cw] = np.asarray(resized)
+        return out
+
+
+def centre_crop(image_size: tuple[int, int], aspect: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the centred crop of ``image_size`` (height,
+    width) with the aspect of ``aspect`` (height, width), as Pillow's ``ImageOps.fit`` takes it."""
+    h, w = image_size
+    ah, aw = aspect
+    if w * ah > h * aw:  # wider than the model: crop the sides
+        ch, cw = h, min(w, round(h * aw / ah))
+    else:
+        ch, cw = min(h, round(w * ah / aw)), w
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """Image files and folders → files: a folder stands for its non-hidden files, sorted.
+
+    Raises:
+        InputError: a path that does not exist, an empty folder, or two images
+            with the same name stem (their outputs would collide).
+    """
+    from engine.assets.images import list_images
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(list_images(path, "image"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise InputError(path, "no such image or folder")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen and seen[path.stem] != path:
+            raise InputError(path, f"same name as {seen[path.stem]}: their outputs would overwrite each other")
+        seen[path.stem] = path
+    return files
+
+
+def predict_images(checkpoint_path: str | Path, paths: list[Path], device: str = "auto") -> list[DepthPrediction]:
+    """Depth of each image file (or of every file in a folder), at the model's output size.
+
+    Images are centre-cropped to the model's aspect and resized to its input;
+    see :class:`DepthPrediction` for mapping the result back onto the image.
     """
     import torch
 
     from engine.assets.images import fit_background, read_image
     from engine.learn.checkpoint import load_checkpoint
 
+    files = image_files(paths)
     ckpt = load_checkpoint(checkpoint_path)
+    check_built_on(ckpt, checkpoint_path)
     device = pick_device(device)
     model = load_model(ckpt, device)
     mc = model.config
     dtype = autocast_dtype(ckpt["train_config"]["precision"], device)
     out = []
-    for path in paths:
-        if not path.is_file():
-            raise InputError(path, "no such image")
+    for path in files:
         image, _ = read_image(path, 64_000_000)
         rgb = fit_background(image, mc.height, mc.width).astype(np.float32) / 255.0
         x = torch.from_numpy((rgb - IMAGENET_MEAN) / IMAGENET_STD).permute(2, 0, 1)[None].to(device)
         with torch.no_grad(), autocast(device, dtype):
             log_pred = model(x.contiguous(memory_format=torch.channels_last), ckpt["stage"])
-        out.append(torch.exp(log_pred.float())[0, 0].cpu().numpy())
+        size = (image.height, image.width)
+        out.append(DepthPrediction(path, torch.exp(log_pred.float())[0, 0].cpu().numpy(), size,
+                                   centre_crop(size, (mc.height, mc.width))))
     return out

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from engine.store.preview import depth_to_rgb
+from engine.store.preview import depth_range, depth_to_rgb, with_colour_bar
 
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
 
@@ -77,7 +77,9 @@ def loss_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def prediction_sheet(model, data, stage: str, device: str, path: Path, n: int = 6) -> None:
-    """``n`` held-out samples: image | ground-truth depth | predicted depth (same colour scale)."""
+    """``n`` held-out samples: image | ground-truth depth | predicted depth, under
+    labelled columns; one colour scale, the truth's own range (:func:`depth_range`),
+    keyed by a colour bar."""
     import torch
 
     from engine.learn.data import make_batch
@@ -90,10 +92,22 @@ def prediction_sheet(model, data, stage: str, device: str, path: Path, n: int = 
         pred = torch.exp(model(x.to(device).contiguous(memory_format=torch.channels_last), stage).float()).cpu()
     model.train(was_training)
     h, w = data.images.shape[1:3]
-    far = float(max(depth.max(), 1.0))
-    tiles = []
+    near, far = depth_range(depth.numpy())
+    tiles = [column_labels(["image", "truth", "prediction"], w)]
     for i, r in enumerate(rows):
-        gt = np.asarray(Image.fromarray(depth_to_rgb(depth[i, 0].numpy(), 1.0, far)).resize((w, h), Image.Resampling.NEAREST))
-        pr = np.asarray(Image.fromarray(depth_to_rgb(pred[i, 0].numpy(), 1.0, far)).resize((w, h), Image.Resampling.BILINEAR))
+        gt = np.asarray(Image.fromarray(depth_to_rgb(depth[i, 0].numpy(), near, far)).resize((w, h), Image.Resampling.NEAREST))
+        pr = np.asarray(Image.fromarray(depth_to_rgb(pred[i, 0].numpy(), near, far)).resize((w, h), Image.Resampling.BILINEAR))
         tiles.append(np.concatenate([data.images[r], gt, pr], axis=1))
-    Image.fromarray(np.concatenate(tiles, axis=0)).save(path)
+    with_colour_bar(Image.fromarray(np.concatenate(tiles, axis=0)), near, far).save(path)
+
+
+LABEL_HEIGHT = 14
+
+
+def column_labels(labels: list[str], width: int) -> np.ndarray:
+    """A ``(LABEL_HEIGHT, len(labels) * width, 3) uint8`` strip naming columns ``width`` pixels wide."""
+    strip = Image.new("RGB", (len(labels) * width, LABEL_HEIGHT), (24, 24, 24))
+    draw = ImageDraw.Draw(strip)
+    for k, label in enumerate(labels):
+        draw.text((k * width + 3, 1), label, fill=(220, 220, 220))
+    return np.asarray(strip)

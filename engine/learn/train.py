@@ -126,6 +126,41 @@ class TrainReport:
     seconds: float
     images_per_second: float
     metrics: dict[str, dict[str, float]]
+    #: the fine stage's files that ``overwrite`` of the coarse stage deleted
+    #: (built on the coarse network it replaced)
+    removed_fine: tuple[Path, ...] = ()
+
+
+#: what a stage writes into the run folder, besides the checkpoint
+STAGE_FILES = ("{stage}.pt", "{stage}_log.csv", "{stage}_metrics.json", "{stage}_curves.png", "{stage}_predictions.png")
+
+
+def stage_files(out: str | Path, stage: str) -> list[Path]:
+    """The files a run of ``stage`` writes into ``out`` (checkpoint, log, metrics, plots)."""
+    return [Path(out) / name.format(stage=stage) for name in STAGE_FILES]
+
+
+def check_earlier_run(config: TrainConfig, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse to replace an earlier run of this stage unless asked to.
+
+    Returns:
+        The files ``overwrite`` will delete: this stage's, plus the fine stage's
+        when retraining coarse (a fine network built on the old coarse one
+        would no longer match it).
+
+    Raises:
+        ConfigError: both flags, or this stage's files exist and neither flag is given.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    mine = [p for p in stage_files(config.out, config.stage) if p.exists()]
+    if mine and not resume and not overwrite:
+        raise ConfigError(f"{mine[0]}: an earlier {config.stage} run is there; continue it with --resume, "
+                          "replace it with --overwrite, or choose another --out")
+    if not overwrite:
+        return []
+    later = stage_files(config.out, "fine") if config.stage == "coarse" else []
+    return mine + [p for p in later if p.exists()]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -147,20 +182,24 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | None = None,
-          plot: bool = False, allow_incomplete: bool = False) -> TrainReport:
+          plot: bool = False, overwrite: bool = False, allow_incomplete: bool = False) -> TrainReport:
     """Train one stage; returns the final validation metrics (model and constant predictor).
 
-    An incomplete store (not every shard generated) is refused unless ``allow_incomplete``.
+    An earlier run of the stage in ``config.out`` is continued with ``resume``,
+    replaced with ``overwrite`` (which also deletes a coarse stage's fine files),
+    and otherwise refused (:func:`check_earlier_run`). An incomplete store (not
+    every shard generated) is refused unless ``allow_incomplete``.
     """
     import torch
 
-    from engine.learn.checkpoint import load_checkpoint, save_checkpoint
+    from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint, save_checkpoint
     from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, split_indices
     from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
     from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
 
     t_start = time.perf_counter()
+    to_remove = check_earlier_run(config, resume, overwrite)
     device = pick_device(config.device)
     dtype = autocast_dtype(config.precision, device)
     out = Path(config.out)
@@ -172,8 +211,12 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     mc = ModelConfig(height=config.height, width=config.width, coarse_channels=config.coarse_channels)
     model = EigenDepth(mc)
     resumed = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    built_on: dict[str, Any] = {}  # fine: the coarse checkpoint it starts from, and its weights' fingerprint
     if resumed is not None:
         _check_resumable(resumed, config)
+        if config.stage == "fine":
+            built_on = {k: resumed.get(k) for k in ("coarse_checkpoint", "coarse_sha256")}
+            _check_same_coarse(built_on, config)
     elif config.stage == "fine":
         if config.init is None:
             raise ConfigError("--stage fine needs --init runs/<exp>/coarse.pt (the trained coarse network)")
@@ -182,6 +225,8 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
             raise ConfigError(f"{config.init}: made for input {start_from['model_config']['width']}x"
                               f"{start_from['model_config']['height']}, this run is {mc.width}x{mc.height}")
         model.load_state_dict(start_from["model"])
+        built_on = {"coarse_checkpoint": str(Path(config.init).resolve()),
+                    "coarse_sha256": coarse_fingerprint(start_from["model"])}
     elif config.init_from is not None:
         load_alexnet_convs(model, torch.load(config.init_from, map_location="cpu", weights_only=True), config.init_from)
     if config.stage == "fine":
@@ -232,11 +277,14 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
             "stage": config.stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(mc),
             "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "rng": _rng_state(), "constant_log_depth": constant_log_depth,
-            "val_backgrounds": val_bgs.tolist(), "metrics": metrics,
+            "val_backgrounds": val_bgs.tolist(), "metrics": metrics, **built_on,
         })
         _write_log(log_path, history)
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the loop (data and model are ready: only now replace an earlier run) ----------
+    for path in to_remove:
+        path.unlink(missing_ok=True)
+        log.info("removed %s (--overwrite)", path)
     model.train()
     if config.stage == "fine":
         model.coarse.eval()  # fixed: no dropout in the coarse network
@@ -287,7 +335,19 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         prediction_sheet(model, val_data, config.stage, device, out / f"{config.stage}_predictions.png")
     seconds = time.perf_counter() - t_start
     return TrainReport(ckpt_path, config.stage, steps_run, seconds,
-                       seen / max(time.perf_counter() - t_loop, 1e-9), final)
+                       seen / max(time.perf_counter() - t_loop, 1e-9), final,
+                       tuple(p for p in to_remove if not p.name.startswith(config.stage)))
+
+
+def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
+    """Resuming fine: ``--init`` must still hold the coarse network the run started from."""
+    from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint
+
+    if built_on.get("coarse_sha256") is None or config.init is None or not Path(config.init).is_file():
+        return
+    if coarse_fingerprint(load_checkpoint(config.init)["model"]) != built_on["coarse_sha256"]:
+        raise ConfigError(f"{config.init}: not the coarse network {config.checkpoint_path()} was started from "
+                          "(coarse retrained since?); train the fine stage again with --overwrite")
 
 
 def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:

@@ -52,6 +52,54 @@ MAX_READ_PIXELS = 32_000_000
 LABEL_HEIGHT = 14
 
 
+def depth_range(depth: np.ndarray, low: float = 2.0, high: float = 98.0) -> tuple[float, float]:
+    """Colour range of depth maps: ``(near, far)`` metres, the ``low``-th and
+    ``high``-th percentiles of the valid (finite, > 0) depths of ``depth`` (any shape).
+
+    Robust to a few extreme pixels, and follows the data: a 2–5 m room spans
+    the whole colour map instead of a sliver of a fixed 0–80 m one. A flat map
+    gets ±10% around its value; no valid depth at all, 1–10 m.
+    """
+    d = np.asarray(depth, dtype=np.float64)
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size == 0:
+        return 1.0, 10.0
+    near, far = (float(v) for v in np.percentile(d, [low, high]))
+    if far < near * 1.01:
+        near, far = near / 1.1, far * 1.1
+    return near, far
+
+
+COLOUR_BAR_HEIGHT = 28
+
+
+def colour_bar(near: float, far: float, width: int) -> Image.Image:
+    """A ``width × COLOUR_BAR_HEIGHT`` RGB key of :func:`depth_to_rgb`: the colour
+    ramp from ``near`` (left, red) to ``far`` (right, blue), log-spaced ticks in metres."""
+    bar = Image.new("RGB", (width, COLOUR_BAR_HEIGHT), (24, 24, 24))
+    x = np.arange(width) / max(width - 1, 1)
+    ramp = depth_to_rgb((near * (far / near) ** x)[None, :], near, far)  # (1, width, 3)
+    bar.paste(Image.fromarray(np.repeat(ramp, 10, axis=0)), (0, 2))
+    draw = ImageDraw.Draw(bar)
+    ticks = max(2, min(5, width // 70))  # labels about 40 px wide
+    for k in range(ticks):
+        t = k / (ticks - 1)
+        label = f"{near * (far / near) ** t:.3g} m"
+        xx = round(t * (width - 1))
+        draw.line([xx, 12, xx, 15], fill=(220, 220, 220))
+        tx = min(max(xx - 3 * len(label), 0), width - 6 * len(label))  # inside the bar
+        draw.text((max(tx, 0), 15), label, fill=(220, 220, 220))
+    return bar
+
+
+def with_colour_bar(sheet: Image.Image, near: float, far: float) -> Image.Image:
+    """``sheet`` with a :func:`colour_bar` of ``near``–``far`` metres below it."""
+    out = Image.new("RGB", (sheet.width, sheet.height + COLOUR_BAR_HEIGHT), (24, 24, 24))
+    out.paste(sheet, (0, 0))
+    out.paste(colour_bar(near, far, sheet.width), (0, sheet.height))
+    return out
+
+
 def pick_samples(done_ranges: list[tuple[int, int]], n: int) -> np.ndarray:
     """``n`` sample indices spread evenly over the completed ranges (sorted)."""
     done = np.concatenate([np.arange(a, b) for a, b in done_ranges]) if done_ranges else np.empty(0, np.int64)
@@ -116,6 +164,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     stay within :data:`MAX_SHEET_PIXELS` and :data:`MAX_READ_PIXELS`
     (``sheet.info["samples"]`` says how many were drawn). Each sample is a row triplet ``image | mask | depth``; triplets are laid in
     a grid that is roughly square. ``tile`` scales each tile to that height.
+    Depth colours span the shown samples' own range (:func:`depth_range`),
+    keyed by a colour bar at the bottom.
     """
     import zarr
 
@@ -148,9 +198,7 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
         images = shards.guard("images_jpeg", index // shard, decode)
     masks = read("masks")
     depth = read("depth").astype(np.float32)
-    far = float(attrs["depth"]["max_depth"])
-    known = depth[np.isfinite(depth) & (depth > 0)]
-    near = max(0.5, float(known.min()) if known.size else 0.5)
+    near, far = depth_range(depth)
     height, width = images.shape[1:3]
     th = tile or height
     tw = max(1, round(width * th / height))
@@ -168,7 +216,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
             if (th, tw) != (height, width):
                 im = im.resize((tw, th), Image.Resampling.BILINEAR)
             sheet.paste(im, (x0 + j * tw, y0 + label_h))
-        draw.text((x0 + 3, y0 + 1), f"#{i}  image | mask | depth {near:.1f}-{far:.0f} m", fill=(220, 220, 220))
+        draw.text((x0 + 3, y0 + 1), f"#{i}  image | mask | depth", fill=(220, 220, 220))
+    sheet = with_colour_bar(sheet, near, far)
     sheet.info["samples"] = len(index)  # may be fewer than asked: the sheet's size is capped
     return sheet
 

@@ -79,7 +79,9 @@ def test_fine_stage_keeps_coarse_fixed(store: Path, tmp_path: Path) -> None:
         if key.startswith("coarse."):
             assert torch.equal(tensor, fine["model"][key]), key
     assert any(not torch.equal(coarse["model"][k], fine["model"][k]) for k in fine["model"] if k.startswith("fine."))
-    assert (out / "fine_curves.png").exists() and (out / "fine_predictions.png").exists()
+    assert (out / "fine_curves.png").exists()
+    sheet = np.asarray(Image.open(out / "fine_predictions.png"))  # labels | 6 rows of image, truth, prediction | colour bar
+    assert sheet.shape == (14 + 6 * 64 + 28, 3 * 64, 3) and (sheet[:14] > 150).any() and (sheet[-12:] > 150).any()
     assert json.loads((out / "fine_metrics.json").read_text())["model"]["rmse"] == report.metrics["model"]["rmse"]
 
 
@@ -133,6 +135,7 @@ def test_cli_train_evaluate_predict(store: Path, tmp_path: Path) -> None:
     depth = np.load(tmp_path / "d" / "street_depth.npy")
     assert depth.shape == (14, 14) and (depth > 0).all()
     assert Image.open(tmp_path / "d" / "street_depth.png").size == (120, 90)
+    assert "street.png (120x90, crop 90x90 at (15, 0)): street_depth.npy 14x14 metres" in result.output
     result = runner.invoke(app, ["evaluate", "--data", str(store), "--checkpoint", str(tmp_path / "missing.pt")])
     assert result.exit_code == 2 and result.output.startswith("error: ") and result.output.count("\n") == 1
 
@@ -225,3 +228,91 @@ def test_incomplete_store_needs_allow_incomplete(store: Path, tmp_path: Path, ca
         result = runner.invoke(app, [*args, "--allow-incomplete"])
     assert result.exit_code == 0, result.output
     assert "using 32 of the plan's 48 samples (2 of 3 shards, 67%)" in caplog.text
+
+
+def test_an_earlier_run_needs_resume_or_overwrite(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "e"
+    train(config(store, out, steps=3))
+    before = (out / "coarse.pt").read_bytes()
+    with pytest.raises(ConfigError, match="an earlier coarse run is there; continue it with --resume, replace it"):
+        train(config(store, out, steps=2))
+    assert (out / "coarse.pt").read_bytes() == before
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train(config(store, out, steps=2), resume=True, overwrite=True)
+    report = train(config(store, out, steps=2), overwrite=True)
+    assert load_checkpoint(out / "coarse.pt")["step"] == 2 and len(losses(out)) == 2 and report.removed_fine == ()
+
+
+def test_overwriting_coarse_removes_the_fine_stage_built_on_it(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    train(config(store, out, steps=2))
+    train(config(store, out, stage="fine", init=str(out / "coarse.pt"), steps=2))
+    with pytest.raises(ConfigError, match="an earlier fine run"):
+        train(config(store, out, stage="fine", init=str(out / "coarse.pt"), steps=2))
+    report = train(config(store, out, steps=2, seed=1), overwrite=True)
+    assert not (out / "fine.pt").exists() and not (out / "fine_log.csv").exists()
+    assert {p.name for p in report.removed_fine} == {"fine.pt", "fine_log.csv", "fine_metrics.json"}
+
+
+def test_fine_checkpoint_records_its_coarse_network(store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from engine.learn.checkpoint import coarse_fingerprint
+    from engine.learn.evaluate import evaluate_checkpoint, predict_images
+
+    out = tmp_path / "c"
+    train(config(store, out, steps=2))
+    train(config(store, out, stage="fine", init=str(out / "coarse.pt"), steps=2))
+    fine = load_checkpoint(out / "fine.pt")
+    assert fine["coarse_sha256"] == coarse_fingerprint(load_checkpoint(out / "coarse.pt")["model"])
+    assert fine["coarse_checkpoint"] == str((out / "coarse.pt").resolve())
+    assert evaluate_checkpoint(out / "fine.pt", store, device="cpu")["stage"] == "fine"
+    # coarse retrained elsewhere and copied over: the fine network no longer belongs to it
+    train(config(store, tmp_path / "other", steps=2, seed=5))
+    shutil.copy(tmp_path / "other" / "coarse.pt", out / "coarse.pt")
+    image = tmp_path / "i.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    for call in (lambda: evaluate_checkpoint(out / "fine.pt", store, device="cpu"),
+                 lambda: predict_images(out / "fine.pt", [image], "cpu")):
+        with pytest.raises(ConfigError, match="built on a different coarse network than .*coarse.pt holds now"):
+            call()
+    with pytest.raises(ConfigError, match="not the coarse network .*fine.pt was started from"):
+        train(config(store, out, stage="fine", init=str(out / "coarse.pt"), steps=3), resume=True)
+    # moved away from its coarse checkpoint: a warning, not an error
+    (out / "coarse.pt").unlink()
+    with caplog.at_level("WARNING"):
+        assert len(predict_images(out / "fine.pt", [image], "cpu")) == 1
+    assert "the coarse checkpoint it was built on" in caplog.text and "cannot check it" in caplog.text
+
+
+def test_cli_refuses_to_replace_a_run_without_a_flag(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    args = ["train", "--data", str(store), "--out", str(out), "--input-size", "64", "--steps", "1", "--batch", "4",
+            "--val-fraction", "0.34", "--device", "cpu", "--eval-samples", "1", "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, [*args, "--stage", "fine", "--init", str(out / "coarse.pt")]).exit_code == 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "--overwrite" in result.output
+    result = runner.invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "removed fine.pt, fine_log.csv, fine_metrics.json: built on the replaced coarse network" in result.output
+
+
+def test_cli_predict_upsamples_and_takes_folders(store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p"
+    train(config(store, out, steps=1, eval_samples=1))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name, (h, w) in {"wide.png": (40, 80), "tall.jpg": (80, 40)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / name)
+    result = runner.invoke(app, ["predict", "--checkpoint", str(out / "coarse.pt"), str(folder), "--upsample",
+                                 "--out", str(tmp_path / "d"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    wide = np.load(tmp_path / "d" / "wide_depth.npy")
+    assert wide.shape == (40, 80) and np.isnan(wide[:, :20]).all() and np.isnan(wide[:, 60:]).all()
+    assert (wide[:, 20:60] > 0).all()
+    assert np.load(tmp_path / "d" / "tall_depth.npy").shape == (80, 40)
+    assert Image.open(tmp_path / "d" / "tall_depth.png").size == (40, 80)
+    assert "wrote 2 depth maps" in result.output and "at the image's size" in result.output
+    (folder / "wide.jpg").write_bytes((folder / "tall.jpg").read_bytes())
+    result = runner.invoke(app, ["predict", "--checkpoint", str(out / "coarse.pt"), str(folder), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "outputs would overwrite each other" in result.output
