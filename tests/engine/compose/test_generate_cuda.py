@@ -77,7 +77,7 @@ def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_
     import json
 
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
-    report = generate(tiny(**overrides), tmp_path / "gpu.zarr", RunOptions(device="cuda"))
+    report = generate(tiny(**overrides), tmp_path / "gpu.zarr", RunOptions(device="cuda", compressor="nvcomp"))
     assert report.compressor == "host-zstd-stand-in" and report.writer_threads >= 2
     cpu, gpu = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "gpu.zarr")
     assert cpu.keys() == gpu.keys()

@@ -40,8 +40,8 @@ def test_slots_fit_in_gpu_memory() -> None:
 
 
 @pytest.mark.parametrize("requested, device, codec, teacher, hw, want", [
-    ("auto", "cuda", "zstd", False, H200, "nvcomp"),
-    ("auto", "cuda", "jpeg", False, H200, "nvcomp"),  # masks and depth
+    ("auto", "cuda", "zstd", False, H200, "cpu"),  # measured faster on an H200 (RESULTS.md)
+    ("auto", "cuda", "jpeg", False, H200, "cpu"),
     ("auto", "cpu", "zstd", False, H200, "cpu"),
     ("auto", "cuda", "none", False, H200, "cpu"),
     ("auto", "cuda", "zstd", True, H200, "cpu"),
