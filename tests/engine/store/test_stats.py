@@ -22,7 +22,8 @@ from engine.store.zarr_store import ZarrWriter
 
 def small(**overrides) -> GenerateConfig:
     """48 samples in 3 shards of 4 chunks."""
-    base = dict(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4, shard_size=16, chunk_size=4)
+    base = {"builtin_backgrounds": 3, "builtin_foregrounds": 2, "height": 32, "width": 48, "positions": 4,
+            "shard_size": 16, "chunk_size": 4}
     return GenerateConfig(**{**base, **overrides})
 
 
