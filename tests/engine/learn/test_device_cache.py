@@ -142,3 +142,17 @@ def test_load_reads_the_store_once(tmp_path: Path) -> None:
     for i in range(cache.batches_per_epoch):
         want = reference(data, cache.plan, 0, i)
         np.testing.assert_allclose(cache.batch(0, i)[0].numpy(), want[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_cuda_batches_equal_the_numpy_reference() -> None:
+    data = split()
+    cache = DeviceSplit.from_arrays(data, "cuda", batch=4, seed=11, mean=MEAN, std=STD)
+    assert cache.images.is_cuda and cache.images.dtype == torch.uint8
+    for i in range(cache.batches_per_epoch):
+        x, depth, masks = cache.batch(1, i)
+        assert x.is_cuda and x.is_contiguous(memory_format=torch.channels_last)
+        want = reference(data, cache.plan, 1, i)
+        np.testing.assert_allclose(x.cpu().numpy(), want[0], rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(depth.cpu().numpy(), want[1])
+        np.testing.assert_array_equal(masks.cpu().numpy(), want[2])
