@@ -33,6 +33,7 @@ from engine.compose.hardware import (
 from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
+from engine.store.stats import ChannelHistogram, finish_stats
 from engine.store.zarr_store import ZarrWriter, input_records, plan_space
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,10 @@ def generate(
     else:
         compositor = Compositor(assets, depth, config)
     written = 0
+    # channel statistics of lossless stores, counted from host images by the writers
+    # (JPEG stores and images kept on the GPU: left to `info --stats`)
+    counted: ChannelHistogram | None = ChannelHistogram() if config.image_codec != "jpeg" else None
+    parts: dict[int, ChannelHistogram] = {}
     pending: deque[tuple[int, int, Future[None]]] = deque()
 
     clock = compositor.clock
@@ -173,16 +178,20 @@ def generate(
             with clock(WAIT_RESULTS):
                 batch.ready()  # GPU batches may still be copying back
             with clock(WRITE):
+                if counted is not None and batch.images is not None:
+                    parts[index] = ChannelHistogram().add(batch.images)
                 writer.write_shard(index, batch)
         finally:
             batch.release()
 
     def finish_oldest() -> None:
-        nonlocal written, done_samples
+        nonlocal written, done_samples, counted
         index, n, future = pending.popleft()
         with clock(WAIT_WRITERS):
             future.result()  # re-raises a write error here, in the main thread
         writer.mark_done(index)
+        part = parts.pop(index, None)
+        counted = None if counted is None or part is None else counted.merge(part)
         written += n
         done_samples += n
         if progress:
@@ -218,6 +227,8 @@ def generate(
                 future.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
+    if counted is not None and len(writer.done) == writer.layout.n_shards:
+        finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
     return GenerateReport(
         path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
