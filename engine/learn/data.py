@@ -42,14 +42,15 @@ class SplitArrays:
     Attributes:
         index: ``(N,) int64`` sample indices in the store.
         images: ``(N, H, W, 3) uint8`` at the network's input size, in memory
-            or read on demand (:class:`StoreImages`, indexed the same way).
+            or read on demand (:class:`StoreImages`, indexed the same way), or
+            ``None`` when the caller reads them itself (``load_split(with_images=False)``).
         depth: ``(N, h, w) float32`` metres at its output size (0 = unknown).
         masks: ``(N, h, w) bool`` foreground at the output size.
         bg_index: ``(N,) int64`` background of each sample.
     """
 
     index: np.ndarray
-    images: np.ndarray | StoreImages
+    images: np.ndarray | StoreImages | None
     depth: np.ndarray
     masks: np.ndarray
     bg_index: np.ndarray
@@ -226,7 +227,8 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) 
 
 
 def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int], output_size: tuple[int, int],
-               block: int = 2048, threads: int | None = None, stream_images: bool = False) -> SplitArrays:
+               block: int = 2048, threads: int | None = None, stream_images: bool = False,
+               with_images: bool = True) -> SplitArrays:
     """Read samples ``index`` (sorted) and resize them for the network.
 
     Images: antialiased bilinear to ``input_size``. Depth and masks: nearest
@@ -234,7 +236,9 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     edge would invent surfaces. Reads contiguous runs in blocks, never one
     sample at a time, on ``threads`` threads (default: every core; decoding
     and resizing release the GIL), each filling its own rows of the result.
-    With ``stream_images`` the images stay in the store (:class:`StoreImages`).
+    With ``stream_images`` the images stay in the store (:class:`StoreImages`);
+    with ``with_images=False`` they are not touched at all (``images`` is ``None``:
+    a loader that reads them itself, lossless or JPEG, e.g. the DALI loader).
     """
     import os
 
@@ -245,8 +249,9 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     n = len(index)
     H, W = input_size
     h, w = output_size
-    images: np.ndarray | StoreImages = (
-        StoreImages(path, index, input_size, threads) if stream_images else np.empty((n, H, W, 3), np.uint8))
+    images: np.ndarray | StoreImages | None = (
+        None if not with_images else StoreImages(path, index, input_size, threads) if stream_images
+        else np.empty((n, H, W, 3), np.uint8))
     depth = np.empty((n, h, w), np.float32)
     masks = np.empty((n, h, w), bool)
     jpeg = "images" not in group
@@ -268,7 +273,7 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
         # depth and masks: pick pixels at full resolution, convert only the small result
         depth[out : out + k] = read("depth")[np.ix_(sel, rows, cols)]
         masks[out : out + k] = read("masks")[np.ix_(sel, rows, cols)] > 0
-        if stream_images:
+        if stream_images or not with_images:
             return
         if jpeg:
             from PIL import Image

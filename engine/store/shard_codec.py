@@ -210,24 +210,81 @@ class ShardReader:
         stop = min(start + self.spec.shard_samples, self.n_samples)
         raise damaged_shard_error(self.store or self.shard_path(shard), self.name, shard, start, stop, reason)
 
-    def _decode_chunk(self, chunk: int) -> np.ndarray:
+    def _raw_chunk(self, chunk: int) -> tuple[Path, int, bytes | None]:
+        """``(shard file, slot in it, encoded bytes)`` of ``chunk``; ``None`` bytes for an absent chunk."""
         per_shard = self.spec.shard_samples // self.spec.chunk_samples
         shard, slot = divmod(chunk, per_shard)
         path = self.shard_path(shard)
-        shape = (self.spec.chunk_samples, *self.sample_shape)
         with open(path, "rb") as f:
             index = self._indexes.get(shard)
             if index is None:
                 index = self._indexes[shard] = _read_index(f, path, per_shard)
             offset, size = index[slot]
             if offset == _ABSENT:
-                return np.full(shape, self.spec.fill_value, self.dtype)
+                return path, slot, None
             f.seek(int(offset))
             raw = f.read(int(size))
+        if len(raw) != int(size):
+            raise ValueError(f"{path}: chunk {slot} runs past the end of the file")
+        return path, slot, raw
+
+    def _decode_chunk(self, chunk: int) -> np.ndarray:
+        shape = (self.spec.chunk_samples, *self.sample_shape)
+        path, slot, raw = self._raw_chunk(chunk)
+        if raw is None:
+            return np.full(shape, self.spec.fill_value, self.dtype)
         data = np.frombuffer(self._decode(raw), dtype=self.dtype.newbyteorder("<"))
         if data.size != int(np.prod(shape)):
             raise ValueError(f"{path}: chunk {slot} decodes to {data.size} values, expected {int(np.prod(shape))}")
         return data.reshape(shape)
+
+
+class VlenShardReader(ShardReader):
+    """:class:`ShardReader` for a ``(N,)`` array of ``vlen-bytes`` samples (``images_jpeg``):
+    :meth:`read` returns a ``(k,) object`` array of ``bytes``, undecoded.
+
+    Args:
+        shard_path, n_samples, name, store: as for :class:`ShardReader`.
+        shard_samples, chunk_samples: samples per shard file and per inner chunk.
+
+    An absent chunk is damage here (a done shard holds every chunk), not a fill value.
+    """
+
+    def __init__(self, shard_path: Callable[[int], Path], shard_samples: int, chunk_samples: int, n_samples: int,
+                 name: str = "array", store: str | Path | None = None) -> None:
+        super().__init__(shard_path, ShardSpec(shard_samples, chunk_samples, None, b""), (), object, n_samples,
+                         name=name, store=store)
+
+    def _decode_chunk(self, chunk: int) -> np.ndarray:
+        _, slot, raw = self._raw_chunk(chunk)
+        if raw is None:
+            raise ValueError(f"chunk {slot} missing from the index")
+        out = np.empty(self.spec.chunk_samples, dtype=object)
+        out[:] = vlen_items(raw, self.spec.chunk_samples, f"chunk {slot}")
+        return out
+
+
+def vlen_items(raw: bytes, n_items: int, what: str = "chunk") -> list[bytes]:
+    """The items of a ``vlen-bytes`` encoded chunk: item count (uint32 LE), then per item
+    its length (uint32 LE) and bytes. Bounds-checked (a flipped length must not
+    read past the chunk).
+
+    Raises:
+        ValueError: ``what`` does not hold exactly ``n_items`` well-formed items.
+    """
+    if len(raw) < 4 or int.from_bytes(raw[:4], "little") != n_items:
+        raise ValueError(f"{what} does not hold {n_items} items")
+    view = memoryview(raw)
+    pos, items = 4, []
+    for i in range(n_items):
+        length = int.from_bytes(view[pos : pos + 4], "little") if pos + 4 <= len(raw) else -1
+        if length < 0 or pos + 4 + length > len(raw):
+            raise ValueError(f"{what}: item {i} runs past the chunk's end")
+        items.append(bytes(view[pos + 4 : pos + 4 + length]))
+        pos += 4 + length
+    if pos != len(raw):
+        raise ValueError(f"{what}: {len(raw) - pos} stray bytes after its items")
+    return items
 
 
 def _read_index(f: Any, path: Path, n_chunks: int) -> np.ndarray:

@@ -92,3 +92,32 @@ def test_shards_assembled_from_chunks_compressed_elsewhere_read_back(tmp_path: P
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "g.zarr" / "x")[:], data)
     with pytest.raises(ValueError, match="1..2 chunks"):
         assemble_shard([b"x"] * 3, spec)
+
+
+def test_vlen_reader_returns_zarrs_bytes_and_names_a_damaged_shard(tmp_path: Path) -> None:
+    import warnings
+
+    from engine.errors import StoreError
+    from engine.store.shard_codec import VlenShardReader
+
+    rng = np.random.default_rng(1)
+    items = np.empty(21, dtype=object)
+    items[:] = [rng.integers(0, 256, int(rng.integers(1, 40)), dtype=np.uint8).tobytes() for _ in range(21)]
+    with warnings.catch_warnings():  # zarr flags the vlen dtype as not yet in the v3 spec
+        warnings.simplefilter("ignore")
+        array = zarr.open_group(tmp_path / "g.zarr", mode="w").create_array(
+            "x", shape=(21,), dtype=zarr.dtype.VariableLengthBytes(), chunks=(4,), shards=(8,), compressors=[])
+        array[:] = items
+    reader = VlenShardReader(lambda k: tmp_path / "g.zarr" / "x" / array.metadata.encode_chunk_key((k,)), 8, 4, 21,
+                             name="x", store=tmp_path)
+    samples = np.array([20, 3, 3, 9, 0, 16])
+    got = reader.read(samples)
+    assert got.dtype == object and list(got) == [items[i] for i in samples]
+    shard = tmp_path / "g.zarr" / "x" / array.metadata.encode_chunk_key((1,))
+    raw = bytearray(shard.read_bytes())
+    raw[4:8] = (10**6).to_bytes(4, "little")  # the first item's length now runs past its chunk
+    shard.write_bytes(bytes(raw))
+    reader = VlenShardReader(reader.shard_path, 8, 4, 21, name="x", store=tmp_path)
+    with pytest.raises(StoreError, match=r"x shard 1 \(samples 8-15\) is damaged: chunk 0: item 0 runs past"):
+        reader.read(np.array([9]))
+    assert list(reader.read(np.array([13]))) == [items[13]]  # the shard's other chunk is intact
