@@ -87,6 +87,25 @@ def test_a_jpeg_config_gives_the_composites_before_encoding(store, device: str) 
     assert_same_as_store(online.read(INDICES[:3]), arrays, INDICES[:3])
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_a_filled_atlas_resizes_nothing_more_and_changes_nothing(store, device: str) -> None:
+    _, arrays = store
+    online = OnlineSamples(tiny(), device=device)
+    assert online.fill_atlas()
+    atlas = online.compositor.atlas
+    used = atlas.used
+    assert used > 0 and atlas.resizes > 0
+    assert_same_as_store(online.read(INDICES), arrays, INDICES)
+    assert atlas.used == used
+
+
+def test_an_atlas_over_budget_is_not_filled() -> None:
+    online = OnlineSamples(tiny(), device="cpu")
+    online.compositor.atlas.max_bytes = 100
+    assert not online.fill_atlas()
+    assert online.compositor.atlas.used == 0
+
+
 @pytest.mark.parametrize("split", ["train", "val", "all"])
 @pytest.mark.parametrize("fraction, seed", [(0.5, 0), (0.5, 7), (0.2, 3)])
 def test_split_equals_the_stores(store, split: str, fraction: float, seed: int) -> None:
