@@ -72,8 +72,16 @@ class OnlineSamples:
         capacity: on CUDA, most samples per kernel launch (larger reads are
             split); sizes the GPU and pinned buffers.
 
+    Attributes:
+        skipped: ``"path: reason"`` of each input left out (``--on-bad-input skip``),
+            as ``generate`` reports them.
+
     Thread-safe: reads from several threads run one at a time (the atlas is
     filled in order).
+
+    Raises:
+        InputError: an input file or folder is unusable.
+        ConfigError: options that cannot work together, or ``cuda`` without a GPU.
     """
 
     def __init__(self, config: GenerateConfig, device: str = "cpu", capacity: int = 256) -> None:
@@ -85,6 +93,7 @@ class OnlineSamples:
         depth = make_depth_source(config, assets, self.device)
         self.plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
         self.n_backgrounds = len(assets.bg_images)
+        self.skipped = [f"{b.path}: {b.reason}" for b in assets.skipped]
         self.height, self.width = config.height, config.width
         self.per_composite = depth.per_composite
         # Composites only: encoding, compression and alpha are the store's business.
