@@ -65,6 +65,15 @@ def test_bench_atlas_runs(tmp_path: Path) -> None:
     assert results["samples"] == 300 and 1 <= results["distinct_resizes"] <= 300
 
 
+@pytest.mark.slow
+def test_bench_online_runs(tmp_path: Path) -> None:
+    stdout = run("bench_online.py", "--samples", "40", "--backgrounds", "2", "--foregrounds", "2", "--size", "32",
+                 "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "store (ShardReader)" in stdout and "online warm, whole plan" in stdout
+    results = json.loads((tmp_path / "online_cpu.json").read_text())["results"]
+    assert results["online warm, store's samples"]["samples_per_s"] > 0 and results["plan_samples"] == 160
+
+
 def test_bench_gpu_helpers() -> None:
     """The zstd header reader (does nvCOMP write the content size?) and the JPEG run's size rule."""
     import numpy as np

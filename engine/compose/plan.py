@@ -111,7 +111,22 @@ class SamplePlan:
         """Placements of samples ``start ≤ i < stop`` (vectorised, no per-sample Python)."""
         if not 0 <= start <= stop <= self.n_samples:
             raise ValueError(f"range [{start}, {stop}) outside the plan of {self.n_samples} samples")
-        i = np.arange(start, stop, dtype=np.int64)
+        return self.placements_at(np.arange(start, stop, dtype=np.int64))
+
+    def placements_at(self, indices: np.ndarray) -> Placements:
+        """Placements of samples ``indices`` (``(B,)`` integers, any order, repeats
+        allowed), in that order: row ``j`` is sample ``indices[j]``, the same as in
+        any range holding it (each sample is a pure function of ``(seed, index)``).
+
+        Raises:
+            ValueError: an index outside ``[0, n_samples)``, or not a 1-D integer array.
+        """
+        i = np.asarray(indices)
+        if i.ndim != 1 or (i.size and not np.issubdtype(i.dtype, np.integer)):
+            raise ValueError(f"indices must be a 1-D integer array, got shape {i.shape} of {i.dtype}")
+        i = i.astype(np.int64)
+        if i.size and (i.min() < 0 or i.max() >= self.n_samples):
+            raise ValueError(f"indices {i.min()}..{i.max()} outside the plan of {self.n_samples} samples")
         fg = i % self.n_fg
         t = i // self.n_fg
         bg = t % self.n_bg

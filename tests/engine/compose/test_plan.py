@@ -35,6 +35,22 @@ def test_any_range_equals_the_same_slice_of_the_whole() -> None:
         np.testing.assert_array_equal(fields(plan.placements(start, stop)), whole[start:stop])
 
 
+def test_placements_at_any_indices_equal_the_rows_of_the_whole() -> None:
+    """Shuffled indices with repeats (a loader's batch) give exactly those rows of the plan."""
+    plan = make_plan(limit=100)
+    whole = fields(plan.placements(0, plan.n_samples))
+    indices = np.random.default_rng(1).integers(0, plan.n_samples, 40)
+    indices[:2] = [plan.n_samples - 1, 0]
+    np.testing.assert_array_equal(fields(plan.placements_at(indices)), whole[indices])
+    assert len(plan.placements_at(np.array([], np.int64))) == 0
+
+
+@pytest.mark.parametrize("bad", [np.array([-1]), np.array([0, 100]), np.array([[0]]), np.array([0.5])])
+def test_placements_at_bad_indices_are_errors(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        make_plan(limit=100).placements_at(bad)
+
+
 def test_same_seed_same_plan_other_seed_other_plan() -> None:
     a = fields(make_plan(seed=3).placements(0, 100))
     b = fields(make_plan(seed=3).placements(0, 100))
