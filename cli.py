@@ -43,6 +43,16 @@ class JpegEncoder(str, Enum):
     nvimgcodec = "nvimgcodec"
 
 
+class Loader(str, Enum):
+    dali = "dali"
+    torch = "torch"
+
+
+class Cache(str, Enum):
+    none = "none"
+    device = "device"
+
+
 class ResumeCheck(str, Enum):
     index = "index"
     full = "full"
@@ -283,11 +293,16 @@ def _generate_summary(report, whole_seconds: float) -> str:
 def info(
     store: Annotated[Path, typer.Argument(help="A store written by generate.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    stats: Annotated[bool, typer.Option("--stats", help="Per-channel mean and std of the images (0-255): the saved ones, or one streaming pass over the store, then saved in its attributes (the DALI loader and the device cache take them as mean and std).")] = False,
 ) -> None:
     """What is inside a store: samples, arrays, codecs, size, completeness, settings."""
     from engine.store.zarr_store import inspect_store
 
     try:
+        if stats:
+            from engine.store.stats import store_stats
+
+            store_stats(store, save=True)
         s = inspect_store(store)
     except FgbgError as e:
         raise _fail(str(e)) from None
@@ -335,6 +350,10 @@ def info(
     if writers:
         typer.echo(f"  written   compressed by {', '.join(sorted({w['compressor'] for w in writers}))}"
                    " (zstd frames any zstd decoder reads)")
+    if a.get("stats"):
+        st = a["stats"]
+        typer.echo(f"  stats     mean {', '.join(f'{v:.1f}' for v in st['mean'])}, std "
+                   f"{', '.join(f'{v:.1f}' for v in st['std'])} (RGB, 0-255, {st['samples']:,} samples)")
     typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
 
 
@@ -423,7 +442,9 @@ def train(
     compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
-    stream: Annotated[bool, typer.Option("--stream", help="Read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
+    loader: Annotated[Loader, typer.Option(help="dali: shard-aligned reads into an NVIDIA DALI graph that decodes (JPEG on the GPU), resizes, flips, jitters and normalises on the training device; torch: the split resized into memory, batches assembled by torch.")] = Loader.dali,
+    cache: Annotated[Cache, typer.Option(help="device: load the training split once into the device's memory and index batches there (the fastest, when it fits); none: the loader reads.")] = Cache.none,
+    stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier run of this stage in --out (without it, or --resume, train refuses). On the coarse stage it also deletes <out>/fine.pt and the fine stage's files: they were built on the coarse network being replaced.")] = False,
@@ -446,6 +467,7 @@ def train(
             split_seed=split_seed, seed=seed, loss_mask=_value(loss_mask), eval_every=eval_every,
             eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=_value(precision),
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
+            loader=loader.value, cache=cache.value,
         )
         with _TrainProgress(disabled=quiet) as bar:
             report = run_train(config, resume=resume, progress=bar.update, plot=plot, overwrite=overwrite,

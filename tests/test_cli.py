@@ -247,3 +247,22 @@ def test_light_commands_do_not_import_heavy_packages(store: Path, command: list[
     args = [c.format(store=store) for c in command]
     out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_info_stats_computes_saves_and_prints_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli import app
+    from engine.compose.generate import generate
+    from engine.config import GenerateConfig
+    from engine.store.stats import read_stats
+
+    out = tmp_path / "j.zarr"
+    generate(GenerateConfig(builtin_backgrounds=2, builtin_foregrounds=2, height=32, width=32, positions=2,
+                            shard_size=8, image_codec="jpeg"), out)
+    assert read_stats(out) is None  # JPEG stores get them from a pass over the decoded images
+    result = CliRunner().invoke(app, ["info", str(out), "--stats"])
+    assert result.exit_code == 0, result.output
+    saved = read_stats(out)
+    assert saved is not None and saved["samples"] == 16
+    assert f"mean {saved['mean'][0]:.1f}" in result.output and "0-255" in result.output

@@ -129,6 +129,8 @@ class DaliLoader:
         num_threads: DALI's CPU threads (default: every core, at most 8).
         prefetch_queue_depth: batches DALI prepares ahead.
         read_threads: threads decoding lossless chunks (default: every core, at most 8).
+        split: the split's depth and masks already loaded at ``output_size``
+            (a :class:`~engine.learn.data.SplitArrays` of this ``index``), to reuse.
 
     Each batch is ``(x, depth, masks)``: ``x (B, 3, H, W)`` normalised, ``depth
     (B, 1, h, w) float32`` metres, ``masks (B, 1, h, w) bool``, on ``device`` —
@@ -146,7 +148,7 @@ class DaliLoader:
                  augment: bool = True, mean: tuple[float, ...] = tuple(IMAGENET_MEAN.tolist()),
                  std: tuple[float, ...] = tuple(IMAGENET_STD.tolist()), dtype: str = "float32",
                  channels_last: bool = True, device: str = "cpu", num_threads: int | None = None,
-                 prefetch_queue_depth: int = 2, read_threads: int | None = None) -> None:
+                 prefetch_queue_depth: int = 2, read_threads: int | None = None, split: Any = None) -> None:
         import torch
 
         from engine.learn.data import load_split
@@ -175,7 +177,9 @@ class DaliLoader:
         self.num_threads = num_threads or min(8, os.cpu_count() or 1)
         self.prefetch_queue_depth = prefetch_queue_depth
         self.reader, self.jpeg, self.store_size = _image_reader(Path(path))
-        split = load_split(path, self.index, self.input_size, self.output_size, threads=read_threads, with_images=False)
+        if split is None or not np.array_equal(split.index, self.index):  # depth/masks at the output size, once
+            split = load_split(path, self.index, self.input_size, self.output_size, threads=read_threads,
+                               with_images=False)
         self._depth = split.depth[..., None]  # (N, h, w, 1) float32: DALI's flip wants a channel axis
         self._masks = split.masks.view(np.uint8)[..., None]  # (N, h, w, 1) 0/1
         self._decode = ThreadPoolExecutor(read_threads or min(8, os.cpu_count() or 1), thread_name_prefix="fgbg-dali-read")

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,9 +60,21 @@ class TrainConfig:
         compile: wrap the model in ``torch.compile``.
         device: ``auto``, ``cpu`` or ``cuda``.
         max_train_samples: keep a seeded subset of this many training samples.
-        stream: read each batch's images from the store instead of loading the
-            split into memory (stores larger than RAM; depth and masks, small at
-            the output size, stay in memory). Same batches, bit for bit.
+        stream: with ``loader='torch'``: read each batch's images from the store
+            instead of loading the split into memory (stores larger than RAM;
+            depth and masks, small at the output size, stay in memory). Same
+            batches, bit for bit. The DALI loader always reads batch by batch.
+        loader: ``dali`` (default: shard-aligned reads into an NVIDIA DALI graph
+            that decodes, resizes, flips, jitters and normalises — on the GPU
+            when training there; :mod:`engine.learn.dali_loader`) or ``torch``
+            (the split resized into memory by torch, batches by
+            :func:`engine.learn.data.make_batch`). Batches of both follow the
+            same seeded epochs and augmentation draws
+            (:mod:`engine.learn.epochs`) except that ``torch`` draws batches
+            across epoch boundaries (:class:`~engine.learn.data.BatchSampler`).
+        cache: ``device``: load the training split once into the device's
+            memory and index batches there (:mod:`engine.learn.device_cache`),
+            the ceiling the loaders are measured against; ``none``: the loader reads.
     """
 
     data: str
@@ -92,6 +104,8 @@ class TrainConfig:
     device: str = "auto"
     max_train_samples: int | None = None
     stream: bool = False
+    loader: str = "dali"
+    cache: str = "none"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -108,6 +122,10 @@ class TrainConfig:
         need(self.lr_scale > 0 and self.adamw_lr > 0, "learning rates must be positive")
         need(self.loss_mask in ("all", "foreground", "background"),
              f"--loss-mask must be all, foreground or background, got {self.loss_mask!r}")
+        need(self.loader in ("dali", "torch"), f"--loader must be dali or torch, got {self.loader!r}")
+        need(self.cache in ("none", "device"), f"--cache must be none or device, got {self.cache!r}")
+        need(not self.stream or (self.loader == "torch" and self.cache == "none"),
+             "--stream is for --loader torch (the DALI loader always reads batch by batch; --cache device loads the split)")
 
     def checkpoint_path(self) -> Path:
         return Path(self.out) / f"{self.stage}.pt"
@@ -243,7 +261,9 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         pick = np.random.default_rng([config.seed, 0x7A1]).choice(len(train_index), config.max_train_samples, replace=False)
         train_index = np.sort(train_index[pick])
     sizes = ((mc.height, mc.width), mc.output_size)
-    train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream)
+    reads_batches = config.loader == "dali" and config.cache == "none"  # images stay in the store
+    train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream,
+                            with_images=not reads_batches)
     val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream)
     eval_rows = np.sort(np.random.default_rng([config.seed, 0xE7A]).permutation(len(val_data))[: config.eval_samples])
     val_subset = type(val_data)(**{f.name: getattr(val_data, f.name)[eval_rows] for f in dataclasses.fields(val_data)})
@@ -269,6 +289,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         _set_rng_state(resumed["rng"])
     forward = torch.compile(model) if config.compile else model
     sampler = BatchSampler(len(train_data), config.batch, config.seed)
+    batches = _batches(config, train_data, mc, device, step)  # None: make_batch from the sampler
     log_path = out / f"{config.stage}_log.csv"
     history = _read_log(log_path, upto=step) if resumed is not None else []
 
@@ -292,10 +313,13 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     t_loop = time.perf_counter()
     seen = 0
     while step < config.steps:
-        rows = sampler(step)
-        x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
-        if step + 1 < config.steps:
-            train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
+        if batches is None:
+            rows = sampler(step)
+            x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
+            if step + 1 < config.steps:
+                train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
+        else:
+            x, depth, masks = next(batches)  # the same shapes, already on the device
         valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
         with autocast(device, dtype):
             log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
@@ -309,7 +333,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         scaler.update()
         step += 1
         steps_run += 1
-        seen += len(rows)
+        seen += len(x)
         rate = seen / max(time.perf_counter() - t_loop, 1e-9)
         row: dict[str, Any] = {"step": step, "loss": loss.item(), "images_per_s": rate}
         if step % config.eval_every == 0 and step < config.steps:
@@ -348,6 +372,33 @@ def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
     if coarse_fingerprint(load_checkpoint(config.init)["model"]) != built_on["coarse_sha256"]:
         raise ConfigError(f"{config.init}: not the coarse network {config.checkpoint_path()} was started from "
                           "(coarse retrained since?); train the fine stage again with --overwrite")
+
+
+def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: int) -> Iterator[tuple] | None:
+    """The training batches from global ``step`` on, ``(x, depth, masks)`` on the
+    device, from the DALI loader or the device-resident split; ``None`` for the
+    torch loader (the loop calls :func:`make_batch` itself)."""
+    if config.cache == "device":
+        from engine.learn.device_cache import DeviceSplit
+
+        split = DeviceSplit.from_arrays(train_data, str(device), config.batch, config.seed)
+        epoch, start = split.plan.locate(step)
+
+        def resident() -> Iterator[tuple]:
+            e, i = epoch, start
+            while True:
+                for j in range(i, split.batches_per_epoch):
+                    yield split.batch(e, j)
+                e, i = e + 1, 0
+
+        return resident()
+    if config.loader == "torch":
+        return None
+    from engine.learn.dali_loader import DaliLoader
+
+    loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size, config.batch,
+                        config.seed, device=str(device), split=train_data)
+    return loader.from_step(step)
 
 
 def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:
