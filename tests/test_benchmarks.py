@@ -90,3 +90,14 @@ def test_bench_gpu_helpers() -> None:
     assert jpeg_sample_count({"nvimgcodec": {"error": "x"}, "pillow": 1_600.0}, 400_000, 2048) == 120_000 // 2048 * 2048
     assert jpeg_sample_count({"pillow": 10.0}, 400_000, 2048) == 20_480
     assert jpeg_sample_count(None, 400_000, 2048) == 400_000
+
+
+@pytest.mark.slow
+def test_bench_loader_runs(tmp_path: Path) -> None:
+    stdout = run("bench_loader.py", "--samples", "128", "--steps", "2", "--batch", "8", "--input-size", "64",
+                 "--results-dir", str(tmp_path))
+    assert "b_dali_lossless" in stdout and "training" in stdout
+    results = json.loads((tmp_path / "loader.json").read_text())["results"]
+    for name in ("a_device_resident", "b_dali_lossless", "c_dali_jpeg", "d_torch_in_memory", "e_online_compositing"):
+        assert results["loader_alone"][name]["samples_per_s"] > 0, name
+    assert results["training"]["a_device_resident"]["vs_device_resident"] == 1.0

@@ -1,0 +1,208 @@
+"""Training input: each loader alone, and feeding the coarse network, in one run.
+
+    python benchmarks/bench_loader.py                         # CPU defaults (2,000 samples, input 112)
+    python benchmarks/bench_loader.py --samples 40000 --input-size 224 --steps 200   # on a GPU machine
+
+Measured side by side, same store, same batches (``engine.learn.epochs``):
+
+- (f) each loader alone, samples/s: the device-resident split, DALI from a
+  lossless store, DALI from a JPEG store, the torch loader (``make_batch`` over
+  the split in memory, and over images streamed from the store), and online
+  compositing (``OnlineSamples.read`` of the same samples, composited on the
+  fly, without the augmentation graph);
+- (a)–(d) training images/s with the coarse network (SGD step, bf16 autocast
+  on a GPU, fp32 on the CPU) fed by each: (a) device-resident (the ceiling),
+  (b) DALI lossless, (c) DALI JPEG, (d) the torch loader; and the ratios to (a);
+- GPU utilisation sampled by NVML every 100 ms during each (on a GPU with
+  ``nvidia-ml-py``).
+
+Online compositing is not wired into training yet, so (e) is measured alone.
+Results: stdout and ``<results-dir>/loader.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import RESULTS, save, scratch
+
+SCRATCH = scratch("loader")  # emptied at the end
+
+
+class GpuUtilisation:
+    """NVML utilisation sampled in a thread while the block runs (median %, or None)."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self._nvml = pynvml
+        except Exception:  # noqa: BLE001 - no NVML: no figure
+            self._nvml = None
+
+    def __enter__(self) -> GpuUtilisation:
+        if self._nvml is not None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.samples.append(self._nvml.nvmlDeviceGetUtilizationRates(self._handle).gpu)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    @property
+    def median(self) -> float | None:
+        return float(statistics.median(self.samples)) if self.samples else None
+
+
+def rate(batches: Iterator[tuple], n_batches: int, step: Callable[[tuple], None] | None, sync: Callable[[], None]) -> dict[str, Any]:
+    """Samples/s over ``n_batches`` (after 2 warm-up batches), with ``step`` run on each when given."""
+    for _ in range(2):
+        b = next(batches)
+        if step:
+            step(b)
+    sync()
+    seen = 0
+    with GpuUtilisation() as util:
+        t0 = time.perf_counter()
+        for _ in range(n_batches):
+            b = next(batches)
+            if step:
+                step(b)
+            seen += len(b[0])
+        sync()
+        t = time.perf_counter() - t0
+    return {"samples_per_s": seen / t, "gpu_util_median_pct": util.median}
+
+
+def endless(fn: Callable[[int, int], tuple], per_epoch: int) -> Iterator[tuple]:
+    epoch = 0
+    while True:
+        for i in range(per_epoch):
+            yield fn(epoch, i)
+        epoch += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--input-size", type=int, default=112)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=20, help="timed batches per measurement")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = ap.parse_args()
+
+    import torch
+
+    from engine.compose.generate import generate
+    from engine.compose.online import OnlineSamples
+    from engine.config import GenerateConfig
+    from engine.learn.dali_loader import DaliLoader
+    from engine.learn.data import load_split, make_batch, split_indices
+    from engine.learn.device_cache import DeviceSplit
+    from engine.learn.epochs import EpochPlan
+    from engine.learn.evaluate import autocast, autocast_dtype, pick_device
+    from engine.learn.metrics import scale_invariant_loss
+    from engine.learn.model import EigenDepth, ModelConfig, param_groups
+
+    device = torch.device(pick_device(args.device))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    base = {"builtin_backgrounds": 20, "builtin_foregrounds": 20, "limit": args.samples, "height": 224, "width": 224}
+    stores = {"zstd": SCRATCH / "zstd.zarr", "jpeg": SCRATCH / "jpeg.zarr"}
+    for codec, path in stores.items():
+        generate(GenerateConfig(**base, image_codec=codec), path)
+    mc = ModelConfig(height=args.input_size, width=args.input_size)
+    sizes = ((mc.height, mc.width), mc.output_size)
+    index, _ = split_indices(stores["zstd"], "all", 0.1, 0)
+    r: dict[str, Any] = {"device": str(device), "samples": args.samples, "input_size": args.input_size,
+                         "batch": args.batch, "steps": args.steps}
+    print(f"device {device}, {args.samples} samples, input {args.input_size}, batch {args.batch}", flush=True)
+
+    in_memory = load_split(stores["zstd"], index, *sizes)
+    streamed = load_split(stores["zstd"], index, *sizes, stream_images=True)
+    plan = EpochPlan(len(index), args.batch, seed=0)
+    per = plan.batches_per_epoch()
+
+    def torch_loader(split) -> Iterator[tuple]:
+        def batch(epoch: int, i: int) -> tuple:
+            rows, _ = plan.rows(epoch, i)
+            return make_batch(split, rows, epoch * 2**20 + i, str(device))
+        return endless(batch, per)
+
+    resident = DeviceSplit.from_arrays(in_memory, str(device), args.batch, 0)
+    dali = {codec: DaliLoader(path, index, *sizes, args.batch, 0, device=str(device)) for codec, path in stores.items()}
+    online = OnlineSamples(GenerateConfig(**base), device="cuda" if device.type == "cuda" else "cpu")
+    online.fill_atlas()
+
+    def online_batches() -> Iterator[tuple]:
+        def batch(epoch: int, i: int) -> tuple:
+            rows, _ = plan.rows(epoch, i)
+            return online.read(index[rows])  # composited on the fly, at the store's size
+        return endless(batch, per)
+
+    sources: dict[str, Callable[[], Iterator[tuple]]] = {
+        "a_device_resident": lambda: endless(resident.batch, resident.batches_per_epoch),
+        "b_dali_lossless": lambda: dali["zstd"].from_step(0),
+        "c_dali_jpeg": lambda: dali["jpeg"].from_step(0),
+        "d_torch_in_memory": lambda: torch_loader(in_memory),
+        "d_torch_streamed": lambda: torch_loader(streamed),
+    }
+
+    # (f) loaders alone
+    alone: dict[str, Any] = {}
+    for name, make in {**sources, "e_online_compositing": online_batches}.items():
+        alone[name] = rate(make(), args.steps, None, sync)
+        print(f"(f) {name:22s} alone: {alone[name]['samples_per_s']:9.0f} samples/s", flush=True)
+    r["loader_alone"] = alone
+
+    # (a)-(d) feeding the coarse network
+    model = EigenDepth(mc).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(param_groups(model, "coarse", 1.0), momentum=0.9)
+    dtype = autocast_dtype("auto", device.type)
+
+    def train_step(b: tuple) -> None:
+        x, depth, masks = b
+        with autocast(device.type, dtype):
+            log_pred = model(x, "coarse")
+        loss = scale_invariant_loss(log_pred.float(), depth, depth > 0, 0.5)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    training: dict[str, Any] = {}
+    for name, make in sources.items():
+        training[name] = rate(make(), args.steps, train_step, sync)
+        print(f"    {name:22s} training: {training[name]['samples_per_s']:9.0f} images/s, GPU util "
+              f"{training[name]['gpu_util_median_pct']}", flush=True)
+    ceiling = training["a_device_resident"]["samples_per_s"]
+    for v in training.values():
+        v["vs_device_resident"] = v["samples_per_s"] / ceiling
+    r["training"] = training
+    r["dali_jpeg_vs_torch"] = training["c_dali_jpeg"]["samples_per_s"] / training["d_torch_in_memory"]["samples_per_s"]
+    for loader in dali.values():
+        loader.close()
+    path = save("loader", r, args.results_dir)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
