@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import splits
 from engine.compose.compositor import Compositor, Prepared
 from engine.compose.compositor_cuda import CudaCompositor, resolve_device
 from engine.compose.depth import make_depth_source
@@ -47,20 +48,15 @@ SPLITS = ("train", "val", "all")
 
 
 def held_out_backgrounds(n_backgrounds: int, fraction: float, seed: int) -> np.ndarray:
-    """``(k,) int64`` sorted backgrounds held out for validation: ``round(fraction * n)``
-    (at least 1, at most ``n - 1``) from a permutation seeded by ``seed``.
-
-    The same rule as ``engine.learn.data.validation_backgrounds`` (compose may
-    not import learn; a test holds the two equal).
+    """``(k,) int64`` backgrounds held out for validation (:func:`engine.splits.held_out_backgrounds`,
+    the rule the store's loaders use too).
 
     Raises:
         ConfigError: fewer than two backgrounds.
     """
     if n_backgrounds < 2:
         raise ConfigError("the plan has one background: a split by background needs at least two")
-    n_val = min(n_backgrounds - 1, max(1, round(fraction * n_backgrounds)))
-    order = np.random.default_rng([seed, 0x5E1]).permutation(n_backgrounds)
-    return np.sort(order[:n_val])
+    return splits.held_out_backgrounds(n_backgrounds, fraction, seed)
 
 
 class OnlineSamples:

@@ -137,13 +137,12 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def validation_backgrounds(n_backgrounds: int, fraction: float, seed: int) -> np.ndarray:
-    """Sorted backgrounds held out for validation: ``round(fraction * n)`` (at least 1,
-    at most ``n - 1``) from a permutation seeded by ``seed``."""
+    """Sorted backgrounds held out for validation (:func:`engine.splits.held_out_backgrounds`)."""
+    from engine.splits import held_out_backgrounds
+
     if n_backgrounds < 2:
         raise StoreError("the store has one background: a split by background needs at least two")
-    n_val = min(n_backgrounds - 1, max(1, round(fraction * n_backgrounds)))
-    order = np.random.default_rng([seed, 0x5E1]).permutation(n_backgrounds)
-    return np.sort(order[:n_val])
+    return held_out_backgrounds(n_backgrounds, fraction, seed)
 
 
 def open_training_store(path: str | Path):
