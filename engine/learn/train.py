@@ -215,6 +215,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
     from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
+    from engine.learn.step_runner import make_sgd
 
     t_start = time.perf_counter()
     to_remove = check_earlier_run(config, resume, overwrite)
@@ -274,7 +275,8 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     # -- optimiser: the paper's SGD with per-layer rates, or AdamW ----------------------------
     groups = param_groups(model, config.stage, config.lr_scale)
     if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay)
+        optimizer, mode = make_sgd(groups, momentum=0.9, weight_decay=config.weight_decay)  # fused where torch has it
+        log.info("SGD: %s", mode)
     else:
         for g in groups:
             g["lr"] = config.adamw_lr
