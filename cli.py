@@ -53,6 +53,11 @@ class Cache(str, Enum):
     device = "device"
 
 
+class Normalize(str, Enum):
+    store = "store"
+    imagenet = "imagenet"
+
+
 class ResumeCheck(str, Enum):
     index = "index"
     full = "full"
@@ -443,6 +448,7 @@ def train(
     device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
     max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
     loader: Annotated[Loader, typer.Option(help="dali: shard-aligned reads into an NVIDIA DALI graph that decodes (JPEG on the GPU), resizes, flips, jitters and normalises on the training device; torch: the split resized into memory, batches assembled by torch.")] = Loader.dali,
+    normalize: Annotated[Normalize, typer.Option(help="Input normalisation: store (the store's own per-channel mean and std, saved by generate or info --stats) or imagenet. Recorded in the checkpoint; evaluate and predict use it.")] = Normalize.store,
     cache: Annotated[Cache, typer.Option(help="device: load the training split once into the device's memory and index batches there (the fastest, when it fits); none: the loader reads.")] = Cache.none,
     stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.")] = False,
@@ -467,7 +473,7 @@ def train(
             split_seed=split_seed, seed=seed, loss_mask=_value(loss_mask), eval_every=eval_every,
             eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=_value(precision),
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
-            loader=loader.value, cache=cache.value,
+            loader=loader.value, cache=cache.value, normalize=normalize.value,
         )
         with _TrainProgress(disabled=quiet) as bar:
             report = run_train(config, resume=resume, progress=bar.update, plot=plot, overwrite=overwrite,

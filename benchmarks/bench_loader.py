@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from common import RESULTS, save, scratch
 
 SCRATCH = scratch("loader")  # emptied at the end

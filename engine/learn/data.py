@@ -340,7 +340,18 @@ class BatchSampler:
         return self._perm[epoch]
 
 
-def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None, device: str = "cpu"):
+def normalization(checkpoint_or_config: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)``, each ``(3,) float32`` in 0..1 units, that a model's inputs
+    are normalised with: the ones recorded in a checkpoint (``normalization``),
+    else ImageNet's (checkpoints made before stores had statistics)."""
+    norm = (checkpoint_or_config or {}).get("normalization")
+    if not norm:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+
+
+def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None, device: str = "cpu",
+               mean: np.ndarray = IMAGENET_MEAN, std: np.ndarray = IMAGENET_STD):
     """Tensors on ``device`` for rows of ``data``: ``x (B, 3, H, W) float32``
     normalised (channels-last in memory), ``depth (B, 1, h, w) float32``,
     ``masks (B, 1, h, w) bool``.
@@ -348,6 +359,9 @@ def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None, de
     Only the ``uint8`` images cross to the device (a quarter of the float
     bytes); flips, jitter and normalisation run there, so a GPU is not kept
     waiting on the host's float arithmetic.
+
+    ``mean``/``std``: ``(3,)`` per channel in 0..1 units (ImageNet's by default;
+    training uses the store's own, :func:`normalization`).
 
     With ``augment_seed``: a random horizontal flip of image, depth and mask
     together, and colour jitter of the image only (brightness and per-channel
@@ -375,7 +389,7 @@ def make_batch(data: SplitArrays, rows: np.ndarray, augment_seed: int | None, de
         depth = torch.where(f[:, None, None], depth.flip(2), depth)
         masks = torch.where(f[:, None, None], masks.flip(2), masks)
         x = (x * torch.from_numpy(gain.astype(np.float32)).to(x.device)).clamp_(0.0, 1.0)
-    mean = torch.from_numpy(IMAGENET_MEAN).to(x.device)
-    std = torch.from_numpy(IMAGENET_STD).to(x.device)
-    x = ((x - mean) / std).permute(0, 3, 1, 2)  # a (B, 3, H, W) view of NHWC memory: channels-last
+    mean_t = torch.from_numpy(np.asarray(mean, np.float32)).to(x.device)
+    std_t = torch.from_numpy(np.asarray(std, np.float32)).to(x.device)
+    x = ((x - mean_t) / std_t).permute(0, 3, 1, 2)  # a (B, 3, H, W) view of NHWC memory: channels-last
     return x, depth[:, None].contiguous(), masks[:, None].contiguous()

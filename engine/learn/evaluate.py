@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError, InputError
-from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD, SplitArrays, load_split, make_batch, split_indices
+from engine.learn.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SplitArrays,
+    load_split,
+    make_batch,
+    normalization,
+    split_indices,
+)
 from engine.learn.metrics import DepthMetrics, valid_depth
 
 log = logging.getLogger(__name__)
@@ -72,8 +80,10 @@ def loss_mask(depth, masks, which: str):
 
 
 def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, constant_log_depth: float | None,
-                    which: str = "all", batch: int = 64) -> dict[str, dict[str, float]]:
-    """Metrics of ``model`` (and of the constant predictor) on ``data``.
+                    which: str = "all", batch: int = 64,
+                    norm: tuple[np.ndarray, np.ndarray] = (IMAGENET_MEAN, IMAGENET_STD)) -> dict[str, dict[str, float]]:
+    """Metrics of ``model`` (and of the constant predictor) on ``data``, its
+    inputs normalised by ``norm`` (``(mean, std)``, 0..1 units, as in training).
 
     Returns:
         ``{"model": metrics, "constant": metrics}`` (``constant`` only when
@@ -87,7 +97,7 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
     rows = np.arange(len(data))
     with torch.no_grad():
         for start in range(0, len(rows), batch):
-            x, depth, masks = make_batch(data, rows[start : start + batch], None, device)
+            x, depth, masks = make_batch(data, rows[start : start + batch], None, device, *norm)
             if start + batch < len(rows):
                 data.prefetch(rows[start + batch : start + 2 * batch])  # streamed images: read while this runs
             with autocast(device, dtype):
@@ -172,7 +182,8 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
     arrays = load_split(data, index, (mc.height, mc.width), mc.output_size, stream_images=stream)
     model = load_model(ckpt, device)
     dtype = autocast_dtype(train_config["precision"], device)
-    metrics = evaluate_arrays(model, arrays, ckpt["stage"], device, dtype, ckpt["constant_log_depth"], batch=batch)
+    metrics = evaluate_arrays(model, arrays, ckpt["stage"], device, dtype, ckpt["constant_log_depth"], batch=batch,
+                              norm=normalization(ckpt))
     other = other_store_warning(train_config["data"], data)
     return {"checkpoint": str(checkpoint_path), "stage": ckpt["stage"], "step": ckpt["step"], "split": split,
             "samples": len(arrays), "input_size": [mc.height, mc.width], "output_size": list(mc.output_size),
@@ -287,11 +298,12 @@ def predict_images(checkpoint_path: str | Path, paths: list[Path], device: str =
     model = load_model(ckpt, device)
     mc = model.config
     dtype = autocast_dtype(ckpt["train_config"]["precision"], device)
+    mean, std = normalization(ckpt)
     out = []
     for path in files:
         image, _ = read_image(path, 64_000_000)
         rgb = fit_background(image, mc.height, mc.width).astype(np.float32) / 255.0
-        x = torch.from_numpy((rgb - IMAGENET_MEAN) / IMAGENET_STD).permute(2, 0, 1)[None].to(device)
+        x = torch.from_numpy((rgb - mean) / std).permute(2, 0, 1)[None].to(device)
         with torch.no_grad(), autocast(device, dtype):
             log_pred = model(x.contiguous(memory_format=torch.channels_last), ckpt["stage"])
         size = (image.height, image.width)

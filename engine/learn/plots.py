@@ -76,7 +76,7 @@ def loss_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     sheet.save(path)
 
 
-def prediction_sheet(model, data, stage: str, device: str, path: Path, n: int = 6) -> None:
+def prediction_sheet(model, data, stage: str, device: str, path: Path, n: int = 6, norm: tuple | None = None) -> None:
     """``n`` held-out samples: image | ground-truth depth | predicted depth, under
     labelled columns; one colour scale, the truth's own range (:func:`depth_range`),
     keyed by a colour bar."""
@@ -85,7 +85,7 @@ def prediction_sheet(model, data, stage: str, device: str, path: Path, n: int = 
     from engine.learn.data import make_batch
 
     rows = np.linspace(0, len(data) - 1, num=min(n, len(data))).round().astype(np.int64)
-    x, depth, _ = make_batch(data, rows, None)
+    x, depth, _ = make_batch(data, rows, None, "cpu", *(norm or ()))
     was_training = model.training
     model.eval()
     with torch.no_grad():

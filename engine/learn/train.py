@@ -75,6 +75,10 @@ class TrainConfig:
         cache: ``device``: load the training split once into the device's
             memory and index batches there (:mod:`engine.learn.device_cache`),
             the ceiling the loaders are measured against; ``none``: the loader reads.
+        normalize: input normalisation: ``store`` (the store's own per-channel
+            mean and std, from its attributes or one pass over it) or
+            ``imagenet``. Recorded in the checkpoint; evaluation and
+            prediction use it; the fine stage takes its coarse network's.
     """
 
     data: str
@@ -106,6 +110,7 @@ class TrainConfig:
     stream: bool = False
     loader: str = "dali"
     cache: str = "none"
+    normalize: str = "store"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -124,6 +129,7 @@ class TrainConfig:
              f"--loss-mask must be all, foreground or background, got {self.loss_mask!r}")
         need(self.loader in ("dali", "torch"), f"--loader must be dali or torch, got {self.loader!r}")
         need(self.cache in ("none", "device"), f"--cache must be none or device, got {self.cache!r}")
+        need(self.normalize in ("store", "imagenet"), f"--normalize must be store or imagenet, got {self.normalize!r}")
         need(not self.stream or (self.loader == "torch" and self.cache == "none"),
              "--stream is for --loader torch (the DALI loader always reads batch by batch; --cache device loads the split)")
 
@@ -211,7 +217,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     import torch
 
     from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint, save_checkpoint
-    from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, split_indices
+    from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, normalization, split_indices
     from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
     from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
@@ -261,6 +267,12 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     if config.max_train_samples is not None and config.max_train_samples < len(train_index):
         pick = np.random.default_rng([config.seed, 0x7A1]).choice(len(train_index), config.max_train_samples, replace=False)
         train_index = np.sort(train_index[pick])
+    if resumed is not None:  # what the network has been trained on so far
+        norm = normalization(resumed)
+    elif config.stage == "fine":  # what the coarse network it builds on expects
+        norm = normalization(start_from)
+    else:
+        norm = input_normalization(config)
     sizes = ((mc.height, mc.width), mc.output_size)
     reads_batches = config.loader == "dali" and config.cache == "none"  # images stay in the store
     train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream,
@@ -291,7 +303,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         _set_rng_state(resumed["rng"])
     forward = torch.compile(model) if config.compile else model
     sampler = BatchSampler(len(train_data), config.batch, config.seed)
-    batches = _batches(config, train_data, mc, device, step)  # None: make_batch from the sampler
+    batches = _batches(config, train_data, mc, device, step, norm)  # None: make_batch from the sampler
     log_path = out / f"{config.stage}_log.csv"
     history = _read_log(log_path, upto=step) if resumed is not None else []
 
@@ -301,6 +313,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
             "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "rng": _rng_state(), "constant_log_depth": constant_log_depth,
             "val_backgrounds": val_bgs.tolist(), "metrics": metrics, **built_on,
+            "normalization": {"mean": [float(v) for v in norm[0]], "std": [float(v) for v in norm[1]]},
         })
         _write_log(log_path, history)
 
@@ -317,7 +330,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     while step < config.steps:
         if batches is None:
             rows = sampler(step)
-            x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device)  # (B, 3, H, W) channels-last
+            x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device, *norm)  # (B, 3, H, W)
             if step + 1 < config.steps:
                 train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
         else:
@@ -339,7 +352,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         rate = seen / max(time.perf_counter() - t_loop, 1e-9)
         row: dict[str, Any] = {"step": step, "loss": loss.item(), "images_per_s": rate}
         if step % config.eval_every == 0 and step < config.steps:
-            metrics = evaluate_arrays(model, val_subset, config.stage, device, dtype, None)["model"]
+            metrics = evaluate_arrays(model, val_subset, config.stage, device, dtype, None, norm=norm)["model"]
             row.update({f"val_{k}": v for k, v in metrics.items()})
             if config.stage == "fine":
                 model.coarse.eval()
@@ -349,7 +362,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         if step % config.checkpoint_every == 0 and step < config.steps:
             checkpoint(None)
 
-    final = evaluate_arrays(model, val_data, config.stage, device, dtype, constant_log_depth)
+    final = evaluate_arrays(model, val_data, config.stage, device, dtype, constant_log_depth, norm=norm)
     if history:
         history[-1].update({f"val_{k}": v for k, v in final["model"].items()})
     checkpoint(final)
@@ -358,7 +371,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         from engine.learn.plots import loss_curves, prediction_sheet
 
         loss_curves(history, out / f"{config.stage}_curves.png", title=f"{config.stage} stage")
-        prediction_sheet(model, val_data, config.stage, device, out / f"{config.stage}_predictions.png")
+        prediction_sheet(model, val_data, config.stage, device, out / f"{config.stage}_predictions.png", norm=norm)
     seconds = time.perf_counter() - t_start
     return TrainReport(ckpt_path, config.stage, steps_run, seconds,
                        seen / max(time.perf_counter() - t_loop, 1e-9), final,
@@ -376,14 +389,16 @@ def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
                           "(coarse retrained since?); train the fine stage again with --overwrite")
 
 
-def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: int) -> Iterator[tuple] | None:
+def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: int,
+             norm: tuple[np.ndarray, np.ndarray]) -> Iterator[tuple] | None:
     """The training batches from global ``step`` on, ``(x, depth, masks)`` on the
     device, from the DALI loader or the device-resident split; ``None`` for the
     torch loader (the loop calls :func:`make_batch` itself)."""
     if config.cache == "device":
         from engine.learn.device_cache import DeviceSplit
 
-        split = DeviceSplit.from_arrays(train_data, str(device), config.batch, config.seed)
+        split = DeviceSplit.from_arrays(train_data, str(device), config.batch, config.seed,
+                                        mean=tuple(norm[0]), std=tuple(norm[1]))
         epoch, start = split.plan.locate(step)
 
         def resident() -> Iterator[tuple]:
@@ -399,8 +414,24 @@ def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: i
     from engine.learn.dali_loader import DaliLoader
 
     loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size, config.batch,
-                        config.seed, device=str(device), split=train_data)
+                        config.seed, device=str(device), split=train_data, mean=tuple(norm[0]), std=tuple(norm[1]))
     return loader.from_step(step)
+
+
+def input_normalization(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, std)``, ``(3,) float32`` in 0..1 units, for a new coarse run:
+    the store's statistics (saved by ``generate`` or ``info --stats``; else one
+    pass over the store, not saved), or ImageNet's with ``normalize='imagenet'``."""
+    from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD
+    from engine.store.stats import channel_stats, read_stats
+
+    if config.normalize == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    stats = read_stats(config.data)
+    if stats is None:
+        log.info("%s has no saved statistics: one pass over it (info --stats saves them)", config.data)
+        stats = channel_stats(config.data)
+    return (np.asarray(stats["mean"], np.float32) / 255.0, np.asarray(stats["std"], np.float32) / 255.0)
 
 
 def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:

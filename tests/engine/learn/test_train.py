@@ -342,3 +342,24 @@ def test_loader_options_are_checked(store: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="trained with different settings \\(loader\\)"):
         train(config(store, tmp_path / "c", steps=2, loader="torch"))
         train(config(store, tmp_path / "c", steps=4), resume=True)
+
+
+def test_inputs_are_normalised_by_the_stores_statistics(store: Path, tmp_path: Path) -> None:
+    """A coarse run records the store's mean/std (0..1) in its checkpoint, the
+    fine stage takes its coarse network's, and evaluation reproduces the
+    training run's final metrics only with that normalisation."""
+    from engine.learn.data import IMAGENET_MEAN
+    from engine.learn.evaluate import evaluate_checkpoint
+    from engine.store.stats import store_stats
+
+    stats = store_stats(store, save=False)
+    train(config(store, tmp_path / "s", steps=2))
+    ckpt = load_checkpoint(tmp_path / "s" / "coarse.pt")
+    np.testing.assert_allclose(ckpt["normalization"]["mean"], np.asarray(stats["mean"]) / 255, rtol=1e-6)
+    np.testing.assert_allclose(ckpt["normalization"]["std"], np.asarray(stats["std"]) / 255, rtol=1e-6)
+    assert evaluate_checkpoint(tmp_path / "s" / "coarse.pt", store, device="cpu")["metrics"] == ckpt["metrics"]
+    train(config(store, tmp_path / "s", stage="fine", steps=2, init=str(tmp_path / "s" / "coarse.pt"),
+                 normalize="imagenet"))
+    assert load_checkpoint(tmp_path / "s" / "fine.pt")["normalization"] == ckpt["normalization"]
+    train(config(store, tmp_path / "i", steps=2, normalize="imagenet"))
+    np.testing.assert_allclose(load_checkpoint(tmp_path / "i" / "coarse.pt")["normalization"]["mean"], IMAGENET_MEAN)
