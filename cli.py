@@ -58,6 +58,11 @@ class Normalize(str, Enum):
     imagenet = "imagenet"
 
 
+class Source(str, Enum):
+    store = "store"
+    online = "online"
+
+
 class ResumeCheck(str, Enum):
     index = "index"
     full = "full"
@@ -449,6 +454,7 @@ def train(
     max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
     loader: Annotated[Loader, typer.Option(help="dali: shard-aligned reads into an NVIDIA DALI graph that decodes (JPEG on the GPU), resizes, flips, jitters and normalises on the training device; torch: the split resized into memory, batches assembled by torch.")] = Loader.dali,
     normalize: Annotated[Normalize, typer.Option(help="Input normalisation: store (the store's own per-channel mean and std, saved by generate or info --stats) or imagenet. Recorded in the checkpoint; evaluate and predict use it.")] = Normalize.store,
+    source: Annotated[Source, typer.Option(help="Training images: store (read from --data) or online (composited when each batch is drawn, from --data's own settings and inputs: the samples the store holds, without reading them; validation still reads the store).")] = Source.store,
     cache: Annotated[Cache, typer.Option(help="device: load the training split once into the device's memory and index batches there (the fastest, when it fits); none: the loader reads.")] = Cache.none,
     stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
     allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.")] = False,
@@ -473,11 +479,12 @@ def train(
             split_seed=split_seed, seed=seed, loss_mask=_value(loss_mask), eval_every=eval_every,
             eval_samples=eval_samples, checkpoint_every=checkpoint_every, precision=_value(precision),
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
-            loader=loader.value, cache=cache.value, normalize=normalize.value,
+            loader=loader.value, cache=cache.value, normalize=normalize.value, source=source.value,
         )
         with _TrainProgress(disabled=quiet) as bar:
+            samples = _online_samples(data, _value(device)) if source == Source.online else None
             report = run_train(config, resume=resume, progress=bar.update, plot=plot, overwrite=overwrite,
-                               allow_incomplete=allow_incomplete)
+                               allow_incomplete=allow_incomplete, samples=samples)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
@@ -487,6 +494,17 @@ def train(
     typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "
                f"({report.images_per_second:.0f} images/s) -> {report.checkpoint}")
     typer.echo(_metric_table(report.metrics))
+
+
+def _online_samples(data: Path, device: str):
+    """The compositor behind ``train --source online``: the store's own settings and inputs."""
+    from engine.compose.online import OnlineSamples
+    from engine.config import GenerateConfig
+    from engine.store.zarr_store import read_attrs
+
+    samples = OnlineSamples(GenerateConfig.from_dict(read_attrs(data)["config"]), device=device)
+    samples.fill_atlas()  # every foreground size resized once, up front
+    return samples
 
 
 @app.command()

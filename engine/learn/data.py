@@ -255,7 +255,7 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     masks = np.empty((n, h, w), bool)
     jpeg = "images" not in group
     H0, W0 = group["depth"].shape[1:]
-    rows, cols = _nearest_exact(H0, h), _nearest_exact(W0, w)  # depth/mask pixels kept: torch's choice
+    rows, cols = nearest_exact(H0, h), nearest_exact(W0, w)  # depth/mask pixels kept: torch's choice
     runs = _runs(index, block)
     firsts = np.searchsorted(index, [start for start, _ in runs])  # row of each run's first sample
 
@@ -295,7 +295,7 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     return SplitArrays(index=index, images=images, depth=depth, masks=masks, bg_index=bg)
 
 
-def _nearest_exact(size: int, out: int) -> np.ndarray:
+def nearest_exact(size: int, out: int) -> np.ndarray:
     """``(out,) int64`` source indices that torch's ``nearest-exact`` picks when
     resizing ``size`` samples to ``out`` (asked of torch itself, so they agree)."""
     import torch

@@ -190,18 +190,38 @@ class DeviceSplit:
 
         rows, pos = self.rows(epoch, i)
         idx = torch.from_numpy(rows).to(self.device)
-        x = self.images.index_select(0, idx).float() / 255.0  # (B, H, W, 3)
+        images = self.images.index_select(0, idx)
         depth = self.depth.index_select(0, idx)
         masks = self.masks.index_select(0, idx)
-        if self.augment:
-            flip, gain = augmentation(self.plan.seed, epoch, pos)
-            f = torch.from_numpy(flip).to(self.device)
-            x = torch.where(f[:, None, None, None], x.flip(2), x)
-            depth = torch.where(f[:, None, None], depth.flip(2), depth)
-            masks = torch.where(f[:, None, None], masks.flip(2), masks)
-            x = (x * torch.from_numpy(gain).to(self.device)[:, None, None, :]).clamp_(0.0, 1.0)
-        x = ((x - self.mean) / self.std).permute(0, 3, 1, 2)  # a (B, 3, H, W) view of NHWC memory: channels-last
-        return x, depth[:, None].contiguous(), masks[:, None].contiguous()
+        draws = augmentation(self.plan.seed, epoch, pos) if self.augment else None
+        return finish_batch(images, depth, masks, draws, self.mean, self.std)
+
+
+def finish_batch(images: torch.Tensor, depth: torch.Tensor, masks: torch.Tensor,
+                 draws: tuple[np.ndarray, np.ndarray] | None, mean: torch.Tensor, std: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch's augmentation and normalisation, where its tensors are.
+
+    Args:
+        images: ``(B, H, W, 3) uint8``; depth: ``(B, h, w) float32``; masks: ``(B, h, w) bool``.
+        draws: ``(flip (B,) bool, gain (B, 3) float32)`` from :func:`augmentation`, or ``None``.
+        mean, std: ``(3,) float32`` tensors on the batch's device, 0..1 units.
+
+    Returns:
+        ``x (B, 3, H, W) float32`` (channels-last memory), ``depth (B, 1, h, w)``, ``masks (B, 1, h, w)``.
+    """
+    import torch
+
+    x = images.float() / 255.0  # (B, H, W, 3)
+    if draws is not None:
+        flip, gain = draws
+        f = torch.from_numpy(flip).to(x.device)
+        x = torch.where(f[:, None, None, None], x.flip(2), x)
+        depth = torch.where(f[:, None, None], depth.flip(2), depth)
+        masks = torch.where(f[:, None, None], masks.flip(2), masks)
+        x = (x * torch.from_numpy(gain).to(x.device)[:, None, None, :]).clamp_(0.0, 1.0)
+    x = ((x - mean) / std).permute(0, 3, 1, 2)  # a (B, 3, H, W) view of NHWC memory: channels-last
+    return x, depth[:, None].contiguous(), masks[:, None].contiguous()
 
 
 def make_plan(n: int, batch: int, seed: int, shard_id: int = 0, num_shards: int = 1,

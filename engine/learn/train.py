@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.learn.online_feed import SampleSource
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ class TrainConfig:
             mean and std, from its attributes or one pass over it) or
             ``imagenet``. Recorded in the checkpoint; evaluation and
             prediction use it; the fine stage takes its coarse network's.
+        source: where training images come from: ``store`` (read by the
+            loader) or ``online`` (composited when each batch is drawn, by a
+            sample source given to :func:`train`, from the store's own
+            settings: :mod:`engine.learn.online_feed`); validation and the
+            held-out split always come from the store.
     """
 
     data: str
@@ -111,6 +119,7 @@ class TrainConfig:
     loader: str = "dali"
     cache: str = "none"
     normalize: str = "store"
+    source: str = "store"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -130,6 +139,9 @@ class TrainConfig:
         need(self.loader in ("dali", "torch"), f"--loader must be dali or torch, got {self.loader!r}")
         need(self.cache in ("none", "device"), f"--cache must be none or device, got {self.cache!r}")
         need(self.normalize in ("store", "imagenet"), f"--normalize must be store or imagenet, got {self.normalize!r}")
+        need(self.source in ("store", "online"), f"--source must be store or online, got {self.source!r}")
+        need(self.source == "store" or (self.cache == "none" and not self.stream),
+             "--source online composites each batch: it goes without --cache device and --stream")
         need(not self.stream or (self.loader == "torch" and self.cache == "none"),
              "--stream is for --loader torch (the DALI loader always reads batch by batch; --cache device loads the split)")
 
@@ -206,13 +218,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | None = None,
-          plot: bool = False, overwrite: bool = False, allow_incomplete: bool = False) -> TrainReport:
+          plot: bool = False, overwrite: bool = False, allow_incomplete: bool = False,
+          samples: SampleSource | None = None) -> TrainReport:
     """Train one stage; returns the final validation metrics (model and constant predictor).
 
     An earlier run of the stage in ``config.out`` is continued with ``resume``,
     replaced with ``overwrite`` (which also deletes a coarse stage's fine files),
     and otherwise refused (:func:`check_earlier_run`). An incomplete store (not
-    every shard generated) is refused unless ``allow_incomplete``.
+    every shard generated) is refused unless ``allow_incomplete``. With
+    ``config.source == 'online'``, ``samples`` composites the training batches.
     """
     import torch
 
@@ -274,7 +288,10 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     else:
         norm = input_normalization(config)
     sizes = ((mc.height, mc.width), mc.output_size)
-    reads_batches = config.loader == "dali" and config.cache == "none"  # images stay in the store
+    # images stay in the store (the DALI loader reads them), or are composited when drawn
+    reads_batches = (config.loader == "dali" and config.cache == "none") or config.source == "online"
+    if config.source == "online" and samples is None:
+        raise ConfigError("--source online needs a sample source (cli.py train builds it from the store's settings)")
     train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream,
                             with_images=not reads_batches)
     val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream)
@@ -303,7 +320,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         _set_rng_state(resumed["rng"])
     forward = torch.compile(model) if config.compile else model
     sampler = BatchSampler(len(train_data), config.batch, config.seed)
-    batches = _batches(config, train_data, mc, device, step, norm)  # None: make_batch from the sampler
+    batches = _batches(config, train_data, mc, device, step, norm, samples)  # None: make_batch from the sampler
     log_path = out / f"{config.stage}_log.csv"
     history = _read_log(log_path, upto=step) if resumed is not None else []
 
@@ -390,10 +407,16 @@ def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
 
 
 def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: int,
-             norm: tuple[np.ndarray, np.ndarray]) -> Iterator[tuple] | None:
+             norm: tuple[np.ndarray, np.ndarray], samples: SampleSource | None = None) -> Iterator[tuple] | None:
     """The training batches from global ``step`` on, ``(x, depth, masks)`` on the
-    device, from the DALI loader or the device-resident split; ``None`` for the
-    torch loader (the loop calls :func:`make_batch` itself)."""
+    device, from the DALI loader, the device-resident split or online
+    compositing; ``None`` for the torch loader (the loop calls :func:`make_batch` itself)."""
+    if config.source == "online":
+        from engine.learn.online_feed import OnlineBatches
+
+        online = OnlineBatches(samples, train_data.index, (mc.height, mc.width), mc.output_size,  # type: ignore[arg-type]
+                               config.batch, config.seed, str(device), mean=tuple(norm[0]), std=tuple(norm[1]))
+        return online.from_step(step)
     if config.cache == "device":
         from engine.learn.device_cache import DeviceSplit
 
