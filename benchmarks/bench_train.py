@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--optimizer", default="sgd")
     ap.add_argument("--eval-every", type=int, default=500, help="validation (on the whole held-out split) every N steps")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "scratch" / "run40k")
+    ap.add_argument("--loader", default="dali", choices=["dali", "torch"], help="training input (see train --loader)")
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -40,7 +41,7 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(GenerateConfig(limit=args.samples), args.store, RunOptions(overwrite=True, device="auto"))
         print(f"store: {args.samples} samples in {time.perf_counter() - t0:.0f} s")
-    common = dict(data=str(args.store), out=str(args.out), height=args.input_size, width=args.input_size,
+    common = dict(data=str(args.store), out=str(args.out), height=args.input_size, width=args.input_size, loader=args.loader,
                   optimizer=args.optimizer, eval_every=args.eval_every, checkpoint_every=args.eval_every)
     results: dict[str, object] = {"samples": args.samples, "input_size": args.input_size}
     t_all = time.perf_counter()

@@ -434,6 +434,11 @@ def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: i
         return resident()
     if config.loader == "torch":
         return None
+    try:
+        import nvidia.dali  # noqa: F401 - the loader's library: a missing one is the user's choice to fix
+    except ImportError:
+        raise ConfigError("--loader dali needs NVIDIA DALI (pip install nvidia-dali-cuda130); "
+                          "or train with --loader torch") from None
     from engine.learn.dali_loader import DaliLoader
 
     loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size, config.batch,

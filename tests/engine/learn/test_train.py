@@ -363,3 +363,11 @@ def test_inputs_are_normalised_by_the_stores_statistics(store: Path, tmp_path: P
     assert load_checkpoint(tmp_path / "s" / "fine.pt")["normalization"] == ckpt["normalization"]
     train(config(store, tmp_path / "i", steps=2, normalize="imagenet"))
     np.testing.assert_allclose(load_checkpoint(tmp_path / "i" / "coarse.pt")["normalization"]["mean"], IMAGENET_MEAN)
+
+
+def test_dali_missing_is_one_line(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # import fails as on a machine without DALI
+    with pytest.raises(ConfigError, match="--loader dali needs NVIDIA DALI"):
+        train(config(store, tmp_path / "x", steps=1))
