@@ -130,7 +130,7 @@ def generate(
     writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
     if not out.exists() or run.overwrite or run.resume:  # else the store refuses to replace it, below
-        space = plan_space(out, config, plan.n_samples, run.force)  # raises when the disk is too small
+        space = plan_space(out, config, plan.n_samples, run.force, run.resume)  # raises when the disk is too small
         if notice:
             notice(space)
 
@@ -222,11 +222,17 @@ def generate(
                     finish_oldest()
             while pending:
                 finish_oldest()
+        except BaseException:
+            if writer.replaced is not None:  # --overwrite: nothing of the old store is lost
+                log.warning("the store being replaced is kept at %s until %s is complete "
+                            "(--resume completes it; then delete the old one)", writer.replaced, out)
+            raise
         finally:
             for _, _, future in pending:
                 future.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
+    writer.finish_replacing()  # every shard written: the store it replaces can go
     if counted is not None and len(writer.done) == writer.layout.n_shards:
         finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
     return GenerateReport(

@@ -130,6 +130,8 @@ class ZarrWriter:
         self.layout = layout
         self.config = config
         self.done = set(done)
+        #: the store this one replaces (``--overwrite``), moved aside until this one is complete
+        self.replaced: Path | None = None
         zarr = _zarr()
         self.arrays = {name: zarr.open_array(root / name, mode="r+") for name in data_array_names(config)}
         # Shards of fixed-size arrays are encoded here, chunks compressed on every
@@ -169,8 +171,10 @@ class ZarrWriter:
             assets: inputs (saved under ``assets/`` with their names and hashes).
             bg_depth: ``(NB, H, W) float32`` background depth used.
             depth_info: the depth source's description.
-            overwrite: replace an existing fgbg store at ``path`` (moved aside,
-                then deleted once the new store exists).
+            overwrite: replace an existing fgbg store at ``path``: it is moved
+                aside (``writer.replaced``) and deleted by :meth:`finish_replacing`
+                once every shard of the new store is written, so a run that
+                fails or is interrupted loses nothing.
         """
         root = Path(path)
         old = prepare_output(root, overwrite)
@@ -179,8 +183,13 @@ class ZarrWriter:
         except BaseException:
             _restore_old_store(root, old)
             raise
-        discard_old_store(old)
+        writer.replaced = old
         return writer
+
+    def finish_replacing(self) -> None:
+        """The new store is complete: delete the store it replaces, if any."""
+        discard_old_store(self.replaced)
+        self.replaced = None
 
     @classmethod
     def _create(
@@ -588,18 +597,19 @@ def check_free_space(root: Path, needed: int, force: bool = False) -> None:
                          "free space or use --force to try anyway")
 
 
-def plan_space(root: Path, config: GenerateConfig, n_samples: int, force: bool = False) -> str:
+def plan_space(root: Path, config: GenerateConfig, n_samples: int, force: bool = False, resume: bool = False) -> str:
     """Estimate the store's size, refuse (unless ``force``) when the disk cannot
     hold what is left to write, and return a line saying both.
 
-    An fgbg store already at ``root`` counts as free space: ``--overwrite``
-    deletes it, ``--resume`` keeps what it wrote.
+    An fgbg store already at ``root`` counts as free space only with
+    ``resume`` (it keeps what it wrote); one that ``--overwrite`` replaces stays
+    until the new store is complete, so the disk must hold both.
 
     Raises:
         StoreError: the disk is too small (without ``force``).
     """
     estimate = estimate_store_bytes(config, n_samples)
-    needed = max(0, estimate - store_bytes(root))
+    needed = max(0, estimate - (store_bytes(root) if resume else 0))
     check_free_space(root, needed, force)
     free, folder = free_bytes(root)
     return f"store size: about {_gb(estimate)} (an estimate from measured codec ratios); {_gb(free)} free on {folder}"

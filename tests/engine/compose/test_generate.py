@@ -181,6 +181,32 @@ def test_overwrite_of_an_undeletable_store_warns_and_replaces_it(
     assert any(str(leftover[0]) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
+def test_overwrite_keeps_the_old_store_until_the_new_one_is_complete(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replacement that fails half way loses nothing: the old store is still
+    whole beside the new, resumable one; once the new one completes, the old goes."""
+    out = tmp_path / "o.zarr"
+    generate(small(limit=5), out)
+    before = tree(out)
+    real = ZarrWriter.write_shard
+
+    def disk_full_on_shard_1(self, index, batch):
+        if index == 1:
+            raise OSError(28, "No space left on device")
+        return real(self, index, batch)
+
+    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full_on_shard_1)
+    with pytest.raises(OSError):
+        generate(small(), out, RunOptions(overwrite=True))
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("o.zarr.old-")]
+    assert len(aside) == 1 and tree(aside[0]) == before
+    assert any(str(aside[0]) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    monkeypatch.setattr(ZarrWriter, "write_shard", real)
+    generate(small(), out, RunOptions(overwrite=True))
+    assert tree(out) == tree(store)
+
+
 def test_overwrite_that_cannot_move_the_old_store_leaves_it_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "o.zarr"
     generate(small(limit=5), out)
