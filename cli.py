@@ -98,6 +98,12 @@ class Occlusion(str, Enum):
     background = "background"
 
 
+class Placement(str, Enum):
+    auto = "auto"
+    perspective = "perspective"
+    uniform = "uniform"
+
+
 class TeacherOutput(str, Enum):
     depth = "depth"
     inverse_depth = "inverse-depth"
@@ -184,6 +190,9 @@ def generate(
     flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also emit each placement with the foreground mirrored.")] = True,
     scale_min: Annotated[float, typer.Option(help="Smallest foreground height as a fraction of image height.")] = 0.25,
     scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
+    placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.")] = Placement.auto,
+    object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).")] = 1.5,
+    height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).")] = 0.1,
     limit: Annotated[int | None, typer.Option(help="Keep only the first N samples of the plan.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the plan (and of the built-in assets).")] = 0,
     builtin_backgrounds: Annotated[int, typer.Option(help="Built-in street scenes to generate (no --bg).")] = 100,
@@ -242,7 +251,8 @@ def generate(
             fg_mask_dir=None if fg_masks is None else str(fg_masks),
             builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
             height=size, width=width or size, positions=positions, flip=flip,
-            scale_min=scale_min, scale_max=scale_max, limit=limit, seed=seed,
+            scale_min=scale_min, scale_max=scale_max, placement=_value(placement), object_height=object_height,
+            height_jitter=height_jitter, limit=limit, seed=seed,
             mask_threshold=mask_threshold, save_alpha=save_alpha, depth_source=_value(depth_source),
             depth_maps_dir=None if depth_maps is None else str(depth_maps), depth_png_scale=depth_png_scale,
             fg_depth=_value(fg_depth), fg_depth_value=fg_depth_value, occlusion=_value(occlusion),

@@ -31,13 +31,13 @@ def main() -> None:
     from engine.compose.compositor import Compositor
     from engine.compose.depth import make_depth_source
     from engine.compose.generate import load_assets
-    from engine.compose.plan import SamplePlan
+    from engine.compose.plan import plan_for
     from engine.config import GenerateConfig
 
     config = GenerateConfig(builtin_backgrounds=args.backgrounds, builtin_foregrounds=args.foregrounds, limit=args.samples)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     compositor = Compositor(assets, depth, config)
     t0 = time.perf_counter()
     for start in range(0, plan.n_samples, config.shard_size):

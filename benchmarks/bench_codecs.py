@@ -20,7 +20,7 @@ from common import save
 from engine.compose.compositor import Compositor
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import load_assets
-from engine.compose.plan import SamplePlan
+from engine.compose.plan import plan_for
 from engine.config import GenerateConfig
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     config = GenerateConfig(builtin_backgrounds=20, builtin_foregrounds=20)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     batch = Compositor(assets, depth, config).composite(plan.placements(0, args.samples))
     chunk = config.samples_per_chunk
     results: dict[str, dict[str, dict[str, float]]] = {}

@@ -29,7 +29,7 @@ from engine.compose.compositor import Compositor
 from engine.compose.compositor_cuda import resolve_device
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import bottleneck, generate, load_assets
-from engine.compose.plan import SamplePlan
+from engine.compose.plan import plan_for
 from engine.config import GenerateConfig, RunOptions
 from engine.store.zarr_store import ZarrWriter
 from naive import naive_generate, naive_generate_pool
@@ -54,7 +54,7 @@ def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:
 
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     n = min(config.shard_size, plan.n_samples)
     stages: dict[str, float] = {}
     t = timed(lambda: plan.placements(0, n), repeats=5)
@@ -110,7 +110,7 @@ def main() -> None:
     config = GenerateConfig(**base)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     p = plan.placements(0, min(args.naive_samples, plan.n_samples))
     naive_times = []
     for _ in range(args.repeats):

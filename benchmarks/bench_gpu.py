@@ -249,12 +249,12 @@ def naive_rates(config, samples: int, cores: int) -> dict[str, float]:
     """The naive per-image loop (benchmarks/naive.py), alone and on a pool of every core."""
     from engine.compose.depth import make_depth_source
     from engine.compose.generate import load_assets
-    from engine.compose.plan import SamplePlan
+    from engine.compose.plan import plan_for
     from naive import naive_generate, naive_generate_pool
 
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     p = plan.placements(0, min(samples, plan.n_samples))
     t0 = time.perf_counter()
     naive_generate(assets.bg_images, assets.fg_images, p, SCRATCH / "naive.zip")
@@ -283,7 +283,7 @@ def main() -> None:
     from engine.compose.compositor_cuda import CudaCompositor, cuda_status, device_name
     from engine.compose.depth import make_depth_source
     from engine.compose.generate import load_assets
-    from engine.compose.plan import SamplePlan
+    from engine.compose.plan import plan_for
     from engine.config import GenerateConfig
     from engine.store.zarr_store import ZarrWriter
     from kernels.composite_cuda import composite_batch_cuda
@@ -316,7 +316,7 @@ def main() -> None:
                             shard_size=max(sizes))
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     comp = CudaCompositor(assets, depth, config, capacity=max(sizes), slots=1)
     per_sample_out = size * size * (3 + 1 + 2)
     slot = comp.free.get()

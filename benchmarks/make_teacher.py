@@ -25,7 +25,7 @@ from common import ROOT
 from engine.compose.compositor import Compositor
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import load_assets
-from engine.compose.plan import SamplePlan
+from engine.compose.plan import plan_for
 from engine.config import GenerateConfig
 
 SIZE = 112
@@ -67,7 +67,7 @@ def main() -> None:
     config = GenerateConfig(builtin_backgrounds=40, builtin_foregrounds=40, seed=123)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     compositor = Compositor(assets, depth, config)
     model = TinyDepth()
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)

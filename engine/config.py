@@ -18,6 +18,7 @@ IMAGE_CODECS = ("zstd", "none", "jpeg")
 DEPTH_SOURCES = ("ground-plane", "bg-maps", "teacher-bg", "teacher-composite")
 FG_DEPTH_RULES = ("auto", "contact", "min-footprint", "constant")
 OCCLUSION = ("none", "background")
+PLACEMENTS = ("auto", "perspective", "uniform")
 TEACHER_OUTPUTS = ("depth", "inverse-depth")
 ON_BAD_INPUT = ("error", "skip")
 JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec")
@@ -43,6 +44,15 @@ class GenerateConfig:
         flip: also emit every placement with the foreground mirrored.
         scale_min: smallest foreground height, as a fraction of ``height``.
         scale_max: largest foreground height, as a fraction of ``height``.
+        placement: how a foreground's size and position are drawn:
+            ``perspective`` (its pixel height follows from ``object_height``
+            and the ground's depth where it stands, ``focal · H_m / Z``, with
+            a ``height_jitter``; standing rows are those that give a height in
+            the scale range), ``uniform`` (scale and position drawn
+            independently, the original dataset's rule) or ``auto``
+            (perspective where the backgrounds have a ground model, else uniform).
+        object_height: real height of the foregrounds, metres (perspective).
+        height_jitter: relative spread of that height, ``h · (1 ± jitter)`` (perspective).
         limit: keep only the first ``limit`` samples of the plan.
         seed: seed of the plan and of the built-in assets.
         mask_threshold: mask is 255 where alpha > this (0..254); 127 means α > 0.5.
@@ -100,6 +110,9 @@ class GenerateConfig:
     flip: bool = True
     scale_min: float = 0.25
     scale_max: float = 0.6
+    placement: str = "auto"
+    object_height: float = 1.5
+    height_jitter: float = 0.1
     limit: int | None = None
     seed: int = 0
     mask_threshold: int = 127
@@ -163,6 +176,7 @@ class GenerateConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         data = dict(data)
+        data.setdefault("placement", "uniform")  # stores written before perspective placement
         for key in ("teacher_size", "teacher_mean", "teacher_std"):  # JSON turns tuples into lists
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
@@ -193,6 +207,9 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(c.positions >= 1, f"--positions must be at least 1, got {c.positions}")
     need(0 < c.scale_min <= c.scale_max <= 1,
          f"need 0 < --scale-min <= --scale-max <= 1, got {c.scale_min} and {c.scale_max}")
+    need(c.placement in PLACEMENTS, f"--placement must be one of {', '.join(PLACEMENTS)}, got {c.placement!r}")
+    need(0 < c.object_height <= 1000, f"--object-height must be in (0, 1000] metres, got {c.object_height}")
+    need(0 <= c.height_jitter < 1, f"--height-jitter must be in [0, 1), got {c.height_jitter}")
     need(c.limit is None or c.limit >= 1, f"--limit must be at least 1, got {c.limit}")
     need(0 <= c.seed < 2**63, f"--seed must be in [0, 2**63), got {c.seed}")
     need(0 <= c.mask_threshold <= 254, f"--mask-threshold must be in [0, 254], got {c.mask_threshold}")

@@ -30,7 +30,7 @@ from engine.compose.hardware import (
     resolve_compressor,
     resolve_jpeg_encoder,
 )
-from engine.compose.plan import SamplePlan
+from engine.compose.plan import plan_for
 from engine.config import GenerateConfig, RunOptions
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
 from engine.store.stats import ChannelHistogram, finish_stats
@@ -128,7 +128,7 @@ def generate(
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
-    plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
     if not out.exists() or run.overwrite or run.resume:  # else the store refuses to replace it, below
         space = plan_space(out, config, plan.n_samples, run.force, run.resume)  # raises when the disk is too small
         if notice:

@@ -39,7 +39,7 @@ from engine.compose.compositor import Compositor, Prepared
 from engine.compose.compositor_cuda import CudaCompositor, resolve_device
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import load_assets
-from engine.compose.plan import SamplePlan
+from engine.compose.plan import plan_for
 from engine.config import GenerateConfig
 from engine.errors import ConfigError
 
@@ -87,7 +87,7 @@ class OnlineSamples:
         self.config = config
         assets = load_assets(config)
         depth = make_depth_source(config, assets, self.device)
-        self.plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+        self.plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
         self.n_backgrounds = len(assets.bg_images)
         self.skipped = [f"{b.path}: {b.reason}" for b in assets.skipped]
         self.height, self.width = config.height, config.width

@@ -9,17 +9,30 @@ fastest, then background, then flip, then position::
 so any prefix (``--limit``) mixes all foregrounds and many backgrounds. Scale
 and position are drawn from a counter-based hash of ``(seed, placement)``,
 where a placement is ``(pos, bg, fg)``: the plain and flipped samples of a
-placement share scale and position. No state is carried from one sample to
+placement share scale and position.
+
+Two rules draw them. ``uniform`` (the original dataset's): a height in the
+scale range, then a column and a standing row independently. ``perspective``
+(where the background has a ground plane): a standing row, and the height the
+object has there, ``h = focal · H_m / Z(row)`` with ``Z`` the ground's depth at
+that row and ``H_m`` the object's height in metres times ``1 ± jitter``. As
+``Z = focal · camera_height / (row + ½ − horizon)``, ``h = H_m · (row + ½ −
+horizon) / camera_height``: the rows are drawn among those that give a height
+inside the scale range and keep the object inside the image, so the scale
+range still bounds the sizes, and a full-size car never stands at the horizon. No state is carried from one sample to
 the next, so any index range can be planned alone (resume, sharding across
 processes and GPUs).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from engine.assets.camera import GroundPlane
 from engine.config import GenerateConfig
 from engine.errors import ConfigError
 
@@ -79,6 +92,12 @@ class SamplePlan:
         n_backgrounds: number of backgrounds.
         first_ground_rows: ``(NB,) int64`` first row that sees ground per
             background, or ``None`` (no ground: only keep foregrounds inside).
+        grounds: the backgrounds' cameras over flat ground, one per
+            background, or ``None``; ``config.placement`` ``perspective``
+            needs them, ``auto`` uses them when given.
+
+    Raises:
+        ConfigError: ``--placement perspective`` without ground planes.
     """
 
     def __init__(
@@ -87,6 +106,7 @@ class SamplePlan:
         fg_sizes: np.ndarray,
         n_backgrounds: int,
         first_ground_rows: np.ndarray | None,
+        grounds: Sequence[GroundPlane] | None = None,
     ) -> None:
         self.seed = config.seed
         self.height, self.width = config.height, config.width
@@ -101,6 +121,17 @@ class SamplePlan:
         self.first_ground_rows = np.asarray(first_ground_rows, dtype=np.int64)
         if len(self.first_ground_rows) != n_backgrounds:
             raise ValueError("first_ground_rows needs one entry per background")
+        if config.placement == "perspective" and grounds is None:
+            raise ConfigError("--placement perspective needs backgrounds with a ground plane: the built-in scenes, "
+                              "or --horizon (with --camera-height, --focal) for your own; or use --placement uniform")
+        self.perspective = grounds is not None and config.placement != "uniform"
+        self.placement = "perspective" if self.perspective else "uniform"
+        if self.perspective:
+            if len(grounds) != n_backgrounds:
+                raise ValueError("grounds needs one entry per background")
+            self.horizon = np.array([g.horizon for g in grounds], dtype=np.float64)
+            self.camera_height = np.array([g.camera_height for g in grounds], dtype=np.float64)
+            self.object_height, self.height_jitter = config.object_height, config.height_jitter
         grid = self.n_bg * self.n_fg * self.n_flip * self.positions
         self.n_grid = grid
         self.n_samples = grid if config.limit is None else min(grid, config.limit)
@@ -135,6 +166,8 @@ class SamplePlan:
         pos = t // self.n_flip
         key = (pos * self.n_bg + bg) * self.n_fg + fg  # shared by plain and flipped
 
+        if self.perspective:
+            return self._perspective(key, bg, fg, flip)
         H, W = self.height, self.width
         fg_h = self.fg_sizes[fg, 0].astype(np.float64)
         fg_w = self.fg_sizes[fg, 1].astype(np.float64)
@@ -154,6 +187,40 @@ class SamplePlan:
             bg=bg, fg=fg, flip=flip, x=x, y=y, h=h, w=w, scale=(h / H).astype(np.float32),
         )
 
+    def _perspective(self, key: np.ndarray, bg: np.ndarray, fg: np.ndarray, flip: np.ndarray) -> Placements:
+        """Placements by the perspective rule (module docstring), vectorised."""
+        H, W = self.height, self.width
+        fg_h = self.fg_sizes[fg, 0].astype(np.float64)
+        fg_w = self.fg_sizes[fg, 1].astype(np.float64)
+        horizon, cam = self.horizon[bg], self.camera_height[bg]
+        # pixels of height per row below the horizon: h = k * (row + 0.5 - horizon)
+        k = self.object_height * (1 + self.height_jitter * (2 * uniform(self.seed, key, 1) - 1)) / cam
+        h_lo = np.maximum(1.0, self.scale_min * H)
+        h_hi = np.minimum(self.scale_max * H, np.floor(W * fg_h / fg_w))  # the width must fit too
+        # rows whose height lies in [h_lo, h_hi], that see the ground, and keep the top inside (h <= row + 1)
+        lo = np.maximum(np.ceil(horizon - 0.5 + h_lo / k), self.first_ground_rows[bg])
+        hi = np.minimum(np.floor(horizon - 0.5 + h_hi / k), H - 1)
+        hi = np.where(k > 1, np.minimum(hi, np.floor((1 + k * (horizon - 0.5)) / np.maximum(k - 1, 1e-12))), hi)
+        # no such row (a scale range the camera cannot give): the nearest end, height clamped below
+        lo = np.clip(lo, 0, H - 1)
+        hi = np.clip(np.maximum(hi, lo), 0, H - 1)
+        span = hi - lo + 1
+        bottom = (lo + np.minimum(np.floor(uniform(self.seed, key, 3) * span), span - 1)).astype(np.int64)
+        h = np.floor(k * (bottom + 0.5 - horizon) + 0.5)
+        h = np.clip(h, 1, np.minimum(np.minimum(bottom + 1, H), np.maximum(1, np.floor(W * fg_h / fg_w))))
+        h = h.astype(np.int64)
+        w = np.clip(np.floor(h * fg_w / fg_h + 0.5), 1, W).astype(np.int64)
+        x = np.minimum(np.floor(uniform(self.seed, key, 2) * (W - w + 1)), W - w).astype(np.int64)
+        y = bottom - h + 1
+        return Placements(bg=bg, fg=fg, flip=flip, x=x, y=y, h=h, w=w, scale=(h / H).astype(np.float32))
+
     def shard_ranges(self, shard_size: int) -> list[tuple[int, int]]:
         """``[start, stop)`` of every shard of ``shard_size`` samples."""
         return [(s, min(s + shard_size, self.n_samples)) for s in range(0, self.n_samples, shard_size)]
+
+
+def plan_for(config: GenerateConfig, fg_sizes: np.ndarray, n_backgrounds: int, depth: Any) -> SamplePlan:
+    """The plan of ``config`` over these assets and a depth source (anything with
+    ``first_ground_rows()`` and a ``grounds`` attribute, e.g. :mod:`engine.compose.depth`'s):
+    what ``generate``, online compositing and the benchmarks all plan with."""
+    return SamplePlan(config, fg_sizes, n_backgrounds, depth.first_ground_rows(), getattr(depth, "grounds", None))

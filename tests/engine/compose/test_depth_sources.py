@@ -236,12 +236,12 @@ def test_teacher_composite_waits_for_the_copy_back(tmp_path: Path) -> None:
     from engine.compose.compositor import Batch, Compositor
     from engine.compose.depth import make_depth_source
     from engine.compose.generate import load_assets
-    from engine.compose.plan import SamplePlan
+    from engine.compose.plan import plan_for
 
     cfg = teacher_config(script(Brightness(), tmp_path / "b.pt"), "teacher-composite")
     assets = load_assets(cfg)
     depth = make_depth_source(cfg, assets)
-    plan = SamplePlan(cfg, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
+    plan = plan_for(cfg, assets.fg_sizes, len(assets.bg_images), depth)
     comp = Compositor(assets, depth, cfg)
     p = plan.placements(0, 4)
     done = comp.composite(p)

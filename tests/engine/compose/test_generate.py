@@ -17,7 +17,7 @@ from PIL import Image
 
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import generate, load_assets
-from engine.compose.plan import SamplePlan
+from engine.compose.plan import plan_for
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import StoreError
 from engine.store.zarr_store import ZarrWriter, inspect_store
@@ -83,7 +83,7 @@ def test_metadata_is_the_plan(store: Path) -> None:
     config = small()
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    p = SamplePlan(config, assets.fg_sizes, 3, depth.first_ground_rows()).placements(0, 48)
+    p = plan_for(config, assets.fg_sizes, 3, depth).placements(0, 48)
     np.testing.assert_array_equal(g["meta/bg_index"][:], p.bg)
     np.testing.assert_array_equal(g["meta/x"][:], p.x)
     np.testing.assert_array_equal(g["meta/flip"][:], p.flip)

@@ -138,3 +138,96 @@ def test_out_of_range_request_is_an_error() -> None:
 def test_bad_options_are_config_errors(bad: dict) -> None:
     with pytest.raises(ConfigError):
         GenerateConfig(**bad)
+
+
+# -- perspective placement ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def street_plan():
+    """Built-in street scenes (each its own camera) with the default perspective rule."""
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import load_assets
+    from engine.compose.plan import plan_for
+
+    config = GenerateConfig(builtin_backgrounds=12, builtin_foregrounds=6, positions=8, height=96, width=128)
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    return config, plan_for(config, assets.fg_sizes, len(assets.bg_images), depth), depth.grounds
+
+
+def test_auto_placement_is_perspective_on_the_built_in_scenes(street_plan) -> None:
+    _, plan, _ = street_plan
+    assert plan.placement == "perspective"
+
+
+def test_pixel_height_times_depth_is_the_object_height(street_plan) -> None:
+    """h_px * Z / focal = H_m * (1 +/- jitter), up to half a pixel of rounding, for
+    every placement the camera allows; the rest (clamped) are rare and still inside."""
+    config, plan, grounds = street_plan
+    p = plan.placements(0, plan.n_samples)
+    focal = np.array([g.focal for g in grounds])[p.bg]
+    z = np.array([grounds[b].ground_depth(np.array([r]))[0] for b, r in zip(p.bg, p.contact_row)])
+    assert np.isfinite(z).all(), "every foreground stands on the ground"
+    metres = p.h * z / focal
+    slack = 0.5 * z / focal  # half a pixel of rounding, in metres
+    lo = config.object_height * (1 - config.height_jitter) - slack
+    hi = config.object_height * (1 + config.height_jitter) + slack
+    ok = (metres >= lo) & (metres <= hi)
+    assert ok.mean() > 0.95, f"{(~ok).sum()} of {len(ok)} placements off the perspective rule"
+    assert (p.x >= 0).all() and (p.y >= 0).all() and (p.x + p.w <= config.width).all()
+    assert (p.contact_row <= config.height - 1).all()
+    in_range = (p.h >= np.floor(config.scale_min * config.height)) & (p.h <= np.ceil(config.scale_max * config.height))
+    assert in_range.mean() > 0.95
+    # the sizes really follow the ground: height against rows below the horizon per metre of camera height
+    below = (p.contact_row + 0.5 - np.array([g.horizon for g in grounds])[p.bg]) / np.array(
+        [g.camera_height for g in grounds])[p.bg]
+    assert np.corrcoef(p.h, below)[0, 1] > 0.95
+    assert p.h.max() > 2 * p.h.min()
+
+
+def test_no_full_size_object_at_the_horizon(street_plan) -> None:
+    """The uniform rule put full-size cars where the ground is 80 m away; perspective does not."""
+    config, plan, grounds = street_plan
+    p = plan.placements(0, plan.n_samples)
+    z = np.array([grounds[b].ground_depth(np.array([r]))[0] for b, r in zip(p.bg, p.contact_row)])
+    big = p.h >= config.scale_max * config.height * 0.9
+    assert big.any() and z[big].max() < 15
+
+
+def test_perspective_is_addressable_and_shares_placements_across_flips(street_plan) -> None:
+    _, plan, _ = street_plan
+    whole = fields(plan.placements(0, plan.n_samples))
+    picks = np.array([5, 0, 5, plan.n_samples - 1, 77])
+    np.testing.assert_array_equal(fields(plan.placements_at(picks)), whole[picks])
+    n = plan.n_bg * plan.n_fg
+    plain, flipped = whole[:n], whole[n : 2 * n]  # position 0, flip 0 then flip 1
+    np.testing.assert_array_equal(np.delete(plain, 2, axis=1), np.delete(flipped, 2, axis=1))
+
+
+def test_uniform_placement_is_unchanged_by_grounds() -> None:
+    from engine.assets.camera import GroundPlane
+
+    grounds = [GroundPlane(50.0, 160.0, 1.6)] * 5
+    base = make_plan(placement="uniform")
+    with_grounds = SamplePlan(base_config := GenerateConfig(height=128, width=160, positions=3, placement="uniform"),
+                              base.fg_sizes, 5, np.full(5, 60), grounds)
+    assert with_grounds.placement == "uniform" and base_config.placement == "uniform"
+    np.testing.assert_array_equal(fields(with_grounds.placements(0, base.n_samples)),
+                                  fields(base.placements(0, base.n_samples)))
+
+
+def test_perspective_needs_a_ground_model() -> None:
+    with pytest.raises(ConfigError, match="--placement perspective"):
+        make_plan(placement="perspective")
+    assert make_plan(placement="auto").placement == "uniform"  # no ground model: the uniform rule
+
+
+def test_stores_without_a_placement_key_were_uniform() -> None:
+    d = GenerateConfig().to_dict()
+    d.pop("placement")
+    assert GenerateConfig.from_dict(d).placement == "uniform"
+    with pytest.raises(ConfigError, match="--placement"):
+        GenerateConfig(placement="random")
+    with pytest.raises(ConfigError, match="--object-height"):
+        GenerateConfig(object_height=0)
