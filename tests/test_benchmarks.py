@@ -64,6 +64,7 @@ def test_bench_atlas_runs(tmp_path: Path) -> None:
     assert "distinct resizes" in stdout
     results = json.loads((tmp_path / "atlas.json").read_text())["results"]
     assert results["samples"] == 300 and 1 <= results["distinct_resizes"] <= 300
+    assert set(results["warm_ms_per_shard"]) == {"placements", "atlas_lookup", "plane_depth"}
 
 
 @pytest.mark.slow
