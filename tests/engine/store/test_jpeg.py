@@ -48,13 +48,18 @@ def decode(data: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize("encoder", ["pillow", pytest.param("nvjpeg", marks=pytest.mark.gpu),
-                                     pytest.param("nvimgcodec", marks=pytest.mark.gpu)])
+                                     pytest.param("nvimgcodec", marks=pytest.mark.gpu),
+                                     pytest.param("nvimgcodec-streams", marks=pytest.mark.gpu)])
 def test_quality_95_is_within_40_db(lossless: Path, encoder: str) -> None:
     images = zarr.open_group(lossless, mode="r")["images"][:]
     if encoder == "pillow":
         encoded = encode_jpeg_pillow(images, 95)
     elif encoder == "nvjpeg":
         encoded = encode_jpeg_torchvision(torch.from_numpy(images).cuda(), 95)
+    elif encoder == "nvimgcodec-streams":  # the real encoders and streams, a batch split 3 ways
+        streams = NvimgcodecStreams(streams=3)
+        encoded = streams.encode(torch.from_numpy(images).cuda(), 95)
+        streams.close()
     else:
         from engine.store.jpeg import encode_jpeg_nvimgcodec
 
