@@ -41,6 +41,7 @@ class JpegEncoder(str, Enum):
     libjpeg = "libjpeg"
     nvjpeg = "nvjpeg"
     nvimgcodec = "nvimgcodec"
+    nvimgcodec_streams = "nvimgcodec-streams"
 
 
 class Loader(str, Enum):
@@ -219,7 +220,7 @@ def generate(
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
     compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
-    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU nvimgcodec, else nvjpeg, else libjpeg), libjpeg (every CPU core), nvjpeg (torchvision) or nvimgcodec (on the GPU: only JPEG bytes cross PCIe). All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
+    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU nvjpeg, else nvimgcodec, else libjpeg), libjpeg (every CPU core), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
     compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: auto (the GPU with nvCOMP when compositing there and nvCOMP works, else the CPU), cpu, or nvcomp. Same decoded arrays either way; info says which wrote a store.")] = Compressor.auto,
     shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
     chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,

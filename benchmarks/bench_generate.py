@@ -30,7 +30,7 @@ from engine.compose.compositor_cuda import resolve_device
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import bottleneck, generate, load_assets
 from engine.compose.plan import plan_for
-from engine.config import GenerateConfig, RunOptions
+from engine.config import ON_DEVICE_JPEG, GenerateConfig, RunOptions
 from engine.store.zarr_store import ZarrWriter
 from naive import naive_generate, naive_generate_pool
 
@@ -137,7 +137,7 @@ def main() -> None:
 
     for device, codec in [(d, c) for d in devices for c in args.codecs.split(",")]:
         options = codec_options(codec)
-        if options["jpeg_encoder"] in ("nvjpeg", "nvimgcodec") and device != "cuda":
+        if options["jpeg_encoder"] in ON_DEVICE_JPEG and device != "cuda":
             continue
         config = GenerateConfig(**base, **options)
         out = SCRATCH / f"bench-{codec}.zarr"

@@ -12,10 +12,15 @@ runs it after the GPU tests):
 - the composite kernel alone per ``--batch-sizes`` (warm atlas), as a
   fraction of the copy bandwidth;
 - one shard's stages, each as a fraction of its ceiling where it has one: host
-  tables (cold atlas), the raw copy back, JPEG (Pillow on every core,
-  torchvision's nvJPEG, nvImageCodec), nvCOMP Zstandard (rate, ratio next to
-  CPU zstd-3, frames read by the CPU's zstd, content size in the frame
-  header), CPU compression + write;
+  tables (cold atlas), the raw copy back, JPEG (Pillow on every core, and
+  every GPU variant: torchvision's nvJPEG, one nvImageCodec encoder, and
+  nvImageCodec on 2/4/8 encoders and CUDA streams per writer, each as one
+  call on the shard and as ``generate``'s writer threads at once, with
+  whether ``--jpeg-encoder auto`` picks the fastest), nvCOMP Zstandard (rate,
+  ratio next to CPU zstd-3, frames read by the CPU's zstd, content size in
+  the frame header), a sweep of nvCOMP piece sizes (64 KiB, 256 KiB, the
+  store's 1.2 MB chunk; one call per array vs one per shard; GB/s and ratio
+  next to CPU zstd-3 on the same pieces), CPU compression + write;
 - the naive per-image loop, alone and on a pool of every core;
 - ``generate`` with its defaults (what ``cli.py generate`` does) end to end,
   lossless and JPEG, on the GPU (``--samples``, default the full 400k), and
@@ -39,7 +44,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from common import RESULTS, ROOT, save, scratch
+from engine.store.jpeg import JPEG_STREAMS
 
 SCRATCH = scratch("gpu")  # emptied at the end
 
@@ -147,6 +155,43 @@ def nvcomp_stage(d_arrays: dict[str, Any], chunk_samples: int, n: int, copy_bw: 
             "cpu_zstd_decodes_nvcomp_frames": bool(decodes), "frames_carry_content_size": bool(sized)}
 
 
+def compression_sweep(flat: dict[str, Any], piece_sizes: list[int], compressor: Any, cores: int,
+                      repeats: int = 3) -> dict[str, Any]:
+    """The same shard compressed in pieces of each of ``piece_sizes`` bytes:
+    one ``compressor`` call per array vs one per shard (every array's pieces in
+    one batch), GB/s of raw input and ratio, next to CPU zstd-3 on the same
+    pieces (ratio, and GB/s on ``cores`` threads). Tells whether nvCOMP wins
+    with more, smaller frames per call (the store format is not changed here).
+
+    Args:
+        flat: per array, a 1-D ``uint8`` device array (a shard's samples).
+        piece_sizes: bytes per piece (multiples of 4, nvCOMP's alignment).
+        compressor: with ``compress`` and ``compress_parts`` (engine.store.device_codec).
+    """
+    import numcodecs
+
+    zstd = numcodecs.Zstd(level=3)
+    rows: dict[str, Any] = {"compressor": compressor.name}
+    for size in piece_sizes:
+        parts = [(f, size, f.size // size) for f in flat.values() if f.size >= size]
+        raw = sum(size * k for _, _, k in parts)
+        t_array = seconds(lambda parts=parts: [compressor.compress(*p) for p in parts], repeats=repeats)
+        t_shard = seconds(lambda parts=parts: compressor.compress_parts(parts), repeats=repeats)
+        packed = sum(len(b) for frames in compressor.compress_parts(parts) for b in frames)
+        pieces = [h[i * size : (i + 1) * size] for h, (_, _, k) in
+                  ((f[: size * k].copy_to_host(), (f, size, k)) for f, size, k in parts) for i in range(k)]
+        with ThreadPoolExecutor(cores) as pool:
+            t0 = time.perf_counter()
+            cpu_packed = sum(len(e) for e in pool.map(zstd.encode, pieces))
+            t_cpu = time.perf_counter() - t0
+        rows[str(size)] = {
+            "pieces": len(pieces), "per_array_call_GBps": raw / t_array / 1e9, "per_shard_call_GBps": raw / t_shard / 1e9,
+            "ratio": raw / packed, "cpu_zstd3_ratio": raw / cpu_packed, f"cpu_zstd3_{cores}_threads_GBps": raw / t_cpu / 1e9,
+        }
+        print(f"  {compressor.name} pieces of {size} B: {rows[str(size)]}", flush=True)
+    return rows
+
+
 def frame_content_size(frame: bytes) -> int | None:
     """Frame_Content_Size from a zstd frame header (RFC 8878 §3.1.1.1), or ``None`` when absent."""
     descriptor = frame[4]
@@ -159,43 +204,100 @@ def frame_content_size(frame: bytes) -> int | None:
     return value + 256 if width == 2 else value
 
 
-def jpeg_rates(images_device: Any, images_host: np.ndarray, cores: int) -> dict[str, Any]:
-    """Images/s of each JPEG encoder on the same batch (quality 95, 4:4:4)."""
-    from engine.store.jpeg import (
-        encode_jpeg_nvimgcodec,
-        encode_jpeg_pillow,
-        encode_jpeg_torchvision,
-        nvimgcodec_problem,
-    )
+def writer_rate(make_encoder: Callable[[], Callable[[Any, int], Any]], images: Any, writers: int,
+                repeats: int = 2) -> float:
+    """Images/s of ``writers`` threads each encoding ``images`` at once, each
+    with its own encoder from ``make_encoder()`` built in its thread (as
+    ``generate``'s writer threads do)."""
+    local = threading.local()
+
+    def one(_: int) -> int:
+        if getattr(local, "encode", None) is None:
+            local.encode = make_encoder()
+        return len(local.encode(images, 95))
+
+    with ThreadPoolExecutor(writers) as pool:
+        t = seconds(lambda: list(pool.map(one, range(writers))), repeats=repeats)
+    return writers * len(images) / t
+
+
+#: bench_gpu's JPEG variant names → the --jpeg-encoder they are (None: not an option)
+JPEG_VARIANT_ENCODER = {"torchvision_nvjpeg": "nvjpeg", "nvimgcodec": "nvimgcodec",
+                        f"nvimgcodec_streams_{JPEG_STREAMS}": "nvimgcodec-streams"}
+
+
+def jpeg_variants(streams: tuple[int, ...] = (2, JPEG_STREAMS, 8)) -> dict[str, Callable[[], Callable[[Any, int], Any]]]:
+    """Each GPU JPEG encoder variant: a factory of one writer's ``encode(images, quality)``."""
+    from nvidia import nvimgcodec  # only called where nvImageCodec runs
+
+    from engine.store.jpeg import NvimgcodecStreams, encode_jpeg_nvimgcodec, encode_jpeg_torchvision
+
+    def one_encoder() -> Callable[[Any, int], Any]:
+        encoder = nvimgcodec.Encoder()
+        return lambda images, q: encode_jpeg_nvimgcodec(images, q, encoder)
+
+    variants: dict[str, Callable[[], Callable[[Any, int], Any]]] = {
+        "torchvision_nvjpeg": lambda: encode_jpeg_torchvision, "nvimgcodec": one_encoder}
+    for k in streams:
+        shared = NvimgcodecStreams(streams=k)  # its encoders are per calling thread
+        variants[f"nvimgcodec_streams_{k}"] = lambda shared=shared: shared.encode
+    return variants
+
+
+def jpeg_verdict(at_writers: dict[str, Any], preference: tuple[str, ...]) -> dict[str, Any]:
+    """Does ``--jpeg-encoder auto`` (the first of ``preference`` that ran) pick the
+    fastest variant measured at ``generate``'s writer count?"""
+    ran = {JPEG_VARIANT_ENCODER[k]: v for k, v in at_writers.items()
+           if isinstance(v, float) and k in JPEG_VARIANT_ENCODER}
+    if not ran:
+        return {"confirmed": None, "why": "no GPU encoder ran"}
+    picks = next((e for e in preference if e in ran), None)
+    fastest = max(ran, key=ran.__getitem__)
+    return {"auto_picks": picks, "fastest": fastest, "confirmed": picks == fastest,
+            "measured_order": sorted(ran, key=ran.__getitem__, reverse=True)}
+
+
+def jpeg_rates(images_device: Any, images_host: np.ndarray, cores: int, writers: int) -> dict[str, Any]:
+    """Images/s of each JPEG encoder (quality 95, 4:4:4): one call on the whole
+    shard, and ``writers`` writer threads at once (1,024 images each, as many as
+    ``generate`` runs), and whether ``auto`` picks the fastest."""
+    from engine.compose.hardware import JPEG_PREFERENCE
+    from engine.store.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision, nvimgcodec_problem
 
     n = len(images_host)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"single_call": {}, f"{writers}_writers": {}, "writers": writers}
     with ThreadPoolExecutor(cores) as pool:
         parts = np.array_split(np.arange(n), cores)
-        out["pillow_all_cores"] = n / seconds(lambda: list(pool.map(lambda ix: encode_jpeg_pillow(images_host[ix], 95), parts)), repeats=3)
+        out["pillow_all_cores"] = n / seconds(lambda: list(pool.map(lambda ix: encode_jpeg_pillow(images_host[ix], 95), parts)), repeats=1)
     import torch
 
     images = torch.as_tensor(images_device, device="cuda")
-    try:
-        out["torchvision_nvjpeg"] = n / seconds(lambda: encode_jpeg_torchvision(images, 95), repeats=3)
-    except Exception as e:  # noqa: BLE001
-        out["torchvision_nvjpeg"] = {"error": f"{type(e).__name__}: {e}"}
     problem = nvimgcodec_problem()
+    variants = jpeg_variants() if problem is None else {"torchvision_nvjpeg": lambda: encode_jpeg_torchvision}
     if problem:
         out["nvimgcodec"] = {"skipped": problem}
-    else:
-        from nvidia import nvimgcodec
+    def single_call(make: Callable[[], Callable[[Any, int], Any]]) -> float:
+        encode = make()  # built once, outside the timing (as a writer keeps its encoder)
+        return n / seconds(lambda: encode(images, 95), repeats=2)
 
-        encoder = nvimgcodec.Encoder()
-        out["nvimgcodec"] = n / seconds(lambda: encode_jpeg_nvimgcodec(images, 95, encoder), repeats=3)
+    for name, make in variants.items():
+        for key, fn in (("single_call", lambda make=make: single_call(make)),
+                        (f"{writers}_writers", lambda make=make: writer_rate(make, images[:1024], writers))):
+            try:
+                out[key][name] = fn()
+            except Exception as e:  # noqa: BLE001 - one variant failing leaves the others measured
+                out[key][name] = {"error": f"{type(e).__name__}: {e}"}
+        print(f"  jpeg {name}: {out['single_call'][name]} one call, {out[f'{writers}_writers'][name]} "
+              f"with {writers} writers", flush=True)
+    out["auto"] = jpeg_verdict(out[f"{writers}_writers"], JPEG_PREFERENCE)
     return out
 
 
 def import_seconds() -> float:
-    """Start-up of a fresh ``generate`` process: interpreter and imports (median of 3)."""
+    """Start-up of a fresh ``generate`` process: interpreter and imports (median of 2)."""
     code = "import cli, numba.cuda, torch, engine.compose.generate, engine.compose.compositor_cuda"
     times = []
-    for _ in range(3):
+    for _ in range(2):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
@@ -234,12 +336,14 @@ def end_to_end(config, device: str, floors: dict[str, float], startup_s: float, 
     }
 
 
-def jpeg_sample_count(rates: Any, samples: int, shard: int, seconds_allowed: float = 75.0) -> int:
+def jpeg_sample_count(rates: Any, samples: int, shard: int, seconds_allowed: float = 60.0) -> int:
     """Samples for the JPEG end-to-end run: all of them when the fastest encoder
     measured would write them in ``seconds_allowed``, else what it writes in
     that time (whole shards, at least 10), so the run fits its time; the full
     run's time is then projected (and labelled so)."""
-    best = max((v for v in (rates or {}).values() if isinstance(v, float)), default=0.0)
+    rates = rates or {}
+    flat = {**rates, **rates.get(f"{rates.get('writers')}_writers", {})} if isinstance(rates.get("writers"), int) else rates
+    best = max((v for v in flat.values() if isinstance(v, float)), default=0.0)
     if best <= 0 or best * seconds_allowed >= samples:
         return samples
     return min(samples, max(10 * shard, int(best * seconds_allowed) // shard * shard))
@@ -266,11 +370,27 @@ def naive_rates(config, samples: int, cores: int) -> dict[str, float]:
     return {"single": single, "pool": pool, "processes": cores}
 
 
+def nvcomp_sweep(shard: dict[str, Any], config: Any, cores: int, smoke: bool) -> dict[str, Any]:
+    """:func:`compression_sweep` of one shard with nvCOMP (with ``--smoke`` and
+    no nvCOMP: the host stand-in, to check the code path) at 64 KiB, 256 KiB
+    and the store's image chunk (about 1.2 MB)."""
+    from engine.store.device_codec import HostZstdStandIn, NvcompZstd, nvcomp_problem
+
+    problem = nvcomp_problem()
+    if problem and not smoke:
+        return {"skipped": problem}
+    compressor = HostZstdStandIn(level=3) if problem else NvcompZstd()
+    flat = {name: d.reshape(-1).view(np.uint8) for name, d in shard.items()}
+    image_chunk = config.samples_per_chunk * config.height * config.width * 3
+    sizes = [64 << 10, 256 << 10, image_chunk] if not smoke else [256, 1024]
+    return compression_sweep(flat, sizes, compressor, cores)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=400_000, help="GPU end-to-end samples (default: the full 400k)")
-    ap.add_argument("--cpu-samples", type=int, default=100_000, help="CPU end-to-end samples")
-    ap.add_argument("--naive-samples", type=int, default=4000, help="naive loop samples (x cores for the pool)")
+    ap.add_argument("--cpu-samples", type=int, default=50_000, help="CPU end-to-end samples")
+    ap.add_argument("--naive-samples", type=int, default=2000, help="naive loop samples (x cores for the pool)")
     ap.add_argument("--batch-sizes", default="256,1024,2048,4096")
     ap.add_argument("--budget-s", type=float, default=330.0, help="start no stage after this many seconds")
     ap.add_argument("--e2e-only", action="store_true",
@@ -283,8 +403,9 @@ def main() -> None:
     from engine.compose.compositor_cuda import CudaCompositor, cuda_status, device_name
     from engine.compose.depth import make_depth_source
     from engine.compose.generate import load_assets
+    from engine.compose.hardware import Hardware, choose_writer_threads
     from engine.compose.plan import plan_for
-    from engine.config import GenerateConfig
+    from engine.config import GenerateConfig, RunOptions
     from engine.store.zarr_store import ZarrWriter
     from kernels.composite_cuda import composite_batch_cuda
 
@@ -300,6 +421,8 @@ def main() -> None:
     else:
         size, assets_n, sizes, big = 224, 100, [int(b) for b in args.batch_sizes.split(",")], 1 << 30
     cores = os.cpu_count() or 1
+    # the writer threads `generate` runs on this machine with JPEG (CPU-compressed labels)
+    gpu_writers = choose_writer_threads(RunOptions(), "cuda", "cpu", Hardware(cores=cores))
     SCRATCH.mkdir(parents=True, exist_ok=True)
     run = Run(args.budget_s)
     r = run.results
@@ -369,8 +492,9 @@ def main() -> None:
     if not args.e2e_only:
         run.stage("host_tables", host_tables)
         run.stage("d2h_raw_shard", d2h_raw)
-        run.stage("jpeg_encode", lambda: jpeg_rates(shard["images"], h_images, cores))
+        run.stage("jpeg_encode", lambda: jpeg_rates(shard["images"], h_images, cores, gpu_writers))
         run.stage("nvcomp_zstd", lambda: nvcomp_stage(shard, config.samples_per_chunk, n, floors["device_copy_GBps"] * 1e9))
+        run.stage("nvcomp_sweep", lambda: nvcomp_sweep(shard, config, cores, args.smoke))
     comp.free.put(slot)
     if not args.e2e_only:
         run.stage("cpu_compress_write_shard", cpu_compress_write)

@@ -85,7 +85,7 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callab
 def codec_options(spec: str) -> dict[str, str]:
     """A benchmark codec name → ``GenerateConfig`` fields: ``zstd``, ``none``,
     ``jpeg`` (the default encoder: on the GPU where one runs, else libjpeg),
-    ``jpeg-libjpeg``, ``jpeg-nvjpeg`` or ``jpeg-nvimgcodec``."""
+    ``jpeg-libjpeg``, ``jpeg-nvjpeg``, ``jpeg-nvimgcodec`` or ``jpeg-nvimgcodec-streams``."""
     codec, _, encoder = spec.partition("-")
     return {"image_codec": codec, "jpeg_encoder": encoder or "auto"}
 

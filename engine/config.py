@@ -21,9 +21,9 @@ OCCLUSION = ("none", "background")
 PLACEMENTS = ("auto", "perspective", "uniform")
 TEACHER_OUTPUTS = ("depth", "inverse-depth")
 ON_BAD_INPUT = ("error", "skip")
-JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec")
+JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams")
 #: JPEG encoders that run on the GPU (images never come back raw)
-ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec")
+ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
 COMPRESSORS = ("auto", "cpu", "nvcomp")
 
 
@@ -86,9 +86,11 @@ class GenerateConfig:
         image_codec: ``zstd`` (default, lossless), ``none`` (raw) or ``jpeg``.
         jpeg_quality: JPEG quality 1..100 when ``image_codec`` is ``jpeg``.
         jpeg_encoder: ``libjpeg`` (Pillow on every CPU core), ``nvjpeg``
-            (torchvision's nvJPEG on the GPU) or ``nvimgcodec`` (nvImageCodec's
-            encoder on the GPU, several CUDA streams): on the GPU only the
-            encoded bytes come back over PCIe. ``auto`` (the default) is
+            (torchvision's nvJPEG on the GPU), ``nvimgcodec`` (nvImageCodec's
+            encoder on the GPU, one per writer) or ``nvimgcodec-streams``
+            (several nvImageCodec encoders on several CUDA streams per writer,
+            a shard split over them): on the GPU only the encoded bytes come
+            back over PCIe. ``auto`` (the default) is
             resolved before writing (:func:`engine.compose.hardware.resolve_jpeg_encoder`).
             Encoders write different, equally valid, JPEG bytes, hence part
             of the store's identity.

@@ -73,7 +73,8 @@ def composite_pixel(
 _pixel_cpu = numba.njit(cache=True, inline="always")(composite_pixel)
 
 
-@numba.njit(parallel=True, cache=True)
+# nogil: a prepare thread or writer threads run Python beside this kernel
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _composite_cpu(
     bg_images, bg_depth, atlas, table, threshold,
     out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,

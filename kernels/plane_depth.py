@@ -26,7 +26,8 @@ CONTACT = 0
 MIN_FOOTPRINT = 1
 
 
-@numba.njit(parallel=True, cache=True)
+# nogil: a prepare thread or writer threads run Python beside this kernel
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _plane_depth(bg_depth, atlas, table, threshold, mode, out):  # pragma: no cover - compiled by Numba
     for b in numba.prange(len(table)):
         bg, off = table[b, P.BG], table[b, P.OFFSET]

@@ -178,6 +178,10 @@ class CudaCompositor(Compositor):
         # (unless a teacher must see them on the host first).
         self.jpeg_encoder = config.jpeg_encoder
         self._local = threading.local()  # per writer thread: its nvImageCodec encoder
+        #: --jpeg-encoder nvimgcodec-streams: several encoders and streams per writer
+        self.jpeg_streams: Any = None
+        if config.image_codec == "jpeg" and config.jpeg_encoder == "nvimgcodec-streams":
+            self.jpeg_streams = make_jpeg_streams()
         self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder in ON_DEVICE_JPEG
         names = ["images", "masks", "depth"] + (["alpha"] if self.save_alpha else [])
         lossless = [n for n in names if n != "images" or config.image_codec == "zstd"]
@@ -212,6 +216,11 @@ class CudaCompositor(Compositor):
             computed=cuda.event(),
             copied=cuda.event(),
         )
+
+    def close(self) -> None:
+        """Stop the ``nvimgcodec-streams`` encoding threads, if any."""
+        if self.jpeg_streams is not None:
+            self.jpeg_streams.close()
 
     def _sync_atlas(self) -> Any:
         """Bring the device atlas up to the host one and return it: append new
@@ -301,6 +310,8 @@ class CudaCompositor(Compositor):
         local = self._local
 
         def encode(quality: int) -> np.ndarray:
+            if self.jpeg_streams is not None:  # takes the device array as it is, split over its streams
+                return self.jpeg_streams.encode(d_images, quality)
             import torch
 
             from engine.store.jpeg import encode_jpeg_nvimgcodec, encode_jpeg_torchvision
@@ -315,3 +326,10 @@ class CudaCompositor(Compositor):
             return encode_jpeg_torchvision(images, quality)
 
         return encode
+
+
+def make_jpeg_streams() -> Any:
+    """The ``nvimgcodec-streams`` encoder (a seam: tests swap in host stand-ins)."""
+    from engine.store.jpeg import NvimgcodecStreams
+
+    return NvimgcodecStreams()

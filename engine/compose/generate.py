@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,7 +205,7 @@ def generate(
     # is prepared in a thread while shard k composites, off the main thread's
     # path; on the CPU the kernel already takes every core.
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgbg-prepare") if device == "cuda" else None
-    with writer, ThreadPoolExecutor(max_workers=writer_threads, thread_name_prefix="fgbg-writer") as pool:
+    with closing(compositor), writer, ThreadPoolExecutor(max_workers=writer_threads, thread_name_prefix="fgbg-writer") as pool:
         try:
             upcoming = ahead.submit(prepare, 0) if ahead and todo else None
             for i, index in enumerate(todo):

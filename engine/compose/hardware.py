@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from engine.config import GenerateConfig, RunOptions
+from engine.config import ON_DEVICE_JPEG, GenerateConfig, RunOptions
 from engine.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -98,37 +98,46 @@ def resolve_compressor(requested: str, device: str, config: GenerateConfig, hw: 
     raise ConfigError(f"--compressor nvcomp: {reasons[0]}")
 
 
+#: ``--jpeg-encoder auto`` on the GPU: the first of these that runs. The order is
+#: measured: on one H200 + 16 cores (one 2,048-sample shard at 224x224, one
+#: encoder call) torchvision's nvJPEG 6,279, nvImageCodec 4,861 images/s (Pillow
+#: on 16 cores 1,716). ``nvimgcodec-streams`` is not measured yet: it comes
+#: last until ``bench_gpu.py`` (its ``jpeg_encode`` stage, at the writer count
+#: ``generate`` uses) says where it belongs.
+JPEG_PREFERENCE = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
+
+
 def resolve_jpeg_encoder(config: GenerateConfig, device: str, hw: Hardware) -> GenerateConfig:
     """``config`` with ``jpeg_encoder='auto'`` made concrete (the store records the
     encoder that wrote it); an explicit GPU encoder that cannot run is an error.
 
-    ``auto`` on the GPU prefers torchvision's nvJPEG, then nvImageCodec, else
-    libjpeg on the CPU cores (measured side by side on one H200 + 16 cores, one
-    2,048-sample shard at 224x224: 6,279, 4,861 and 1,716 images/s); without
-    ``--image-codec jpeg`` it is ``libjpeg``, as stores made before ``auto`` existed say.
+    ``auto`` on the GPU takes the first of :data:`JPEG_PREFERENCE` that runs
+    here, else libjpeg on the CPU cores; without ``--image-codec jpeg`` it is
+    ``libjpeg``, as stores made before ``auto`` existed say.
 
     Raises:
-        ConfigError: ``nvjpeg`` or ``nvimgcodec`` asked for where it cannot run.
+        ConfigError: a GPU encoder asked for where it cannot run.
     """
     encoder = config.jpeg_encoder
     if encoder == "auto":
+        runs = {"nvjpeg": hw.torch_cuda, "nvimgcodec": hw.nvimgcodec is None,
+                "nvimgcodec-streams": hw.nvimgcodec is None and hw.torch_cuda}
         if config.image_codec != "jpeg" or device != "cuda":
             encoder = "libjpeg"
-        elif hw.torch_cuda:
-            encoder = "nvjpeg"
-        elif hw.nvimgcodec is None:
-            encoder = "nvimgcodec"
         else:
-            encoder = "libjpeg"
-    elif encoder in ("nvjpeg", "nvimgcodec"):
+            encoder = next((e for e in JPEG_PREFERENCE if runs[e]), "libjpeg")
+    elif encoder in ON_DEVICE_JPEG:
         if device != "cuda":
             raise ConfigError(f"--jpeg-encoder {encoder} runs on the GPU: it needs --device cuda "
                               "(or auto on a GPU machine)")
         if encoder == "nvjpeg" and not hw.torch_cuda:
             raise ConfigError("--jpeg-encoder nvjpeg: PyTorch sees no CUDA GPU (Numba's simulator cannot run "
                               "nvJPEG); use --jpeg-encoder libjpeg")
-        if encoder == "nvimgcodec" and hw.nvimgcodec is not None:
-            raise ConfigError(f"--jpeg-encoder nvimgcodec: {hw.nvimgcodec}")
+        if encoder.startswith("nvimgcodec") and hw.nvimgcodec is not None:
+            raise ConfigError(f"--jpeg-encoder {encoder}: {hw.nvimgcodec}")
+        if encoder == "nvimgcodec-streams" and not hw.torch_cuda:
+            raise ConfigError("--jpeg-encoder nvimgcodec-streams: PyTorch sees no CUDA GPU (its CUDA streams "
+                              "are PyTorch's); use --jpeg-encoder nvimgcodec")
     return dataclasses.replace(config, jpeg_encoder=encoder)
 
 

@@ -77,16 +77,26 @@ class NvcompZstd:
         return codec
 
     def compress(self, buffer: Any, chunk_bytes: int, n_chunks: int) -> list[bytes]:
-        check_chunks(buffer, chunk_bytes, n_chunks)
-        if chunk_bytes % self.ALIGNMENT:
-            raise ValueError(f"nvCOMP zstd needs chunks of a multiple of {self.ALIGNMENT} bytes, got {chunk_bytes}")
+        return self.compress_parts([(buffer, chunk_bytes, n_chunks)])[0]
+
+    def compress_parts(self, parts: list[tuple[Any, int, int]]) -> list[list[bytes]]:
+        """Several buffers' chunks in one nvCOMP batch (one call, e.g. a whole
+        shard's arrays): per ``(buffer, chunk_bytes, n_chunks)`` its frames, in order."""
+        for buffer, chunk_bytes, n_chunks in parts:
+            check_chunks(buffer, chunk_bytes, n_chunks)
+            if chunk_bytes % self.ALIGNMENT:
+                raise ValueError(f"nvCOMP zstd needs chunks of a multiple of {self.ALIGNMENT} bytes, got {chunk_bytes}")
         from nvidia import nvcomp
-        offsets = [i * chunk_bytes for i in range(n_chunks)]
-        chunks = nvcomp.as_arrays(buffer, offsets, [chunk_bytes] * n_chunks)  # views, no copy
+
+        chunks: list[Any] = []
+        for buffer, chunk_bytes, n_chunks in parts:
+            offsets = [i * chunk_bytes for i in range(n_chunks)]
+            chunks += nvcomp.as_arrays(buffer, offsets, [chunk_bytes] * n_chunks)  # views, no copy
         encoded = self._codec().encode(chunks)  # asynchronous, on this thread's codec stream
         sizes = encoded.buffer_sizes  # waits for the compression
         host = encoded.cpu()  # only the compressed bytes cross PCIe
-        return [bytes(memoryview(host[i]).cast("B")[: sizes[i]]) for i in range(n_chunks)]
+        frames = [bytes(memoryview(host[i]).cast("B")[: sizes[i]]) for i in range(len(chunks))]
+        return split_frames(frames, [n for _, _, n in parts])
 
 
 class HostZstdStandIn:
@@ -106,6 +116,18 @@ class HostZstdStandIn:
         check_chunks(buffer, chunk_bytes, n_chunks)
         host = buffer[: chunk_bytes * n_chunks].copy_to_host()
         return [bytes(self.codec.encode(host[i * chunk_bytes : (i + 1) * chunk_bytes])) for i in range(n_chunks)]
+
+    def compress_parts(self, parts: list[tuple[Any, int, int]]) -> list[list[bytes]]:
+        """As :meth:`NvcompZstd.compress_parts`: each part's frames, in order."""
+        return [self.compress(*part) for part in parts]
+
+
+def split_frames(frames: list[bytes], counts: list[int]) -> list[list[bytes]]:
+    """``frames`` of several parts back to back → one list per part of ``counts[k]`` frames."""
+    if sum(counts) != len(frames):
+        raise ValueError(f"{len(frames)} frames for parts of {counts} chunks")
+    ends = np.cumsum([0, *counts])
+    return [frames[a:b] for a, b in zip(ends[:-1], ends[1:])]
 
 
 def nvcomp_problem() -> str | None:

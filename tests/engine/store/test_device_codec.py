@@ -59,3 +59,21 @@ def test_nvcomp_problem_is_one_line_without_a_gpu() -> None:
         gpu = False
     if not gpu:
         assert problem is not None and "\n" not in problem
+
+
+def test_parts_in_one_call_give_each_part_its_frames(device_bytes) -> None:
+    """compress_parts (one batch for a whole shard's arrays) = compress per part."""
+    _, d = device_bytes
+    stand_in = HostZstdStandIn(level=3)
+    parts = [(d, 96, 3), (d[:192], 64, 3), (d, 32, 1)]
+    assert stand_in.compress_parts(parts) == [stand_in.compress(*part) for part in parts]
+    with pytest.raises(ValueError, match="multiple of 4 bytes"):  # checked before nvCOMP is imported
+        NvcompZstd().compress_parts([(d, 96, 3), (d, 95, 3)])
+
+
+def test_split_frames_follows_the_counts() -> None:
+    from engine.store.device_codec import split_frames
+
+    assert split_frames([b"a", b"b", b"c"], [2, 0, 1]) == [[b"a", b"b"], [], [b"c"]]
+    with pytest.raises(ValueError, match="3 frames for parts of"):
+        split_frames([b"a", b"b", b"c"], [1, 1])

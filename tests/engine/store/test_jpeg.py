@@ -18,7 +18,7 @@ from engine.compose.generate import generate
 from engine.compose.hardware import Hardware, resolve_jpeg_encoder
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError
-from engine.store.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision
+from engine.store.jpeg import NvimgcodecStreams, encode_jpeg_pillow, encode_jpeg_torchvision, encode_split
 
 #: the issue's bar: decoded quality-95 JPEGs within 40 dB PSNR of the lossless composite
 MIN_PSNR_DB = 40.0
@@ -48,13 +48,18 @@ def decode(data: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize("encoder", ["pillow", pytest.param("nvjpeg", marks=pytest.mark.gpu),
-                                     pytest.param("nvimgcodec", marks=pytest.mark.gpu)])
+                                     pytest.param("nvimgcodec", marks=pytest.mark.gpu),
+                                     pytest.param("nvimgcodec-streams", marks=pytest.mark.gpu)])
 def test_quality_95_is_within_40_db(lossless: Path, encoder: str) -> None:
     images = zarr.open_group(lossless, mode="r")["images"][:]
     if encoder == "pillow":
         encoded = encode_jpeg_pillow(images, 95)
     elif encoder == "nvjpeg":
         encoded = encode_jpeg_torchvision(torch.from_numpy(images).cuda(), 95)
+    elif encoder == "nvimgcodec-streams":  # the real encoders and streams, a batch split 3 ways
+        streams = NvimgcodecStreams(streams=3)
+        encoded = streams.encode(torch.from_numpy(images).cuda(), 95)
+        streams.close()
     else:
         from engine.store.jpeg import encode_jpeg_nvimgcodec
 
@@ -93,13 +98,18 @@ def test_gpu_encoders_need_the_jpeg_codec_and_a_gpu() -> None:
         config(jpeg_encoder="nvjpeg")
     with pytest.raises(ConfigError, match="--jpeg-encoder must be one of"):
         config(image_codec="jpeg", jpeg_encoder="turbo")
-    for encoder in ("nvjpeg", "nvimgcodec"):
+    for encoder in ("nvjpeg", "nvimgcodec", "nvimgcodec-streams"):
         with pytest.raises(ConfigError, match="needs --device cuda"):
             resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder=encoder), "cpu", cpu_only)
     with pytest.raises(ConfigError, match="PyTorch sees no CUDA GPU"):
         resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder="nvjpeg"), "cuda", cpu_only)
     with pytest.raises(ConfigError, match="nvimgcodec: no GPU"):
         resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder="nvimgcodec"), "cuda", cpu_only)
+    with pytest.raises(ConfigError, match="nvimgcodec-streams: no GPU"):
+        resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder="nvimgcodec-streams"), "cuda", cpu_only)
+    with pytest.raises(ConfigError, match="nvimgcodec-streams: PyTorch sees no CUDA GPU"):
+        resolve_jpeg_encoder(config(image_codec="jpeg", jpeg_encoder="nvimgcodec-streams"), "cuda",
+                             Hardware(cores=2, nvimgcodec=None, torch_cuda=False))
 
 
 @pytest.mark.parametrize("codec, device, hw, want", [
@@ -167,8 +177,99 @@ def test_device_encoding_path_on_the_simulator(tmp_path: Path, monkeypatch: pyte
         np.testing.assert_array_equal(gpu[name][:], cpu[name][:])
 
 
+def _fake_part_encoders(built: list[int]):
+    """Part encoders for NvimgcodecStreams without a GPU: Pillow on the part's
+    host copy (a Numba device array under the simulator, or a host array)."""
+    def make(device_id: int):
+        built.append(device_id)
+        return lambda part, quality: encode_jpeg_pillow(
+            part.copy_to_host() if hasattr(part, "copy_to_host") else np.asarray(part), quality)
+    return make
+
+
+def test_encode_split_keeps_the_batch_order() -> None:
+    calls: list[tuple[int, list[int]]] = []
+
+    def encoder(k: int):
+        def encode(part: np.ndarray, quality: int) -> np.ndarray:
+            calls.append((k, list(part)))
+            return np.array([f"{k}:{v}:{quality}".encode() for v in part], dtype=object)
+        return encode
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        out = encode_split(np.arange(10), 95, [encoder(k) for k in range(4)], pool)
+        assert [b.decode().split(":")[1] for b in out] == [str(v) for v in range(10)]
+        assert sorted(k for k, _ in calls) == [0, 1, 2, 3]  # each encoder once, contiguous parts of 2-3
+        assert sorted(len(p) for _, p in calls) == [2, 2, 3, 3] and all(p == sorted(p) for _, p in calls)
+        calls.clear()
+        assert list(encode_split(np.arange(2), 95, [encoder(k) for k in range(4)], pool)) == [b"0:0:95", b"1:1:95"]
+        assert len(calls) == 2 and len(encode_split(np.arange(0), 95, [encoder(0)], pool)) == 0
+
+
+def test_encode_split_names_the_part_that_failed() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def good(part, quality):  # type: ignore[no-untyped-def]
+        return np.array([b"x"] * len(part), dtype=object)
+
+    def broken(part, quality):  # type: ignore[no-untyped-def]
+        raise OSError("encoder state lost")
+
+    def short(part, quality):  # type: ignore[no-untyped-def]
+        return np.array([b"x"], dtype=object)
+
+    with ThreadPoolExecutor(2) as pool:
+        with pytest.raises(RuntimeError, match=r"images 4..7 of the batch failed: OSError: encoder state lost"):
+            encode_split(np.arange(8), 95, [good, broken], pool)
+        with pytest.raises(RuntimeError, match=r"returned 1 images for 4 \(images 0..3\)"):
+            encode_split(np.arange(8), 95, [short, good], pool)
+        with pytest.raises(ValueError, match="at least one encoder"):
+            encode_split(np.arange(8), 95, [], pool)
+
+
+def test_nvimgcodec_streams_has_its_encoders_per_writer_thread(lossless: Path) -> None:
+    """Each calling (writer) thread gets its own encoders, built once; bytes equal Pillow's on the whole batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = zarr.open_group(lossless, mode="r")["images"][:12]
+    built: list[int] = []
+    streams = NvimgcodecStreams(streams=3, make_part_encoder=_fake_part_encoders(built))
+    want = list(encode_jpeg_pillow(images, 90))
+    with ThreadPoolExecutor(2) as writers:
+        results = list(writers.map(lambda _: list(streams.encode(images, 90)), range(6)))
+    streams.close()
+    assert all(r == want for r in results) and len(want) == 12
+    assert len(built) in (3, 6)  # 3 per writer thread that ran (the pool may reuse one thread)
+    with pytest.raises(ValueError, match="at least one stream"):
+        NvimgcodecStreams(streams=0)
+
+
+def test_nvimgcodec_streams_path_on_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jpeg-encoder nvimgcodec-streams wired through generate under Numba's
+    simulator: each writer splits its shard's device images over 3 stand-in
+    encoders; the store equals the libjpeg one byte for byte and records its encoder."""
+    import engine.compose.compositor_cuda as cc
+    import engine.compose.generate as gen
+
+    built: list[int] = []
+    small = dict(height=32, width=48, positions=2, shard_size=8)
+    generate(config(image_codec="jpeg", **small), tmp_path / "cpu.zarr")
+    monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp="off", nvimgcodec=None,
+                                                                        torch_cuda=True))
+    monkeypatch.setattr(cc, "make_jpeg_streams", lambda: NvimgcodecStreams(3, make_part_encoder=_fake_part_encoders(built)))
+    generate(config(image_codec="jpeg", jpeg_encoder="nvimgcodec-streams", **small), tmp_path / "gpu.zarr",
+             RunOptions(device="cuda"))
+    cpu, gpu = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "gpu.zarr", mode="r")
+    assert list(gpu["images_jpeg"][:]) == list(cpu["images_jpeg"][:])
+    assert gpu.attrs["fgbg"]["config"]["jpeg_encoder"] == "nvimgcodec-streams" and len(built) >= 3
+    for name in ("masks", "depth"):
+        np.testing.assert_array_equal(gpu[name][:], cpu[name][:])
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("encoder", ["nvjpeg", "nvimgcodec"])
+@pytest.mark.parametrize("encoder", ["nvjpeg", "nvimgcodec", "nvimgcodec-streams"])
 def test_real_gpu_jpeg_store(lossless: Path, tmp_path: Path, encoder: str) -> None:
     out = tmp_path / "gpu.zarr"
     generate(config(image_codec="jpeg", jpeg_encoder=encoder), out, RunOptions(device="cuda"))

@@ -1,0 +1,62 @@
+"""The foreground atlas: vectorised lookups give the offsets (and bytes) of a plain per-key reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.compose.compositor import ForegroundAtlas
+
+
+def reference_offsets(atlas_fgs: list[np.ndarray], batches: list[tuple[np.ndarray, ...]], max_bytes: int):
+    """The atlas as a dict of (fg, h, w) -> offset, filled in sorted key order per batch,
+    emptied when it would outgrow ``max_bytes``; returns each batch's offsets."""
+    offsets: dict[tuple[int, int, int], int] = {}
+    used, out = 0, []
+    for fg, h, w in batches:
+        keys = sorted({(int(a), int(b), int(c)) for a, b, c in zip(fg, h, w)})
+        missing = [k for k in keys if k not in offsets]
+        need = sum(k[1] * k[2] * 4 for k in missing)
+        if used + need > max_bytes and offsets:
+            offsets, used, missing = {}, 0, keys
+        for k in sorted(missing, key=lambda k: k[0]):  # by foreground, then as given (stable)
+            offsets[k] = used
+            used += k[1] * k[2] * 4
+        out.append(np.array([offsets[(int(a), int(b), int(c))] for a, b, c in zip(fg, h, w)], np.int64))
+    return out
+
+
+@pytest.mark.parametrize("max_bytes", [1 << 30, 5_000])  # the second empties the atlas on the way
+def test_lookup_matches_the_per_key_reference(max_bytes: int) -> None:
+    rng = np.random.default_rng(0)
+    fgs = [rng.integers(0, 256, (int(rng.integers(4, 12)), int(rng.integers(4, 12)), 4), dtype=np.uint8)
+           for _ in range(5)]
+    batches = [(rng.integers(0, 5, 40), rng.integers(1, 9, 40), rng.integers(1, 9, 40)) for _ in range(6)]
+    atlas = ForegroundAtlas(fgs, max_bytes=max_bytes)
+    generations = []
+    for (fg, h, w), want in zip(batches, reference_offsets(fgs, batches, max_bytes)):
+        got = atlas.lookup(fg, h, w)
+        np.testing.assert_array_equal(got, want)
+        for k in range(len(fg)):  # each entry holds its foreground at its size
+            n = int(h[k] * w[k] * 4)
+            entry = atlas.buffer[got[k] : got[k] + n].reshape(int(h[k]), int(w[k]), 4)
+            if fgs[fg[k]].shape[:2] == (h[k], w[k]):
+                np.testing.assert_array_equal(entry, fgs[fg[k]])
+        generations.append(atlas.generation)
+    assert (max_bytes < 1 << 30) == (len(set(generations)) > 1)
+
+
+def test_lookup_of_known_keys_adds_nothing() -> None:
+    fgs = [np.full((6, 6, 4), 200, np.uint8)]
+    atlas = ForegroundAtlas(fgs)
+    first = atlas.lookup(np.array([0, 0]), np.array([3, 6]), np.array([3, 6]))
+    used = atlas.used
+    again = atlas.lookup(np.array([0, 0, 0]), np.array([6, 3, 6]), np.array([6, 3, 6]))
+    assert atlas.used == used and list(again) == [first[1], first[0], first[1]]
+    assert len(atlas.lookup(np.array([], np.int64), np.array([], np.int64), np.array([], np.int64))) == 0
+
+
+def test_lookup_refuses_keys_it_cannot_code() -> None:
+    atlas = ForegroundAtlas([np.zeros((4, 4, 4), np.uint8)])
+    with pytest.raises(ValueError, match="sizes in 1..65535"):
+        atlas.lookup(np.array([0]), np.array([70_000]), np.array([4]))
