@@ -221,6 +221,7 @@ def generate(
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.")] = None,
     resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
@@ -232,11 +233,20 @@ def generate(
     """
     t_call = time.perf_counter()
     _setup_logging(verbose)
+    from engine.distributed import discover, end_group, init_group, pin_local_gpu
+
+    try:
+        ranks = discover(shard)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    pin_local_gpu(ranks)  # before any CUDA library starts: LOCAL_RANK's GPU is this rank's device 0
     from engine.compose.compositor_cuda import resolve_device
     from engine.compose.generate import generate as run_generate
     from engine.config import GenerateConfig, RunOptions
 
+    grouped = False
     try:
+        grouped = init_group(ranks, "gloo")  # barriers and figures only: tiny CPU messages
         config = GenerateConfig(
             bg_dir=None if bg is None else str(bg), fg_dir=None if fg is None else str(fg),
             fg_mask_dir=None if fg_masks is None else str(fg_masks),
@@ -258,15 +268,27 @@ def generate(
         chosen = resolve_device(device.value)
         run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,
                          compressor=compressor.value, force=force, resume_check=resume_check.value)
-        with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
-            report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True))
+        header = f"device: {_describe_device(chosen, device.value)}"
+        if ranks.shared:
+            header += f"; rank {ranks.rank} of {ranks.world}"
+        with _Progress(disabled=quiet or not ranks.leader, header=header) as bar:
+            report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True),
+                                  ranks=ranks)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
         raise _fail(_interrupted(out), 130) from None
+    finally:
+        if grouped:
+            end_group()
+    if not ranks.leader:  # the group's rank 0 speaks for it
+        return
     for line in report.skipped:
         typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
     typer.echo(_generate_summary(report, time.perf_counter() - t_call))
+    if ranks.shared:
+        for line in _rank_lines(report, ranks.group_rank):
+            typer.echo(line)
     if verbose and report.samples_written:
         from engine.compose.generate import bottleneck
 
@@ -297,6 +319,21 @@ def _generate_summary(report, whole_seconds: float) -> str:
     return (f"{verb} {report.samples_written:,} samples ({report.n_samples:,} in store) to {report.path} "
             f"in {report.write_seconds:.1f} s ({report.writing_images_per_second:,.0f} images/s writing; "
             f"{whole_seconds:.1f} s whole call incl. start-up, {report.samples_written / whole_seconds:,.0f} images/s)")
+
+
+def _rank_lines(report, group_rank: int) -> list[str]:
+    """Per-rank and aggregate writing rates of a run shared by several ranks, and
+    whether the store is complete."""
+    first = report.rank - group_rank  # global rank of this torchrun group's rank 0
+    lines = [f"  rank {first + r}: {n:,} samples in {s:.1f} s ({n / s if s > 0 else 0:,.0f} images/s)"
+             for r, (n, s) in enumerate(report.rank_figures)]
+    if len(report.rank_figures) > 1:
+        n = sum(f[0] for f in report.rank_figures)
+        s = max(f[1] for f in report.rank_figures)
+        lines.append(f"  {len(report.rank_figures)} ranks together: {n:,} samples in {s:.1f} s "
+                     f"({n / s if s > 0 else 0:,.0f} images/s; the slowest rank sets the time)")
+    lines.append(f"  store {'complete' if report.complete else 'not complete yet: other ranks or --shard parts are missing (info shows which shards are done; --resume completes it)'}")
+    return lines
 
 
 @app.command()

@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
 from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_device
@@ -32,9 +34,11 @@ from engine.compose.hardware import (
 )
 from engine.compose.plan import SamplePlan
 from engine.config import GenerateConfig, RunOptions
+from engine.distributed import Ranks, assigned_shards, barrier, gather_floats
+from engine.errors import ConfigError, StoreError
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
 from engine.store.stats import ChannelHistogram, finish_stats
-from engine.store.zarr_store import ZarrWriter, input_records, plan_space
+from engine.store.zarr_store import ZarrWriter, discard_old_store, input_records, plan_space, read_attrs
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,14 @@ class GenerateReport:
     #: seconds of the store-writing phase: from the first progress call (assets,
     #: depth source and store set up) to the end; ``seconds`` is the whole call
     write_seconds: float = 0.0
+    #: this process among the ranks writing the store (``rank`` of ``world``)
+    rank: int = 0
+    world: int = 1
+    #: ``(samples written, seconds writing)`` of every rank of this process's torchrun
+    #: group, in rank order (just this process's without torchrun)
+    rank_figures: tuple[tuple[int, float], ...] = ()
+    #: the store was complete when this process finished (all ranks' shards written)
+    complete: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -107,8 +119,13 @@ def generate(
     run: RunOptions | None = None,
     progress: ProgressCallback | None = None,
     notice: Callable[[str], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> GenerateReport:
     """Generate (or complete, with ``run.resume``) the store at ``out``.
+
+    With ``ranks`` of several processes (torchrun, ``--shard i/n``), this one
+    writes only its shards (:func:`engine.distributed.assigned_shards`); see
+    :func:`open_shared` for how they share the store.
 
     ``notice`` receives one-line messages for the user before the work starts
     (the estimated store size and the free space).
@@ -129,27 +146,35 @@ def generate(
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
-    if not out.exists() or run.overwrite or run.resume:  # else the store refuses to replace it, below
-        space = plan_space(out, config, plan.n_samples, run.force, run.resume)  # raises when the disk is too small
+    ranks = ranks or Ranks()
+    joins = ranks.shared and ranks.world > ranks.group_size  # --shard: other jobs may have made the store
+    if ranks.leader and (not out.exists() or run.overwrite or run.resume or joins):
+        space = plan_space(out, config, plan.n_samples, run.force, run.resume or joins)  # raises when too small
         if notice:
             notice(space)
 
     writer = None
-    if run.resume and out.exists():
+    if ranks.shared:
+        writer, resumed = open_shared(out, config, plan, assets, depth, run, ranks)
+    elif run.resume and out.exists():
         writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check)
-    resumed = writer is not None
+    if not ranks.shared:
+        resumed = writer is not None
     if writer is None:
         writer = ZarrWriter.create(
             out, config, plan, assets, depth.background_depth(), depth.describe(),
             overwrite=run.overwrite or run.resume,
         )
-    todo = writer.todo()
+    mine = set(assigned_shards(writer.layout.n_shards, ranks))
+    todo = [k for k in writer.todo() if k in mine]
     total = writer.layout.n_samples
-    done_samples = total - sum(b - a for a, b in map(writer.layout.shard_range, todo))
-    log.info("%s: %d samples in %d shards, %d to write", out, total, writer.layout.n_shards, len(todo))
+    share = sum(b - a for a, b in map(writer.layout.shard_range, mine))  # this rank's samples
+    done_samples = share - sum(b - a for a, b in map(writer.layout.shard_range, todo))
+    log.info("%s: %d samples in %d shards, %d to write%s", out, total, writer.layout.n_shards, len(todo),
+             f" (rank {ranks.rank} of {ranks.world})" if ranks.shared else "")
     t_write = time.perf_counter()
     if progress:
-        progress(0, done_samples, total)
+        progress(0, done_samples, share)
 
     device_compressor = make_device_compressor() if compressor == "nvcomp" else None
     compressed_by = compressor_name(device_compressor, config)
@@ -189,13 +214,13 @@ def generate(
         index, n, future = pending.popleft()
         with clock(WAIT_WRITERS):
             future.result()  # re-raises a write error here, in the main thread
-        writer.mark_done(index)
         part = parts.pop(index, None)
+        writer.mark_done(index, None if part is None else {"counts": part.counts.tolist(), "samples": part.samples})
         counted = None if counted is None or part is None else counted.merge(part)
         written += n
         done_samples += n
         if progress:
-            progress(n, done_samples, total)
+            progress(n, done_samples, share)
 
     def prepare(i: int) -> Prepared:
         return compositor.prepare(plan.placements(*writer.layout.shard_range(todo[i])))
@@ -232,15 +257,93 @@ def generate(
                 future.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
-    writer.finish_replacing()  # every shard written: the store it replaces can go
-    if counted is not None and len(writer.done) == writer.layout.n_shards:
-        finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
+    write_seconds = time.perf_counter() - t_write
+    figures = tuple((int(n), s) for n, s in gather_floats(ranks, [float(written), write_seconds]))
+    if ranks.shared:
+        complete = finish_shared(writer, ranks, config)
+    else:
+        writer.finish_replacing()  # every shard written: the store it replaces can go
+        complete = len(writer.done) == writer.layout.n_shards
+        if complete:
+            writer.finalise()  # a store that ranks started: fold their progress markers in
+        if counted is not None and complete:
+            finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
     return GenerateReport(
         path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
-        device=device, stage_seconds=dict(clock.seconds), write_seconds=time.perf_counter() - t_write,
+        device=device, stage_seconds=dict(clock.seconds), write_seconds=write_seconds,
         writer_threads=writer_threads, compressor=compressed_by, jpeg_encoder=config.jpeg_encoder,
+        rank=ranks.rank, world=ranks.world, rank_figures=figures, complete=complete,
     )
+
+
+def open_shared(
+    out: Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet, depth, run: RunOptions, ranks: Ranks,
+) -> tuple[ZarrWriter, bool]:
+    """The writer of one rank of several writing ``out`` at once, and whether
+    the store existed (a resume).
+
+    Rank 0 of a torchrun group creates the store (metadata, assets,
+    attributes) while the group waits at a barrier; ``--shard`` jobs, which
+    cannot wait for each other, each create it aside and rename it into place
+    (:meth:`ZarrWriter.create_shared`: the first wins, the others open it) —
+    so a ``--shard`` job joins a store made with the same options as if
+    resuming it. Each rank then checks only its own done shards.
+
+    Raises:
+        ConfigError: ``--overwrite`` with ``--shard`` (each job would replace the others' store).
+        StoreError: the store exists (without ``--resume`` under torchrun alone), or differs.
+    """
+    joins = ranks.world > ranks.group_size
+    if run.overwrite and joins:
+        raise ConfigError("--overwrite with --shard: each job would replace the others' store; "
+                          "delete the old store first")
+    existed = out.exists()
+    replaced = None
+    if ranks.leader:
+        bg_depth, described = depth.background_depth(), depth.describe()
+        if run.overwrite:
+            made = ZarrWriter.create(out, config, plan, assets, bg_depth, described, overwrite=True)
+            replaced = made.replaced
+            made.close()
+            existed = False
+        elif existed and not (run.resume or joins):
+            raise StoreError(f"{out} exists: use --overwrite to replace it or --resume to complete it")
+        else:
+            existed = not ZarrWriter.create_shared(out, config, plan, assets, bg_depth, described) and existed
+    barrier(ranks)  # torchrun: the store exists for every rank from here on
+    mine = assigned_shards(-(-plan.n_samples // config.shard_size), ranks)
+    writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check, owned=mine)
+    if writer is None:
+        raise StoreError(f"{out}: its creation never finished (a killed run); delete it and run again")
+    writer.shared = True
+    writer.replaced = replaced
+    return writer, existed
+
+
+def finish_shared(writer: ZarrWriter, ranks: Ranks, config: GenerateConfig) -> bool:
+    """After this rank's shards: the torchrun group waits for all its ranks,
+    then its rank 0 completes the store if every shard of every rank is done
+    (progress markers folded into the attributes, statistics from their
+    histograms; ``--shard`` jobs: whichever finishes last). Returns whether
+    the store is complete.
+    """
+    barrier(ranks)
+    if not ranks.leader:
+        return False
+    markers = writer.finalise()
+    if not markers:  # shards missing, or another job completed it first
+        return bool(read_attrs(writer.root)["progress"]["complete"])
+    discard_old_store(writer.replaced)
+    writer.replaced = None
+    if config.image_codec != "jpeg":
+        counted = ChannelHistogram()
+        for m in markers.values():
+            if m.get("histogram") is not None:
+                counted.merge(ChannelHistogram(np.asarray(m["histogram"]["counts"], np.int64), m["histogram"]["samples"]))
+        earlier = set(range(writer.layout.n_shards)) - {k for k, m in markers.items() if m.get("histogram")}
+        finish_stats(writer.root, counted, earlier_shards=earlier)
+    return True
 
 
 def make_device_compressor() -> ChunkCompressor:

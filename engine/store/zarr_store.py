@@ -30,7 +30,7 @@ import os
 import shutil
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
 from engine.store.jpeg import encode_jpeg_pillow
+from engine.store.progress import fold_markers, marker_dir, merge_markers, remove_markers, write_marker
 from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,6 +131,10 @@ class ZarrWriter:
         self.layout = layout
         self.config = config
         self.done = set(done)
+        #: several processes write this store (``generate --shard``, torchrun): finished
+        #: shards are recorded as marker files, not in the attributes (engine/store/progress.py)
+        self.shared = False
+        self._writer_entry: dict[str, Any] | None = None
         #: the store this one replaces (``--overwrite``), moved aside until this one is complete
         self.replaced: Path | None = None
         zarr = _zarr()
@@ -185,6 +190,38 @@ class ZarrWriter:
             raise
         writer.replaced = old
         return writer
+
+    @classmethod
+    def create_shared(
+        cls, path: str | Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        bg_depth: np.ndarray, depth_info: dict[str, Any],
+    ) -> bool:
+        """Create the store when several processes may try at once (``--shard``):
+        it is built in a sibling folder and renamed into place, so one process
+        wins and the others open what it made (the same bytes: the store's
+        creation is a pure function of the config and inputs).
+
+        Returns:
+            Whether this process created it (``False``: it was there already).
+        """
+        root = Path(path)
+        if root.exists() and not (root.is_dir() and not any(root.iterdir())):
+            return False
+        tmp = root.with_name(f"{root.name}.creating-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            cls._create(tmp, config, plan, assets, bg_depth, depth_info).close()
+            os.rename(tmp, root)  # fails when another process's store is already there
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_fgbg_store(root):
+                return False
+            raise StoreError(f"{root}: cannot create the store") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync(root.parent)
+        return True
 
     def finish_replacing(self) -> None:
         """The new store is complete: delete the store it replaces, if any."""
@@ -250,13 +287,18 @@ class ZarrWriter:
 
     @classmethod
     def open_resume(
-        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any], verify: str = "index"
+        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any], verify: str = "index",
+        owned: Collection[int] | None = None,
     ) -> ZarrWriter | None:
         """Reopen a store made with the same config and inputs, to complete it.
 
         Done shards are checked first (``verify``: ``index`` reads each file's
         index, ``full`` decodes every chunk; see :mod:`engine.store.verify`);
         damaged ones are left out of the done set, so they are written again.
+        With ``owned`` (the shards this process writes, when several write the
+        store at once) only those are checked and temp files of killed writes
+        are left alone (other ranks may be writing theirs); the process that
+        completes the store removes them (:meth:`finalise`).
 
         Returns:
             The writer, or ``None`` when the store's creation itself never
@@ -279,7 +321,8 @@ class ZarrWriter:
                              "resume with the same options, or use --overwrite")
         if attrs["inputs"] != inputs:
             raise StoreError(f"{root}: made from different input files; resume with the same inputs, or use --overwrite")
-        remove_partial_files(root)
+        if owned is None:
+            remove_partial_files(root)
         group = zarr.open_group(root, mode="r+")
         lay = attrs["layout"]
         layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
@@ -287,6 +330,9 @@ class ZarrWriter:
 
         # done shards whose files were lost or damaged since are written again; their
         # files go first, so no write reads a damaged one (zarr merges into a partial shard)
+        if owned is not None:  # check only this rank's shards
+            mine = sorted(set(attrs["progress"]["shards_done"]) & set(owned))
+            attrs = {**attrs, "progress": {**attrs["progress"], "shards_done": mine}}
         shards = StoreShards(root, attrs)
         damaged = shards.damaged_shards(verify)
         if damaged:
@@ -294,7 +340,9 @@ class ZarrWriter:
         for k in damaged:
             for name in shards.names:
                 shards.path(name, k).unlink(missing_ok=True)
-        return cls(root, group, layout, stored, set(attrs["progress"]["shards_done"]) - damaged)
+            (marker_dir(root) / f"shard-{k:07d}.json").unlink(missing_ok=True)
+        done = set(read_attrs(root)["progress"]["shards_done"]) if owned is not None else set(attrs["progress"]["shards_done"])
+        return cls(root, group, layout, stored, done - damaged)
 
     # -- writing --------------------------------------------------------------
 
@@ -343,8 +391,11 @@ class ZarrWriter:
     def record_writer(self, compressor: str, jpeg_encoder: str | None) -> None:
         """Record in the attributes what compresses (and JPEG-encodes) this run's
         shards: a resumed store may have been written by several."""
-        attrs = dict(self.group.attrs[ATTRS_KEY])
         entry = {"compressor": compressor, "jpeg_encoder": jpeg_encoder}
+        if self.shared:  # recorded with each finished shard, folded in at the end
+            self._writer_entry = entry
+            return
+        attrs = dict(self.group.attrs[ATTRS_KEY])
         writers = list(attrs.get("writers", []))
         if entry in writers:
             return
@@ -355,9 +406,20 @@ class ZarrWriter:
         except OSError as e:
             raise StoreError(f"{self.root}: cannot update the store's attributes ({e.strerror or e})") from None
 
-    def mark_done(self, index: int) -> None:
-        """Record shard ``index`` as complete (after :meth:`write_shard` returned)."""
+    def mark_done(self, index: int, histogram: dict[str, Any] | None = None) -> None:
+        """Record shard ``index`` as complete (after :meth:`write_shard` returned).
+
+        ``histogram`` (its images' channel counts) is kept with the marker of a
+        shared store, for the statistics of whoever completes it.
+        """
         self.done.add(index)
+        if self.shared:
+            try:
+                write_marker(self.root, index, self._writer_entry, histogram)
+            except OSError as e:
+                raise StoreError(f"{self.root}: recording progress failed ({e.strerror or e}); "
+                                 "run again with --resume") from None
+            return
         attrs = dict(self.group.attrs[ATTRS_KEY])
         attrs["progress"] = {
             "shards_done": sorted(self.done),
@@ -370,6 +432,28 @@ class ZarrWriter:
             raise StoreError(
                 f"{self.root}: recording progress failed ({e.strerror or e}); run again with --resume"
             ) from None
+
+    def finalise(self) -> dict[int, dict[str, Any]]:
+        """Fold the progress markers of a complete store into its attributes,
+        remove them and any temp files of killed writes; a no-op (``{}``) while
+        shards are missing or when there are no markers.
+
+        Returns:
+            The markers folded in, by shard (their image histograms feed the statistics).
+        """
+        raw = read_attrs(self.root, markers=False)
+        folded, markers = fold_markers(self.root, raw)  # type: ignore[arg-type]
+        if not markers or not folded["progress"]["complete"]:
+            return {}
+        try:
+            self.group.attrs.update({ATTRS_KEY: folded})
+            _fsync(self.root / "zarr.json")
+        except OSError as e:
+            raise StoreError(f"{self.root}: recording progress failed ({e.strerror or e}); run again with --resume") from None
+        remove_partial_files(self.root)
+        remove_markers(self.root)
+        self.done = set(folded["progress"]["shards_done"])
+        return markers
 
     def _shard_path(self, name: str, index: int) -> Path:
         array = self.arrays[name]
@@ -621,8 +705,11 @@ def _gb(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
-def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | None:
+def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True) -> dict[str, Any] | None:
     """The ``fgbg`` attributes of the store at ``root``.
+
+    Shards that ranks writing the store at once recorded as progress markers
+    count as done (``markers``; see :mod:`engine.store.progress`).
 
     Returns ``None`` when the group exists but its creation never finished
     (only with ``allow_unfinished``).
@@ -644,7 +731,7 @@ def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | N
         if allow_unfinished and doc.get("node_type") == "group":
             return None
         raise StoreError(f"{root}: not an fgbg store (no '{ATTRS_KEY}' attributes)")
-    return attrs
+    return merge_markers(root, attrs) if markers else attrs
 
 
 @dataclass(frozen=True)
