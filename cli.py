@@ -470,7 +470,7 @@ def train(
     stage: Annotated[Stage, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = Stage.coarse,
     steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.")] = 2000,
     init: Annotated[Path | None, typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
-    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32).")] = 32,
+    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32); under torchrun the global batch, split across ranks.")] = 32,
     optimizer: Annotated[Optimizer, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = Optimizer.sgd,
     lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).")] = 1.0,
     adamw_lr: Annotated[float, typer.Option(help="Learning rate with --optimizer adamw.")] = 3e-4,
@@ -501,12 +501,29 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
-    """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation."""
+    """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation.
+
+    Under torchrun: DistributedDataParallel over its ranks (NCCL on GPUs, Gloo
+    on the CPU); --batch is the global batch; rank 0 writes the run folder.
+    """
     _setup_logging(verbose)
+    from engine.distributed import discover, end_group, init_group, pin_local_gpu
+
+    try:
+        ranks = discover()
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    pin_local_gpu(ranks)  # before torch starts CUDA: LOCAL_RANK's GPU is this rank's cuda:0
     from engine.learn.train import TrainConfig
     from engine.learn.train import train as run_train
 
+    grouped = False
     try:
+        if ranks.in_group:
+            import torch
+
+            on_gpu = _value(device) == "cuda" or (_value(device) == "auto" and torch.cuda.is_available())
+            grouped = init_group(ranks, "nccl" if on_gpu else "gloo")
         height, width = _size_pair(input_size if "x" in input_size.lower() else f"{input_size}x{input_size}", "--input-size")
         config = TrainConfig(
             data=str(data), out=str(out), stage=_value(stage), steps=steps, batch=batch, optimizer=_value(optimizer),
@@ -518,14 +535,23 @@ def train(
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
             loader=loader.value, cache=cache.value, normalize=normalize.value, source=source.value,
         )
-        with _TrainProgress(disabled=quiet) as bar:
+        with _TrainProgress(disabled=quiet or not ranks.leader) as bar:
             samples = _online_samples(data, _value(device)) if source == Source.online else None
             report = run_train(config, resume=resume, progress=bar.update, plot=plot, overwrite=overwrite,
-                               allow_incomplete=allow_incomplete, samples=samples)
+                               allow_incomplete=allow_incomplete, samples=samples, ranks=ranks)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted: continue from the last checkpoint with --resume", 130) from None
+    finally:
+        if grouped:
+            end_group()
+    if not ranks.leader:  # rank 0 reports for all
+        return
+    if report.rank_images_per_second:
+        rates = report.rank_images_per_second
+        typer.echo(f"{len(rates)} ranks: " + ", ".join(f"{r:.0f}" for r in rates)
+                   + f" images/s each, {sum(rates):.0f} images/s together; parameters in sync")
     if report.removed_fine:
         typer.echo(f"removed {', '.join(p.name for p in report.removed_fine)}: built on the replaced coarse network")
     typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "
