@@ -174,7 +174,7 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Zarr store (a folder).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output Zarr store: a folder, or an fsspec URL (s3://, gs://, memory://, file://; built in --work-dir and copied there file by file).")],
     bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
     fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks.")] = None,
     fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
@@ -221,6 +221,7 @@ def generate(
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).")] = None,
     shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.")] = None,
     resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -267,7 +268,8 @@ def generate(
         )
         chosen = resolve_device(device.value)
         run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,
-                         compressor=compressor.value, force=force, resume_check=resume_check.value)
+                         compressor=compressor.value, force=force, resume_check=resume_check.value,
+                         work_dir=None if work_dir is None else str(work_dir))
         header = f"device: {_describe_device(chosen, device.value)}"
         if ranks.shared:
             header += f"; rank {ranks.rank} of {ranks.world}"
@@ -297,12 +299,14 @@ def generate(
         typer.echo(f"  {bottleneck(report)}", err=True)
 
 
-def _interrupted(out: Path) -> str:
+def _interrupted(out: str) -> str:
     """What a Ctrl-C during ``generate`` left at ``out``, and what to do next."""
     from engine.store.zarr_store import read_attrs
 
+    if "://" in out and not out.startswith("file://"):
+        return f"interrupted: finished shards are kept; complete {out} with --resume (same --work-dir)"
     try:
-        attrs = read_attrs(out, allow_unfinished=True)
+        attrs = read_attrs(Path(out.removeprefix("file://")), allow_unfinished=True)
     except FgbgError:
         attrs = None
     if attrs is None:  # no store, or its creation never finished
@@ -338,7 +342,7 @@ def _rank_lines(report, group_rank: int) -> list[str]:
 
 @app.command()
 def info(
-    store: Annotated[Path, typer.Argument(help="A store written by generate.")],
+    store: Annotated[str, typer.Argument(help="A store written by generate: a folder or an fsspec URL.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Per-channel mean and std of the images (0-255): the saved ones, or one streaming pass over the store, then saved in its attributes (the DALI loader and the device cache take them as mean and std).")] = False,
 ) -> None:
@@ -347,9 +351,14 @@ def info(
 
     try:
         if stats:
+            from engine.errors import StoreError
+            from engine.store.location import locate
             from engine.store.stats import store_stats
 
-            store_stats(store, save=True)
+            where = locate(store)
+            if where.local is None:
+                raise StoreError(f"{store}: info --stats computes statistics of a local store (generate saves them at a URL)")
+            store_stats(where.local, save=True)
         s = inspect_store(store)
     except FgbgError as e:
         raise _fail(str(e)) from None

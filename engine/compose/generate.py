@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from engine.config import GenerateConfig, RunOptions
 from engine.distributed import Ranks, assigned_shards, barrier, gather_floats
 from engine.errors import ConfigError, StoreError
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
+from engine.store.location import Mirror, StoreLocation, locate, remote_exists, working_folder
 from engine.store.stats import ChannelHistogram, finish_stats
 from engine.store.zarr_store import ZarrWriter, discard_old_store, input_records, plan_space, read_attrs
 
@@ -50,7 +52,7 @@ ProgressCallback = Callable[[int, int, int], None]
 class GenerateReport:
     """Summary of one ``generate`` run."""
 
-    path: Path
+    path: Path | str
     n_samples: int
     samples_written: int
     shards_written: int
@@ -140,13 +142,14 @@ def generate(
     device = resolve_device(run.device)
     hw = detect_hardware(device)
     config = resolve_jpeg_encoder(config, device, hw)
-    out = Path(out)
+    ranks = ranks or Ranks()
+    where = locate(out)
+    out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows())
-    ranks = ranks or Ranks()
     joins = ranks.shared and ranks.world > ranks.group_size  # --shard: other jobs may have made the store
     if ranks.leader and (not out.exists() or run.overwrite or run.resume or joins):
         space = plan_space(out, config, plan.n_samples, run.force, run.resume or joins)  # raises when too small
@@ -165,6 +168,9 @@ def generate(
             out, config, plan, assets, depth.background_depth(), depth.describe(),
             overwrite=run.overwrite or run.resume,
         )
+    if where.remote:  # every durable file is copied to the URL; the store's files first, its progress last
+        writer.mirror = Mirror(out, where.url)  # type: ignore[arg-type]
+        writer.mirror.put_tree() if not resumed else writer.put_attrs()
     mine = set(assigned_shards(writer.layout.n_shards, ranks))
     todo = [k for k in writer.todo() if k in mine]
     total = writer.layout.n_samples
@@ -268,13 +274,48 @@ def generate(
             writer.finalise()  # a store that ranks started: fold their progress markers in
         if counted is not None and complete:
             finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
+    if writer.mirror is not None:
+        writer.put_attrs()  # the statistics
+        if complete:  # the URL holds the whole store: the working copy can go
+            shutil.rmtree(out, ignore_errors=True)
+            log.info("%s complete; deleted its working copy %s", where, out)
     return GenerateReport(
-        path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
+        path=out if not where.remote else where.text, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
         device=device, stage_seconds=dict(clock.seconds), write_seconds=write_seconds,
         writer_threads=writer_threads, compressor=compressed_by, jpeg_encoder=config.jpeg_encoder,
         rank=ranks.rank, world=ranks.world, rank_figures=figures, complete=complete,
     )
+
+
+def remote_working_folder(where: StoreLocation, run: RunOptions, ranks: Ranks) -> Path:
+    """The local folder a store at a URL is built in (``run.work_dir``, else
+    under ``~/.cache/fgbg/work``), after checking the URL as ``--overwrite``
+    and ``--resume`` ask.
+
+    Raises:
+        ConfigError: several ranks with a URL.
+        StoreError: the URL holds a store (without ``--overwrite``/``--resume``),
+            or ``--resume`` without the working copy of the interrupted run.
+    """
+    if ranks.shared:
+        raise ConfigError(f"{where}: several ranks write to a local or mounted shared folder, not to a URL")
+    url = where.url or ""
+    folder = working_folder(url, run.work_dir)
+    exists = remote_exists(url)
+    if run.overwrite:
+        Mirror(folder, url).remove_existing()
+        shutil.rmtree(folder, ignore_errors=True)
+    elif exists and not run.resume:
+        raise StoreError(f"{where} exists: use --overwrite to replace it or --resume to complete it")
+    elif run.resume and exists and not folder.exists():
+        raise StoreError(f"{where}: resuming needs the working copy of the interrupted run, {folder} "
+                         "(give its --work-dir), or start again with --overwrite")
+    elif not exists:
+        shutil.rmtree(folder, ignore_errors=True)  # left by a run whose store never reached the URL
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log.info("%s: building in %s, each file copied as soon as it is durable", where, folder)
+    return folder
 
 
 def open_shared(

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
     from engine.compose.compositor import Batch
     from engine.compose.plan import SamplePlan
+    from engine.store.location import Mirror
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class ZarrWriter:
         #: shards are recorded as marker files, not in the attributes (engine/store/progress.py)
         self.shared = False
         self._writer_entry: dict[str, Any] | None = None
+        #: copies each durable file to the store's URL (engine/store/location.py); ``None``: a local store
+        self.mirror: Mirror | None = None
         #: the store this one replaces (``--overwrite``), moved aside until this one is complete
         self.replaced: Path | None = None
         zarr = _zarr()
@@ -369,9 +372,11 @@ class ZarrWriter:
             arrays["images"] = batch.images
         if self.config.save_alpha:
             arrays["alpha"] = batch.alpha
+        written = []
         try:
             for name, data in arrays.items():
                 path = self._shard_path(name, index)
+                written.append(path)
                 spec = self.specs[name]
                 if name in batch.compressed:  # compressed where the data is (nvCOMP on the GPU)
                     if spec is None or spec.zstd_level is None:
@@ -382,6 +387,8 @@ class ZarrWriter:
                 else:
                     self.arrays[name][start:stop] = data
                     _fsync(path)
+            if self.mirror is not None:  # before mark_done copies the progress that records them
+                self.mirror.put(written)
         except OSError as e:
             raise StoreError(
                 f"{self.root}: writing shard {index} failed ({e.strerror or e}); "
@@ -403,6 +410,7 @@ class ZarrWriter:
         try:
             self.group.attrs.update({ATTRS_KEY: attrs})
             _fsync(self.root / "zarr.json")
+            self.put_attrs()
         except OSError as e:
             raise StoreError(f"{self.root}: cannot update the store's attributes ({e.strerror or e})") from None
 
@@ -428,10 +436,16 @@ class ZarrWriter:
         try:
             self.group.attrs.update({ATTRS_KEY: attrs})
             _fsync(self.root / "zarr.json")
+            self.put_attrs()
         except OSError as e:
             raise StoreError(
                 f"{self.root}: recording progress failed ({e.strerror or e}); run again with --resume"
             ) from None
+
+    def put_attrs(self) -> None:
+        """Copy the attributes (``zarr.json``) to the store's URL, if it has one."""
+        if self.mirror is not None:
+            self.mirror.put([self.root / "zarr.json"])
 
     def finalise(self) -> dict[int, dict[str, Any]]:
         """Fold the progress markers of a complete store into its attributes,
@@ -738,7 +752,7 @@ def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True)
 class StoreInfo:
     """What ``info`` reports about a store."""
 
-    path: Path
+    path: Path | str
     attrs: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
     bytes_on_disk: int
@@ -761,9 +775,31 @@ class StoreInfo:
         return sum(b - a for a, b in (layout.shard_range(k) for k in self.attrs["progress"]["shards_done"]))
 
 
+def describe_array(doc: dict[str, Any], n_bytes: int) -> dict[str, Any]:
+    """What ``info`` says about an array, from its ``zarr.json`` and its bytes on disk."""
+    codecs = doc.get("codecs", [])
+    inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
+    used = inner["codecs"] if inner else codecs
+    return {
+        "shape": tuple(doc["shape"]),
+        "dtype": doc["data_type"],
+        "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
+        "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
+        "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
+                   if c["name"] not in ("bytes",)],
+        "bytes": n_bytes,
+    }
+
+
 def inspect_store(path: str | Path) -> StoreInfo:
-    """Read a store's attributes, array descriptions and size on disk (no data read)."""
-    root = Path(path)
+    """Read a store's attributes, array descriptions and size on disk (no data read);
+    ``path`` may be an fsspec URL (:func:`engine.store.location.inspect_remote`)."""
+    from engine.store.location import inspect_remote, locate
+
+    where = locate(path)
+    if where.remote:
+        return inspect_remote(where.url)  # type: ignore[arg-type]
+    root = where.local  # type: ignore[assignment]
     attrs = read_attrs(root)
     arrays: dict[str, dict[str, Any]] = {}
     for meta in sorted(root.rglob("zarr.json")):
@@ -771,18 +807,7 @@ def inspect_store(path: str | Path) -> StoreInfo:
         if doc.get("node_type") != "array":
             continue
         name = meta.parent.relative_to(root).as_posix()
-        codecs = doc.get("codecs", [])
-        inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
-        used = inner["codecs"] if inner else codecs
-        arrays[name] = {
-            "shape": tuple(doc["shape"]),
-            "dtype": doc["data_type"],
-            "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
-            "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
-            "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
-                       if c["name"] not in ("bytes",)],
-            "bytes": sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()),
-        }
+        arrays[name] = describe_array(doc, sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()))
     files = [p for p in root.rglob("*") if p.is_file()]
     from engine.store.verify import files_damaged  # imports this module
 
