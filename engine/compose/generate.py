@@ -170,7 +170,7 @@ def generate(
         )
     if where.remote:  # every durable file is copied to the URL; the store's files first, its progress last
         writer.mirror = Mirror(out, where.url)  # type: ignore[arg-type]
-        writer.mirror.put_tree() if not resumed else writer.put_attrs()
+        writer.mirror.put_tree(missing_only=resumed)
     mine = set(assigned_shards(writer.layout.n_shards, ranks))
     todo = [k for k in writer.todo() if k in mine]
     total = writer.layout.n_samples

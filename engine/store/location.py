@@ -111,10 +111,19 @@ class Mirror:
                 raise StoreError(f"{self.url}: copying {path.relative_to(self.local)} failed ({e}); "
                                  "finished shards are kept: run again with --resume") from None
 
-    def put_tree(self) -> None:
-        """Copy every file of the local folder, ``zarr.json`` of the root last."""
+    def put_tree(self, missing_only: bool = False) -> None:
+        """Copy every file of the local folder, ``zarr.json`` of the root last.
+
+        ``missing_only`` (resuming): only files the URL lacks or holds at another
+        size (an interrupted copy), and the root's ``zarr.json``.
+        """
         root_meta = self.local / "zarr.json"
         files = sorted(p for p in self.local.rglob("*") if p.is_file() and p != root_meta and not p.name.endswith(".partial"))
+        if missing_only:
+            there = {p: int(d.get("size") or 0) for p, d in self.fs.find(self.root, detail=True).items()} \
+                if self.fs.exists(self.root) else {}
+            files = [p for p in files if there.get(self.remote_path(p).lstrip("/")) != p.stat().st_size
+                     and there.get(self.remote_path(p)) != p.stat().st_size]
         self.put([*files, root_meta] if root_meta.is_file() else files)
 
     def remove_existing(self) -> None:

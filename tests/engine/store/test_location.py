@@ -98,6 +98,8 @@ def test_an_interrupted_url_store_resumes_to_the_same_bytes(
     monkeypatch.setattr(ZarrWriter, "write_shard", original)
     with pytest.raises(StoreError, match="needs the working copy"):
         generate(small(), url, RunOptions(resume=True, work_dir=str(tmp_path / "elsewhere")))
+    fs, root = fsspec.core.url_to_fs(url)
+    fs.rm(f"{root}/masks/zarr.json")  # as if the first copy had been cut short
     generate(small(), url, RunOptions(resume=True, work_dir=work))
     assert remote_tree(url) == tree(local)
     generate(small(), url, RunOptions(overwrite=True, work_dir=work))
