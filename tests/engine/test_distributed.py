@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,48 @@ def test_torchrun_resumes_a_store_a_dead_rank_left_incomplete(single: Path, tmp_
     done = _torchrun(2, "generate", *CLI_SMALL, "--out", str(out), "--resume", port=29562)
     assert done.returncode == 0, done.stderr[-2000:]
     assert tree(out) == tree(single)
+
+
+def _child_with_rank(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker with ``RANK=rank`` (Linux /proc), or ``None`` yet."""
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    except OSError:
+        return None
+    for pid in children:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return int(pid)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find a rank's process")
+def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path) -> None:
+    args = ["--builtin-backgrounds", "6", "--builtin-foregrounds", "6", "--size", "64", "--positions", "20",
+            "--shard-size", "32", "--device", "cpu", "-q"]
+    killed, clean = tmp_path / "killed.zarr", tmp_path / "clean.zarr"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29563",
+           str(ROOT / "cli.py"), "generate", *args, "--out", str(killed)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, victim = time.time() + 120, None
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(marker_dir(killed).glob("shard-*.json"))) >= 3:  # both ranks under way
+            victim = _child_with_rank(proc.pid, 1)
+            if victim is not None:
+                os.kill(victim, signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=120)
+    assert victim is not None and proc.returncode != 0, "the run ended before rank 1 could be killed"
+    info = inspect_store(killed)
+    assert not info.complete and 3 <= info.shards_done < 45
+    subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", *args, "--out", str(killed), "--resume"],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", *args, "--out", str(clean)],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+    assert inspect_store(killed).complete
+    assert tree(killed) == tree(clean)

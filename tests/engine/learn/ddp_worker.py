@@ -14,11 +14,13 @@ import sys
 
 def main() -> None:
     config_json, report_dir = sys.argv[1], pathlib.Path(sys.argv[2])
-    import engine.learn.checkpoint as checkpoint
-    import engine.learn.train as train_module
-    from engine.distributed import discover, end_group, init_group
+    from engine.distributed import discover, end_group, init_group, pin_local_gpu
 
     ranks = discover()
+    pin_local_gpu(ranks)  # before torch starts CUDA
+    import engine.learn.checkpoint as checkpoint
+    import engine.learn.train as train_module
+
     fields = json.loads(config_json)
     out = pathlib.Path(fields["out"]).resolve()
     if not ranks.leader:
@@ -36,7 +38,7 @@ def main() -> None:
                 return _original(self, *args, **kwargs)
 
             setattr(pathlib.Path, name, guarded)
-    init_group(ranks, "gloo")
+    init_group(ranks, fields.get("_backend", "gloo"))
     try:
         config = train_module.TrainConfig(**{k: v for k, v in fields.items() if not k.startswith("_")})
         report = train_module.train(config, resume=bool(fields.get("_resume", False)), ranks=ranks)

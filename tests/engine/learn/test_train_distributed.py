@@ -90,3 +90,15 @@ def test_two_gloo_ranks_stay_in_sync_and_resume_on_one(store: Path, tmp_path: Pa
     # the same run resumed by one process: the data order is a function of the step, not of the ranks
     report = train(TrainConfig(**fields(store, out, steps=6)), resume=True)
     assert report.steps_run == 2 and load_checkpoint(out / "coarse.pt")["step"] == 6
+
+
+@pytest.mark.gpu
+def test_two_nccl_ranks_on_two_gpus_stay_in_sync(store: Path, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    out, reports = tmp_path / "run", tmp_path / "reports"
+    torchrun(2, fields(store, out, device="cuda", loader="dali", _backend="nccl"), reports, port=29572)
+    r0, r1 = (json.loads((reports / f"rank-{r}.json").read_text()) for r in range(2))
+    assert r0["digest"] == r1["digest"] != 0 and r0["steps"] == r1["steps"] == 4
