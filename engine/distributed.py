@@ -120,7 +120,8 @@ def pin_local_gpu(ranks: Ranks, env: dict[str, str] | None = None) -> None:
 
     Sets ``CUDA_VISIBLE_DEVICES`` (taking the ``local_rank``-th entry of any
     list already there) so every CUDA library (Numba, PyTorch, CuPy, nvCOMP)
-    uses it as device 0. Must run before any of them starts CUDA; does
+    uses it as device 0; a rank beyond the GPUs sees none (``--device auto``
+    then runs it on the CPU). Must run before any of them starts CUDA; does
     nothing for a single process on one machine.
     """
     env = os.environ if env is None else env  # type: ignore[assignment]
@@ -128,9 +129,10 @@ def pin_local_gpu(ranks: Ranks, env: dict[str, str] | None = None) -> None:
         return
     visible = env.get("CUDA_VISIBLE_DEVICES")
     devices = [d for d in visible.split(",") if d.strip()] if visible else None
-    if devices is not None and len(devices) <= ranks.local_rank:
-        return  # fewer GPUs than local ranks (or none): let the device choice report it
-    env["CUDA_VISIBLE_DEVICES"] = devices[ranks.local_rank] if devices else str(ranks.local_rank)
+    if devices is None:
+        env["CUDA_VISIBLE_DEVICES"] = str(ranks.local_rank)  # a GPU that does not exist: none visible
+    else:  # fewer listed than local ranks: this rank gets none (ranks never share a GPU by accident)
+        env["CUDA_VISIBLE_DEVICES"] = devices[ranks.local_rank] if ranks.local_rank < len(devices) else ""
 
 
 def init_group(ranks: Ranks, backend: str = "gloo") -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import warnings
@@ -733,6 +734,10 @@ def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True)
     """
     meta = root / "zarr.json"
     if not root.exists():
+        url = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", str(root))  # a URL that became a Path
+        if url:
+            raise StoreError(f"{url[1]}://{url[2]}: this command reads a local store (a path); "
+                             "generate, info and zarr.open_group take URLs: copy the store down first")
         raise StoreError(f"{root}: no such store")
     if not meta.is_file():
         raise StoreError(f"{root}: not a Zarr v3 store (no zarr.json)")

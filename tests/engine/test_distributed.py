@@ -79,6 +79,9 @@ def test_local_rank_picks_its_gpu() -> None:
     env = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
     pin_local_gpu(Ranks(rank=1, world=4, local_rank=1, group_rank=1, group_size=4), env)
     assert env["CUDA_VISIBLE_DEVICES"] == "5"
+    env = {"CUDA_VISIBLE_DEVICES": "0"}
+    pin_local_gpu(Ranks(rank=1, world=2, local_rank=1, group_rank=1, group_size=2), env)
+    assert env["CUDA_VISIBLE_DEVICES"] == ""  # no GPU of its own: none, never rank 0's
     env = {}
     pin_local_gpu(Ranks(), env)  # one process: untouched
     assert env == {}
