@@ -181,7 +181,7 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Zarr store (a folder).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output Zarr store: a folder, or an fsspec URL (s3://, gs://, memory://, file://; built in --work-dir and copied there file by file).")],
     bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
     fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks.")] = None,
     fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
@@ -231,6 +231,8 @@ def generate(
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.")] = None,
     resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
@@ -242,11 +244,20 @@ def generate(
     """
     t_call = time.perf_counter()
     _setup_logging(verbose)
+    from engine.distributed import discover, end_group, init_group, pin_local_gpu
+
+    try:
+        ranks = discover(shard)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    pin_local_gpu(ranks)  # before any CUDA library starts: LOCAL_RANK's GPU is this rank's device 0
     from engine.compose.compositor_cuda import resolve_device
     from engine.compose.generate import generate as run_generate
     from engine.config import GenerateConfig, RunOptions
 
+    grouped = False
     try:
+        grouped = init_group(ranks, "gloo")  # barriers and figures only: tiny CPU messages
         config = GenerateConfig(
             bg_dir=None if bg is None else str(bg), fg_dir=None if fg is None else str(fg),
             fg_mask_dir=None if fg_masks is None else str(fg_masks),
@@ -268,16 +279,29 @@ def generate(
         )
         chosen = resolve_device(device.value)
         run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,
-                         compressor=compressor.value, force=force, resume_check=resume_check.value)
-        with _Progress(disabled=quiet, header=f"device: {_describe_device(chosen, device.value)}") as bar:
-            report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True))
+                         compressor=compressor.value, force=force, resume_check=resume_check.value,
+                         work_dir=None if work_dir is None else str(work_dir))
+        header = f"device: {_describe_device(chosen, device.value)}"
+        if ranks.shared:
+            header += f"; rank {ranks.rank} of {ranks.world}"
+        with _Progress(disabled=quiet or not ranks.leader, header=header) as bar:
+            report = run_generate(config, out, run, progress=bar.update, notice=lambda line: typer.echo(line, err=True),
+                                  ranks=ranks)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
         raise _fail(_interrupted(out), 130) from None
+    finally:
+        if grouped:
+            end_group()
+    if not ranks.leader:  # the group's rank 0 speaks for it
+        return
     for line in report.skipped:
         typer.secho(f"skipped {line}", err=True, fg=typer.colors.YELLOW)
     typer.echo(_generate_summary(report, time.perf_counter() - t_call))
+    if ranks.shared:
+        for line in _rank_lines(report, ranks.group_rank):
+            typer.echo(line)
     if verbose and report.samples_written:
         from engine.compose.generate import bottleneck
 
@@ -286,12 +310,14 @@ def generate(
         typer.echo(f"  {bottleneck(report)}", err=True)
 
 
-def _interrupted(out: Path) -> str:
+def _interrupted(out: str) -> str:
     """What a Ctrl-C during ``generate`` left at ``out``, and what to do next."""
     from engine.store.zarr_store import read_attrs
 
+    if "://" in out and not out.startswith("file://"):
+        return f"interrupted: finished shards are kept; complete {out} with --resume (same --work-dir)"
     try:
-        attrs = read_attrs(out, allow_unfinished=True)
+        attrs = read_attrs(Path(out.removeprefix("file://")), allow_unfinished=True)
     except FgbgError:
         attrs = None
     if attrs is None:  # no store, or its creation never finished
@@ -310,9 +336,24 @@ def _generate_summary(report, whole_seconds: float) -> str:
             f"{whole_seconds:.1f} s whole call incl. start-up, {report.samples_written / whole_seconds:,.0f} images/s)")
 
 
+def _rank_lines(report, group_rank: int) -> list[str]:
+    """Per-rank and aggregate writing rates of a run shared by several ranks, and
+    whether the store is complete."""
+    first = report.rank - group_rank  # global rank of this torchrun group's rank 0
+    lines = [f"  rank {first + r}: {n:,} samples in {s:.1f} s ({n / s if s > 0 else 0:,.0f} images/s)"
+             for r, (n, s) in enumerate(report.rank_figures)]
+    if len(report.rank_figures) > 1:
+        n = sum(f[0] for f in report.rank_figures)
+        s = max(f[1] for f in report.rank_figures)
+        lines.append(f"  {len(report.rank_figures)} ranks together: {n:,} samples in {s:.1f} s "
+                     f"({n / s if s > 0 else 0:,.0f} images/s; the slowest rank sets the time)")
+    lines.append(f"  store {'complete' if report.complete else 'not complete yet: other ranks or --shard parts are missing (info shows which shards are done; --resume completes it)'}")
+    return lines
+
+
 @app.command()
 def info(
-    store: Annotated[Path, typer.Argument(help="A store written by generate.")],
+    store: Annotated[str, typer.Argument(help="A store written by generate: a folder or an fsspec URL.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Per-channel mean and std of the images (0-255): the saved ones, or one streaming pass over the store, then saved in its attributes (the DALI loader and the device cache take them as mean and std).")] = False,
 ) -> None:
@@ -321,9 +362,14 @@ def info(
 
     try:
         if stats:
+            from engine.errors import StoreError
+            from engine.store.location import locate
             from engine.store.stats import store_stats
 
-            store_stats(store, save=True)
+            where = locate(store)
+            if where.local is None:
+                raise StoreError(f"{store}: info --stats computes statistics of a local store (generate saves them at a URL)")
+            store_stats(where.local, save=True)
         s = inspect_store(store)
     except FgbgError as e:
         raise _fail(str(e)) from None
@@ -444,7 +490,7 @@ def train(
     stage: Annotated[Stage, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = Stage.coarse,
     steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.")] = 2000,
     init: Annotated[Path | None, typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
-    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32).")] = 32,
+    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32); under torchrun the global batch, split across ranks.")] = 32,
     optimizer: Annotated[Optimizer, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = Optimizer.sgd,
     lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).")] = 1.0,
     adamw_lr: Annotated[float, typer.Option(help="Learning rate with --optimizer adamw.")] = 3e-4,
@@ -475,12 +521,29 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
-    """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation."""
+    """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation.
+
+    Under torchrun: DistributedDataParallel over its ranks (NCCL on GPUs, Gloo
+    on the CPU); --batch is the global batch; rank 0 writes the run folder.
+    """
     _setup_logging(verbose)
+    from engine.distributed import discover, end_group, init_group, pin_local_gpu
+
+    try:
+        ranks = discover()
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    pin_local_gpu(ranks)  # before torch starts CUDA: LOCAL_RANK's GPU is this rank's cuda:0
     from engine.learn.train import TrainConfig
     from engine.learn.train import train as run_train
 
+    grouped = False
     try:
+        if ranks.in_group:
+            import torch
+
+            on_gpu = _value(device) == "cuda" or (_value(device) == "auto" and torch.cuda.is_available())
+            grouped = init_group(ranks, "nccl" if on_gpu else "gloo")
         height, width = _size_pair(input_size if "x" in input_size.lower() else f"{input_size}x{input_size}", "--input-size")
         config = TrainConfig(
             data=str(data), out=str(out), stage=_value(stage), steps=steps, batch=batch, optimizer=_value(optimizer),
@@ -492,14 +555,23 @@ def train(
             compile=compile, device=_value(device), max_train_samples=max_train_samples, stream=stream,
             loader=loader.value, cache=cache.value, normalize=normalize.value, source=source.value,
         )
-        with _TrainProgress(disabled=quiet) as bar:
+        with _TrainProgress(disabled=quiet or not ranks.leader) as bar:
             samples = _online_samples(data, _value(device)) if source == Source.online else None
             report = run_train(config, resume=resume, progress=bar.update, plot=plot, overwrite=overwrite,
-                               allow_incomplete=allow_incomplete, samples=samples)
+                               allow_incomplete=allow_incomplete, samples=samples, ranks=ranks)
     except FgbgError as e:
         raise _fail(str(e)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted: continue from the last checkpoint with --resume", 130) from None
+    finally:
+        if grouped:
+            end_group()
+    if not ranks.leader:  # rank 0 reports for all
+        return
+    if report.rank_images_per_second:
+        rates = report.rank_images_per_second
+        typer.echo(f"{len(rates)} ranks: " + ", ".join(f"{r:.0f}" for r in rates)
+                   + f" images/s each, {sum(rates):.0f} images/s together; parameters in sync")
     if report.removed_fine:
         typer.echo(f"removed {', '.join(p.name for p in report.removed_fine)}: built on the replaced coarse network")
     typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "

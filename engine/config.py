@@ -277,6 +277,8 @@ class RunOptions:
         resume_check: how ``resume`` checks the shards already done before it
             trusts them: ``index`` (each file's index and its checksum) or
             ``full`` (every chunk decoded); damaged ones are written again.
+        work_dir: where a store at a URL is built before each file is copied
+            there (``None``: under ``~/.cache/fgbg/work``).
     """
 
     overwrite: bool = False
@@ -286,6 +288,7 @@ class RunOptions:
     compressor: str = "auto"
     force: bool = False
     resume_check: str = "index"
+    work_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.overwrite and self.resume:

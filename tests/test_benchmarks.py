@@ -160,3 +160,12 @@ def test_bench_loader_runs(tmp_path: Path) -> None:
     for name in ("a_device_resident", "b_dali_lossless", "c_dali_jpeg", "d_torch_in_memory", "e_online_compositing"):
         assert results["loader_alone"][name]["samples_per_s"] > 0, name
     assert results["training"]["a_device_resident"]["vs_device_resident"] == 1.0
+
+
+@pytest.mark.slow
+def test_bench_ranks_runs(tmp_path: Path) -> None:
+    stdout = run("bench_ranks.py", "--samples", "64", "--size", "32", "--shard-size", "16", "--repeats", "1",
+                 "--train-steps", "1", "--results-dir", str(tmp_path))
+    assert "2-rank store byte-identical to the 1-rank store: True" in stdout
+    results = json.loads((tmp_path / "ranks.json").read_text())["results"]
+    assert len(results["generate_2"]["per_rank"]) == 2 and results["train_2"]["together"] > 0

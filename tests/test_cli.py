@@ -99,6 +99,10 @@ def test_preview_writes_a_contact_sheet(store: Path, tmp_path: Path) -> None:
         (["generate", "--out", "{tmp}/x.zarr", "--overwrite", "--resume"], "exclude each other"),
         (["info", "{tmp}/missing.zarr"], "no such store"),
         (["preview", "{tmp}/missing.zarr"], "no such store"),
+        (["generate", "--out", "{tmp}/x.zarr", "--shard", "2/2"], "--shard must be i/n"),
+        (["generate", "--out", "nope://bucket/x.zarr"], "unsupported URL scheme 'nope'"),
+        (["info", "memory://fgbg-nothing/x.zarr"], "no store there"),
+        (["preview", "s3://bucket/x.zarr"], "s3://bucket/x.zarr: this command reads a local store"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
 from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
@@ -31,11 +34,14 @@ from engine.compose.hardware import (
     resolve_compressor,
     resolve_jpeg_encoder,
 )
-from engine.compose.plan import plan_for
+from engine.compose.plan import SamplePlan, plan_for
 from engine.config import GenerateConfig, RunOptions
+from engine.distributed import Ranks, assigned_shards, barrier, gather_floats
+from engine.errors import ConfigError, StoreError
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
+from engine.store.location import Mirror, StoreLocation, locate, remote_exists, working_folder
 from engine.store.stats import ChannelHistogram, finish_stats
-from engine.store.zarr_store import ZarrWriter, input_records, plan_space
+from engine.store.zarr_store import ZarrWriter, discard_old_store, input_records, plan_space, read_attrs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ ProgressCallback = Callable[[int, int, int], None]
 class GenerateReport:
     """Summary of one ``generate`` run."""
 
-    path: Path
+    path: Path | str
     n_samples: int
     samples_written: int
     shards_written: int
@@ -64,6 +70,14 @@ class GenerateReport:
     #: seconds of the store-writing phase: from the first progress call (assets,
     #: depth source and store set up) to the end; ``seconds`` is the whole call
     write_seconds: float = 0.0
+    #: this process among the ranks writing the store (``rank`` of ``world``)
+    rank: int = 0
+    world: int = 1
+    #: ``(samples written, seconds writing)`` of every rank of this process's torchrun
+    #: group, in rank order (just this process's without torchrun)
+    rank_figures: tuple[tuple[int, float], ...] = ()
+    #: the store was complete when this process finished (all ranks' shards written)
+    complete: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -108,8 +122,13 @@ def generate(
     run: RunOptions | None = None,
     progress: ProgressCallback | None = None,
     notice: Callable[[str], None] | None = None,
+    ranks: Ranks | None = None,
 ) -> GenerateReport:
     """Generate (or complete, with ``run.resume``) the store at ``out``.
+
+    With ``ranks`` of several processes (torchrun, ``--shard i/n``), this one
+    writes only its shards (:func:`engine.distributed.assigned_shards`); see
+    :func:`open_shared` for how they share the store.
 
     ``notice`` receives one-line messages for the user before the work starts
     (the estimated store size and the free space).
@@ -124,33 +143,45 @@ def generate(
     device = resolve_device(run.device)
     hw = detect_hardware(device)
     config = resolve_jpeg_encoder(config, device, hw)
-    out = Path(out)
+    ranks = ranks or Ranks()
+    where = locate(out)
+    out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
-    if not out.exists() or run.overwrite or run.resume:  # else the store refuses to replace it, below
-        space = plan_space(out, config, plan.n_samples, run.force, run.resume)  # raises when the disk is too small
+    joins = ranks.shared and ranks.world > ranks.group_size  # --shard: other jobs may have made the store
+    if ranks.leader and (not out.exists() or run.overwrite or run.resume or joins):
+        space = plan_space(out, config, plan.n_samples, run.force, run.resume or joins)  # raises when too small
         if notice:
             notice(space)
 
     writer = None
-    if run.resume and out.exists():
+    if ranks.shared:
+        writer, resumed = open_shared(out, config, plan, assets, depth, run, ranks)
+    elif run.resume and out.exists():
         writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check)
-    resumed = writer is not None
+    if not ranks.shared:
+        resumed = writer is not None
     if writer is None:
         writer = ZarrWriter.create(
             out, config, plan, assets, depth.background_depth(), depth.describe(),
             overwrite=run.overwrite or run.resume,
         )
-    todo = writer.todo()
+    if where.remote:  # every durable file is copied to the URL; the store's files first, its progress last
+        writer.mirror = Mirror(out, where.url)  # type: ignore[arg-type]
+        writer.mirror.put_tree(missing_only=resumed)
+    mine = set(assigned_shards(writer.layout.n_shards, ranks))
+    todo = [k for k in writer.todo() if k in mine]
     total = writer.layout.n_samples
-    done_samples = total - sum(b - a for a, b in map(writer.layout.shard_range, todo))
-    log.info("%s: %d samples in %d shards, %d to write", out, total, writer.layout.n_shards, len(todo))
+    share = sum(b - a for a, b in map(writer.layout.shard_range, mine))  # this rank's samples
+    done_samples = share - sum(b - a for a, b in map(writer.layout.shard_range, todo))
+    log.info("%s: %d samples in %d shards, %d to write%s", out, total, writer.layout.n_shards, len(todo),
+             f" (rank {ranks.rank} of {ranks.world})" if ranks.shared else "")
     t_write = time.perf_counter()
     if progress:
-        progress(0, done_samples, total)
+        progress(0, done_samples, share)
 
     device_compressor = make_device_compressor() if compressor == "nvcomp" else None
     compressed_by = compressor_name(device_compressor, config)
@@ -190,13 +221,13 @@ def generate(
         index, n, future = pending.popleft()
         with clock(WAIT_WRITERS):
             future.result()  # re-raises a write error here, in the main thread
-        writer.mark_done(index)
         part = parts.pop(index, None)
+        writer.mark_done(index, None if part is None else {"counts": part.counts.tolist(), "samples": part.samples})
         counted = None if counted is None or part is None else counted.merge(part)
         written += n
         done_samples += n
         if progress:
-            progress(n, done_samples, total)
+            progress(n, done_samples, share)
 
     def prepare(i: int) -> Prepared:
         return compositor.prepare(plan.placements(*writer.layout.shard_range(todo[i])))
@@ -233,15 +264,128 @@ def generate(
                 future.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
-    writer.finish_replacing()  # every shard written: the store it replaces can go
-    if counted is not None and len(writer.done) == writer.layout.n_shards:
-        finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
+    write_seconds = time.perf_counter() - t_write
+    figures = tuple((int(n), s) for n, s in gather_floats(ranks, [float(written), write_seconds]))
+    if ranks.shared:
+        complete = finish_shared(writer, ranks, config)
+    else:
+        writer.finish_replacing()  # every shard written: the store it replaces can go
+        complete = len(writer.done) == writer.layout.n_shards
+        if complete:
+            writer.finalise()  # a store that ranks started: fold their progress markers in
+        if counted is not None and complete:
+            finish_stats(out, counted, earlier_shards=set(range(writer.layout.n_shards)) - set(todo))
+    if writer.mirror is not None:
+        writer.put_attrs()  # the statistics
+        if complete:  # the URL holds the whole store: the working copy can go
+            shutil.rmtree(out, ignore_errors=True)
+            log.info("%s complete; deleted its working copy %s", where, out)
     return GenerateReport(
-        path=out, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
+        path=out if not where.remote else where.text, n_samples=total, samples_written=written, shards_written=len(todo), resumed=resumed,
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
-        device=device, stage_seconds=dict(clock.seconds), write_seconds=time.perf_counter() - t_write,
+        device=device, stage_seconds=dict(clock.seconds), write_seconds=write_seconds,
         writer_threads=writer_threads, compressor=compressed_by, jpeg_encoder=config.jpeg_encoder,
+        rank=ranks.rank, world=ranks.world, rank_figures=figures, complete=complete,
     )
+
+
+def remote_working_folder(where: StoreLocation, run: RunOptions, ranks: Ranks) -> Path:
+    """The local folder a store at a URL is built in (``run.work_dir``, else
+    under ``~/.cache/fgbg/work``), after checking the URL as ``--overwrite``
+    and ``--resume`` ask.
+
+    Raises:
+        ConfigError: several ranks with a URL.
+        StoreError: the URL holds a store (without ``--overwrite``/``--resume``),
+            or ``--resume`` without the working copy of the interrupted run.
+    """
+    if ranks.shared:
+        raise ConfigError(f"{where}: several ranks write to a local or mounted shared folder, not to a URL")
+    url = where.url or ""
+    folder = working_folder(url, run.work_dir)
+    exists = remote_exists(url)
+    if run.overwrite:
+        Mirror(folder, url).remove_existing()
+        shutil.rmtree(folder, ignore_errors=True)
+    elif exists and not run.resume:
+        raise StoreError(f"{where} exists: use --overwrite to replace it or --resume to complete it")
+    elif run.resume and exists and not folder.exists():
+        raise StoreError(f"{where}: resuming needs the working copy of the interrupted run, {folder} "
+                         "(give its --work-dir), or start again with --overwrite")
+    elif not exists:
+        shutil.rmtree(folder, ignore_errors=True)  # left by a run whose store never reached the URL
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    log.info("%s: building in %s, each file copied as soon as it is durable", where, folder)
+    return folder
+
+
+def open_shared(
+    out: Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet, depth, run: RunOptions, ranks: Ranks,
+) -> tuple[ZarrWriter, bool]:
+    """The writer of one rank of several writing ``out`` at once, and whether
+    the store existed (a resume).
+
+    Rank 0 of a torchrun group creates the store (metadata, assets,
+    attributes) while the group waits at a barrier; ``--shard`` jobs, which
+    cannot wait for each other, each create it aside and rename it into place
+    (:meth:`ZarrWriter.create_shared`: the first wins, the others open it) —
+    so a ``--shard`` job joins a store made with the same options as if
+    resuming it. Each rank then checks only its own done shards.
+
+    Raises:
+        ConfigError: ``--overwrite`` with ``--shard`` (each job would replace the others' store).
+        StoreError: the store exists (without ``--resume`` under torchrun alone), or differs.
+    """
+    joins = ranks.world > ranks.group_size
+    if run.overwrite and joins:
+        raise ConfigError("--overwrite with --shard: each job would replace the others' store; "
+                          "delete the old store first")
+    existed = out.exists()
+    replaced = None
+    if ranks.leader:
+        bg_depth, described = depth.background_depth(), depth.describe()
+        if run.overwrite:
+            made = ZarrWriter.create(out, config, plan, assets, bg_depth, described, overwrite=True)
+            replaced = made.replaced
+            made.close()
+            existed = False
+        elif existed and not (run.resume or joins):
+            raise StoreError(f"{out} exists: use --overwrite to replace it or --resume to complete it")
+        else:
+            existed = not ZarrWriter.create_shared(out, config, plan, assets, bg_depth, described) and existed
+    barrier(ranks)  # torchrun: the store exists for every rank from here on
+    mine = assigned_shards(-(-plan.n_samples // config.shard_size), ranks)
+    writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check, owned=mine)
+    if writer is None:
+        raise StoreError(f"{out}: its creation never finished (a killed run); delete it and run again")
+    writer.shared = True
+    writer.replaced = replaced
+    return writer, existed
+
+
+def finish_shared(writer: ZarrWriter, ranks: Ranks, config: GenerateConfig) -> bool:
+    """After this rank's shards: the torchrun group waits for all its ranks,
+    then its rank 0 completes the store if every shard of every rank is done
+    (progress markers folded into the attributes, statistics from their
+    histograms; ``--shard`` jobs: whichever finishes last). Returns whether
+    the store is complete.
+    """
+    barrier(ranks)
+    if not ranks.leader:
+        return False
+    markers = writer.finalise()
+    if not markers:  # shards missing, or another job completed it first
+        return bool(read_attrs(writer.root)["progress"]["complete"])
+    discard_old_store(writer.replaced)
+    writer.replaced = None
+    if config.image_codec != "jpeg":
+        counted = ChannelHistogram()
+        for m in markers.values():
+            if m.get("histogram") is not None:
+                counted.merge(ChannelHistogram(np.asarray(m["histogram"]["counts"], np.int64), m["histogram"]["samples"]))
+        earlier = set(range(writer.layout.n_shards)) - {k for k, m in markers.items() if m.get("histogram")}
+        finish_stats(writer.root, counted, earlier_shards=earlier)
+    return True
 
 
 def make_device_compressor() -> ChunkCompressor:

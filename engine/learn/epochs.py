@@ -47,8 +47,14 @@ class EpochPlan:
             raise ValueError(f"shard_id must be in [0, {self.num_shards}), got {self.shard_id}")
 
     def positions(self) -> np.ndarray:
-        """``(k,) int64`` positions (into the epoch's permutation) this rank reads, in order."""
-        return np.arange(self.shard_id, self.n, self.num_shards, dtype=np.int64)
+        """``(k,) int64`` positions (into the epoch's permutation) this rank reads, in order.
+
+        With ``drop_last`` the ranks read the first ``n - n % num_shards``
+        positions, the same count each, so they run the same number of batches
+        (ranks that step together must).
+        """
+        stop = self.n - self.n % self.num_shards if self.drop_last else self.n
+        return np.arange(self.shard_id, stop, self.num_shards, dtype=np.int64)
 
     def batches_per_epoch(self) -> int:
         k = len(self.positions())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.distributed import Ranks
 from engine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -165,6 +166,10 @@ class TrainReport:
     #: the fine stage's files that ``overwrite`` of the coarse stage deleted
     #: (built on the coarse network it replaced)
     removed_fine: tuple[Path, ...] = ()
+    #: images/s of every rank under torchrun, in rank order (``()`` for one process)
+    rank_images_per_second: tuple[float, ...] = ()
+    #: the first 48 bits of a SHA-256 of the trained parameters (equal on every rank: checked)
+    parameters_digest: int = 0
 
 
 #: what a stage writes into the run folder, besides the checkpoint
@@ -219,7 +224,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | None = None,
           plot: bool = False, overwrite: bool = False, allow_incomplete: bool = False,
-          samples: SampleSource | None = None) -> TrainReport:
+          samples: SampleSource | None = None, ranks: Ranks | None = None) -> TrainReport:
     """Train one stage; returns the final validation metrics (model and constant predictor).
 
     An earlier run of the stage in ``config.out`` is continued with ``resume``,
@@ -227,6 +232,12 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     and otherwise refused (:func:`check_earlier_run`). An incomplete store (not
     every shard generated) is refused unless ``allow_incomplete``. With
     ``config.source == 'online'``, ``samples`` composites the training batches.
+
+    Under torchrun (``ranks`` of several, process group started by the caller)
+    the model is wrapped in DistributedDataParallel and ``config.batch`` is
+    the *global* batch: step ``s`` reads the same samples as one process
+    would, split across ranks (:func:`rank_rows`), so a run resumes with any
+    rank count on the same data order. Rank 0 alone writes the run folder.
     """
     import torch
 
@@ -238,11 +249,14 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     from engine.learn.step_runner import make_sgd
 
     t_start = time.perf_counter()
+    ranks = ranks or Ranks()
+    check_ranks(config, ranks)
     to_remove = check_earlier_run(config, resume, overwrite)
     device = pick_device(config.device)
     dtype = autocast_dtype(config.precision, device)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ranks.leader:  # rank 0 alone writes the run folder
+        out.mkdir(parents=True, exist_ok=True)
     ckpt_path = config.checkpoint_path()
     torch.manual_seed(config.seed)
 
@@ -318,13 +332,21 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         scaler.load_state_dict(resumed["scaler"])
         step = int(resumed["step"])
         _set_rng_state(resumed["rng"])
-    forward = torch.compile(model) if config.compile else model
+    forward = model
+    if ranks.world > 1:  # gradients averaged across ranks; rank 0's weights broadcast at the start
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
+                                          find_unused_parameters=True)  # the coarse stage leaves fine's layers unused
+    forward = torch.compile(forward) if config.compile else forward
     sampler = BatchSampler(len(train_data), config.batch, config.seed)
-    batches = _batches(config, train_data, mc, device, step, norm, samples)  # None: make_batch from the sampler
+    batches = _batches(config, train_data, mc, device, step, norm, samples, ranks)  # None: make_batch from the sampler
     log_path = out / f"{config.stage}_log.csv"
     history = _read_log(log_path, upto=step) if resumed is not None else []
 
     def checkpoint(metrics: dict | None) -> None:
+        if not ranks.leader:
+            return
         save_checkpoint(ckpt_path, {
             "stage": config.stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(mc),
             "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
@@ -335,7 +357,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         _write_log(log_path, history)
 
     # -- the loop (data and model are ready: only now replace an earlier run) ----------
-    for path in to_remove:
+    for path in to_remove if ranks.leader else ():
         path.unlink(missing_ok=True)
         log.info("removed %s (--overwrite)", path)
     model.train()
@@ -346,10 +368,10 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     seen = 0
     while step < config.steps:
         if batches is None:
-            rows = sampler(step)
+            rows = rank_rows(sampler(step), ranks)
             x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device, *norm)  # (B, 3, H, W)
             if step + 1 < config.steps:
-                train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
+                train_data.prefetch(rank_rows(sampler(step + 1), ranks))  # streamed images: read while this step runs
         else:
             x, depth, masks = next(batches)  # the same shapes, already on the device
         valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
@@ -368,7 +390,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         seen += len(x)
         rate = seen / max(time.perf_counter() - t_loop, 1e-9)
         row: dict[str, Any] = {"step": step, "loss": loss.item(), "images_per_s": rate}
-        if step % config.eval_every == 0 and step < config.steps:
+        if step % config.eval_every == 0 and step < config.steps and ranks.leader:
             metrics = evaluate_arrays(model, val_subset, config.stage, device, dtype, None, norm=norm)["model"]
             row.update({f"val_{k}": v for k, v in metrics.items()})
             if config.stage == "fine":
@@ -379,6 +401,11 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         if step % config.checkpoint_every == 0 and step < config.steps:
             checkpoint(None)
 
+    rate = seen / max(time.perf_counter() - t_loop, 1e-9)
+    rates, digest = _ranks_agree(model, ranks, rate, device)
+    if not ranks.leader:
+        return TrainReport(ckpt_path, config.stage, steps_run, time.perf_counter() - t_start, rate, {},
+                           rank_images_per_second=rates, parameters_digest=digest)
     final = evaluate_arrays(model, val_data, config.stage, device, dtype, constant_log_depth, norm=norm)
     if history:
         history[-1].update({f"val_{k}": v for k, v in final["model"].items()})
@@ -390,9 +417,59 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         loss_curves(history, out / f"{config.stage}_curves.png", title=f"{config.stage} stage")
         prediction_sheet(model, val_data, config.stage, device, out / f"{config.stage}_predictions.png", norm=norm)
     seconds = time.perf_counter() - t_start
-    return TrainReport(ckpt_path, config.stage, steps_run, seconds,
-                       seen / max(time.perf_counter() - t_loop, 1e-9), final,
-                       tuple(p for p in to_remove if not p.name.startswith(config.stage)))
+    return TrainReport(ckpt_path, config.stage, steps_run, seconds, rate, final,
+                       tuple(p for p in to_remove if not p.name.startswith(config.stage)),
+                       rank_images_per_second=rates, parameters_digest=digest)
+
+
+def check_ranks(config: TrainConfig, ranks: Ranks) -> None:
+    """Refuse what several ranks cannot do (yet).
+
+    Raises:
+        ConfigError: a batch that does not split evenly, or a data path without rank sharding.
+    """
+    if ranks.world == 1:
+        return
+    if ranks.world != ranks.group_size:
+        raise ConfigError("train runs its ranks under torchrun (one process group); --shard is for generate")
+    if config.batch % ranks.world:
+        raise ConfigError(f"--batch {config.batch} (the global batch) must be a multiple of the {ranks.world} ranks")
+    if config.cache != "none" or config.source != "store":
+        raise ConfigError("several ranks train with --loader dali or torch from the store "
+                          "(--cache device and --source online read the whole split on one rank)")
+
+
+def rank_rows(rows: np.ndarray, ranks: Ranks) -> np.ndarray:
+    """This rank's part of a global batch: ``rows[rank::world]``, ``(B / world,) int64``.
+
+    The same interleaving as :class:`engine.learn.epochs.EpochPlan`'s ranks, so
+    both loaders split a global batch alike.
+    """
+    return rows[ranks.rank :: ranks.world]
+
+
+def _ranks_agree(model: Any, ranks: Ranks, rate: float, device: Any) -> tuple[tuple[float, ...], int]:
+    """Every rank's images/s, and the parameters' digest, checked equal on every
+    rank (DistributedDataParallel keeps them in sync; a difference is a bug)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    digest = int(h.hexdigest()[:12], 16)  # 48 bits: exact in a float64
+    if ranks.world == 1:
+        return (), digest
+    import torch.distributed as dist
+
+    on = device if dist.get_backend() == "nccl" else "cpu"
+    mine = torch.tensor([rate, float(digest)], dtype=torch.float64, device=on)
+    every = [torch.zeros_like(mine) for _ in range(ranks.world)]
+    dist.all_gather(every, mine)
+    if any(int(t[1].item()) != digest for t in every):
+        raise RuntimeError("parameters differ across ranks after training")
+    return tuple(float(t[0].item()) for t in every), digest
 
 
 def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
@@ -407,7 +484,8 @@ def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
 
 
 def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: int,
-             norm: tuple[np.ndarray, np.ndarray], samples: SampleSource | None = None) -> Iterator[tuple] | None:
+             norm: tuple[np.ndarray, np.ndarray], samples: SampleSource | None = None,
+             ranks: Ranks | None = None) -> Iterator[tuple] | None:
     """The training batches from global ``step`` on, ``(x, depth, masks)`` on the
     device, from the DALI loader, the device-resident split or online
     compositing; ``None`` for the torch loader (the loop calls :func:`make_batch` itself)."""
@@ -441,8 +519,13 @@ def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: i
                           "or train with --loader torch") from None
     from engine.learn.dali_loader import DaliLoader
 
-    loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size, config.batch,
-                        config.seed, device=str(device), split=train_data, mean=tuple(norm[0]), std=tuple(norm[1]))
+    ranks = ranks or Ranks()
+    # several ranks: each reads every world-th position of the epoch, B/world per step, and
+    # drops the partial last batch so every rank runs the same number of steps per epoch
+    loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size,
+                        config.batch // ranks.world, config.seed, shard_id=ranks.rank, num_shards=ranks.world,
+                        drop_last=ranks.world > 1, device=str(device), split=train_data,
+                        mean=tuple(norm[0]), std=tuple(norm[1]))
     return loader.from_step(step)
 
 

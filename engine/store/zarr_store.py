@@ -27,10 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,14 @@ from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
 from engine.store.jpeg import encode_jpeg_pillow
+from engine.store.progress import fold_markers, marker_dir, merge_markers, remove_markers, write_marker
 from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
     from engine.compose.compositor import Batch
     from engine.compose.plan import SamplePlan
+    from engine.store.location import Mirror
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,12 @@ class ZarrWriter:
         self.layout = layout
         self.config = config
         self.done = set(done)
+        #: several processes write this store (``generate --shard``, torchrun): finished
+        #: shards are recorded as marker files, not in the attributes (engine/store/progress.py)
+        self.shared = False
+        self._writer_entry: dict[str, Any] | None = None
+        #: copies each durable file to the store's URL (engine/store/location.py); ``None``: a local store
+        self.mirror: Mirror | None = None
         #: the store this one replaces (``--overwrite``), moved aside until this one is complete
         self.replaced: Path | None = None
         zarr = _zarr()
@@ -185,6 +194,38 @@ class ZarrWriter:
             raise
         writer.replaced = old
         return writer
+
+    @classmethod
+    def create_shared(
+        cls, path: str | Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        bg_depth: np.ndarray, depth_info: dict[str, Any],
+    ) -> bool:
+        """Create the store when several processes may try at once (``--shard``):
+        it is built in a sibling folder and renamed into place, so one process
+        wins and the others open what it made (the same bytes: the store's
+        creation is a pure function of the config and inputs).
+
+        Returns:
+            Whether this process created it (``False``: it was there already).
+        """
+        root = Path(path)
+        if root.exists() and not (root.is_dir() and not any(root.iterdir())):
+            return False
+        tmp = root.with_name(f"{root.name}.creating-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            cls._create(tmp, config, plan, assets, bg_depth, depth_info).close()
+            os.rename(tmp, root)  # fails when another process's store is already there
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_fgbg_store(root):
+                return False
+            raise StoreError(f"{root}: cannot create the store") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync(root.parent)
+        return True
 
     def finish_replacing(self) -> None:
         """The new store is complete: delete the store it replaces, if any."""
@@ -250,13 +291,18 @@ class ZarrWriter:
 
     @classmethod
     def open_resume(
-        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any], verify: str = "index"
+        cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any], verify: str = "index",
+        owned: Collection[int] | None = None,
     ) -> ZarrWriter | None:
         """Reopen a store made with the same config and inputs, to complete it.
 
         Done shards are checked first (``verify``: ``index`` reads each file's
         index, ``full`` decodes every chunk; see :mod:`engine.store.verify`);
         damaged ones are left out of the done set, so they are written again.
+        With ``owned`` (the shards this process writes, when several write the
+        store at once) only those are checked and temp files of killed writes
+        are left alone (other ranks may be writing theirs); the process that
+        completes the store removes them (:meth:`finalise`).
 
         Returns:
             The writer, or ``None`` when the store's creation itself never
@@ -279,7 +325,8 @@ class ZarrWriter:
                              "resume with the same options, or use --overwrite")
         if attrs["inputs"] != inputs:
             raise StoreError(f"{root}: made from different input files; resume with the same inputs, or use --overwrite")
-        remove_partial_files(root)
+        if owned is None:
+            remove_partial_files(root)
         group = zarr.open_group(root, mode="r+")
         lay = attrs["layout"]
         layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
@@ -287,6 +334,9 @@ class ZarrWriter:
 
         # done shards whose files were lost or damaged since are written again; their
         # files go first, so no write reads a damaged one (zarr merges into a partial shard)
+        if owned is not None:  # check only this rank's shards
+            mine = sorted(set(attrs["progress"]["shards_done"]) & set(owned))
+            attrs = {**attrs, "progress": {**attrs["progress"], "shards_done": mine}}
         shards = StoreShards(root, attrs)
         damaged = shards.damaged_shards(verify)
         if damaged:
@@ -294,7 +344,9 @@ class ZarrWriter:
         for k in damaged:
             for name in shards.names:
                 shards.path(name, k).unlink(missing_ok=True)
-        return cls(root, group, layout, stored, set(attrs["progress"]["shards_done"]) - damaged)
+            (marker_dir(root) / f"shard-{k:07d}.json").unlink(missing_ok=True)
+        done = set(read_attrs(root)["progress"]["shards_done"]) if owned is not None else set(attrs["progress"]["shards_done"])
+        return cls(root, group, layout, stored, done - damaged)
 
     # -- writing --------------------------------------------------------------
 
@@ -321,9 +373,11 @@ class ZarrWriter:
             arrays["images"] = batch.images
         if self.config.save_alpha:
             arrays["alpha"] = batch.alpha
+        written = []
         try:
             for name, data in arrays.items():
                 path = self._shard_path(name, index)
+                written.append(path)
                 spec = self.specs[name]
                 if name in batch.compressed:  # compressed where the data is (nvCOMP on the GPU)
                     if spec is None or spec.zstd_level is None:
@@ -334,6 +388,8 @@ class ZarrWriter:
                 else:
                     self.arrays[name][start:stop] = data
                     _fsync(path)
+            if self.mirror is not None:  # before mark_done copies the progress that records them
+                self.mirror.put(written)
         except OSError as e:
             raise StoreError(
                 f"{self.root}: writing shard {index} failed ({e.strerror or e}); "
@@ -343,8 +399,11 @@ class ZarrWriter:
     def record_writer(self, compressor: str, jpeg_encoder: str | None) -> None:
         """Record in the attributes what compresses (and JPEG-encodes) this run's
         shards: a resumed store may have been written by several."""
-        attrs = dict(self.group.attrs[ATTRS_KEY])
         entry = {"compressor": compressor, "jpeg_encoder": jpeg_encoder}
+        if self.shared:  # recorded with each finished shard, folded in at the end
+            self._writer_entry = entry
+            return
+        attrs = dict(self.group.attrs[ATTRS_KEY])
         writers = list(attrs.get("writers", []))
         if entry in writers:
             return
@@ -352,12 +411,24 @@ class ZarrWriter:
         try:
             self.group.attrs.update({ATTRS_KEY: attrs})
             _fsync(self.root / "zarr.json")
+            self.put_attrs()
         except OSError as e:
             raise StoreError(f"{self.root}: cannot update the store's attributes ({e.strerror or e})") from None
 
-    def mark_done(self, index: int) -> None:
-        """Record shard ``index`` as complete (after :meth:`write_shard` returned)."""
+    def mark_done(self, index: int, histogram: dict[str, Any] | None = None) -> None:
+        """Record shard ``index`` as complete (after :meth:`write_shard` returned).
+
+        ``histogram`` (its images' channel counts) is kept with the marker of a
+        shared store, for the statistics of whoever completes it.
+        """
         self.done.add(index)
+        if self.shared:
+            try:
+                write_marker(self.root, index, self._writer_entry, histogram)
+            except OSError as e:
+                raise StoreError(f"{self.root}: recording progress failed ({e.strerror or e}); "
+                                 "run again with --resume") from None
+            return
         attrs = dict(self.group.attrs[ATTRS_KEY])
         attrs["progress"] = {
             "shards_done": sorted(self.done),
@@ -366,10 +437,38 @@ class ZarrWriter:
         try:
             self.group.attrs.update({ATTRS_KEY: attrs})
             _fsync(self.root / "zarr.json")
+            self.put_attrs()
         except OSError as e:
             raise StoreError(
                 f"{self.root}: recording progress failed ({e.strerror or e}); run again with --resume"
             ) from None
+
+    def put_attrs(self) -> None:
+        """Copy the attributes (``zarr.json``) to the store's URL, if it has one."""
+        if self.mirror is not None:
+            self.mirror.put([self.root / "zarr.json"])
+
+    def finalise(self) -> dict[int, dict[str, Any]]:
+        """Fold the progress markers of a complete store into its attributes,
+        remove them and any temp files of killed writes; a no-op (``{}``) while
+        shards are missing or when there are no markers.
+
+        Returns:
+            The markers folded in, by shard (their image histograms feed the statistics).
+        """
+        raw = read_attrs(self.root, markers=False)
+        folded, markers = fold_markers(self.root, raw)  # type: ignore[arg-type]
+        if not markers or not folded["progress"]["complete"]:
+            return {}
+        try:
+            self.group.attrs.update({ATTRS_KEY: folded})
+            _fsync(self.root / "zarr.json")
+        except OSError as e:
+            raise StoreError(f"{self.root}: recording progress failed ({e.strerror or e}); run again with --resume") from None
+        remove_partial_files(self.root)
+        remove_markers(self.root)
+        self.done = set(folded["progress"]["shards_done"])
+        return markers
 
     def _shard_path(self, name: str, index: int) -> Path:
         array = self.arrays[name]
@@ -621,8 +720,11 @@ def _gb(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
-def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | None:
+def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True) -> dict[str, Any] | None:
     """The ``fgbg`` attributes of the store at ``root``.
+
+    Shards that ranks writing the store at once recorded as progress markers
+    count as done (``markers``; see :mod:`engine.store.progress`).
 
     Returns ``None`` when the group exists but its creation never finished
     (only with ``allow_unfinished``).
@@ -632,6 +734,10 @@ def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | N
     """
     meta = root / "zarr.json"
     if not root.exists():
+        url = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", str(root))  # a URL that became a Path
+        if url:
+            raise StoreError(f"{url[1]}://{url[2]}: this command reads a local store (a path); "
+                             "generate, info and zarr.open_group take URLs: copy the store down first")
         raise StoreError(f"{root}: no such store")
     if not meta.is_file():
         raise StoreError(f"{root}: not a Zarr v3 store (no zarr.json)")
@@ -644,14 +750,14 @@ def read_attrs(root: Path, allow_unfinished: bool = False) -> dict[str, Any] | N
         if allow_unfinished and doc.get("node_type") == "group":
             return None
         raise StoreError(f"{root}: not an fgbg store (no '{ATTRS_KEY}' attributes)")
-    return attrs
+    return merge_markers(root, attrs) if markers else attrs
 
 
 @dataclass(frozen=True)
 class StoreInfo:
     """What ``info`` reports about a store."""
 
-    path: Path
+    path: Path | str
     attrs: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
     bytes_on_disk: int
@@ -674,9 +780,31 @@ class StoreInfo:
         return sum(b - a for a, b in (layout.shard_range(k) for k in self.attrs["progress"]["shards_done"]))
 
 
+def describe_array(doc: dict[str, Any], n_bytes: int) -> dict[str, Any]:
+    """What ``info`` says about an array, from its ``zarr.json`` and its bytes on disk."""
+    codecs = doc.get("codecs", [])
+    inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
+    used = inner["codecs"] if inner else codecs
+    return {
+        "shape": tuple(doc["shape"]),
+        "dtype": doc["data_type"],
+        "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
+        "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
+        "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
+                   if c["name"] not in ("bytes",)],
+        "bytes": n_bytes,
+    }
+
+
 def inspect_store(path: str | Path) -> StoreInfo:
-    """Read a store's attributes, array descriptions and size on disk (no data read)."""
-    root = Path(path)
+    """Read a store's attributes, array descriptions and size on disk (no data read);
+    ``path`` may be an fsspec URL (:func:`engine.store.location.inspect_remote`)."""
+    from engine.store.location import inspect_remote, locate
+
+    where = locate(path)
+    if where.remote:
+        return inspect_remote(where.url)  # type: ignore[arg-type]
+    root = where.local  # type: ignore[assignment]
     attrs = read_attrs(root)
     arrays: dict[str, dict[str, Any]] = {}
     for meta in sorted(root.rglob("zarr.json")):
@@ -684,18 +812,7 @@ def inspect_store(path: str | Path) -> StoreInfo:
         if doc.get("node_type") != "array":
             continue
         name = meta.parent.relative_to(root).as_posix()
-        codecs = doc.get("codecs", [])
-        inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
-        used = inner["codecs"] if inner else codecs
-        arrays[name] = {
-            "shape": tuple(doc["shape"]),
-            "dtype": doc["data_type"],
-            "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
-            "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
-            "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
-                       if c["name"] not in ("bytes",)],
-            "bytes": sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()),
-        }
+        arrays[name] = describe_array(doc, sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()))
     files = [p for p in root.rglob("*") if p.is_file()]
     from engine.store.verify import files_damaged  # imports this module
 
