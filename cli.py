@@ -599,6 +599,9 @@ def bench(
     """Images/s of each stage on this machine (median of >= 5 repeats after warm-up, min-max), next to
     the naive per-image loop (one process and one per core) and, on a GPU, each stage's physical
     ceiling, all measured in this run; appends a JSON record to --out."""
+    checkout = str(Path(__file__).resolve().parent)
+    if checkout not in sys.path:  # the suite lives beside cli.py in the checkout (e.g. an editable install's `fgbg`)
+        sys.path.insert(0, checkout)
     try:
         from benchmarks.suite import record as records
         from benchmarks.suite import report as reports

@@ -23,6 +23,10 @@ def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}" if value >= 1 else f"{value:.3g}"
 
 
+def _times(ratio: float) -> str:
+    return f"{ratio:.1f}×" if ratio >= 0.95 else f"{ratio:.2g}×"
+
+
 def table_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
     """The run's table (columns :data:`HEADERS`): the baselines first, then each figure."""
     rows = []
@@ -32,8 +36,8 @@ def table_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append((
             fig["stage"], fig["device"], str(fig["batch"]),
             f"{_rate(fig['median'])} ({_rate(fig['min'])}–{_rate(fig['max'])})",
-            f"{ratios['naive_single']:.1f}×" if "naive_single" in ratios else "1.0×" if fig["stage"] == "naive" else "",
-            f"{ratios['naive_pool']:.1f}×" if "naive_pool" in ratios else "",
+            _times(ratios["naive_single"]) if "naive_single" in ratios else "1.0×" if fig["stage"] == "naive" else "",
+            _times(ratios["naive_pool"]) if "naive_pool" in ratios else "",
             f"{fraction:.0%} {fig['ceiling'].removesuffix('_GBps')}" if fraction else "",
             f"{fig['warmup_s']:.2f}", fig.get("notes", ""),
         ))
