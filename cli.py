@@ -636,7 +636,9 @@ def bench(
     console = Console(width=max(Console().width, 150))
     console.print(table)
     ceilings = ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in record["ceilings"].items())
-    typer.echo(f"ceilings: {ceilings or 'none'}; {record['seconds']:.0f} s in all; record: {path}")
+    load = record["machine"].get("load_average_start")
+    busy = f"; load average {load:.1f} on {record['machine']['cores']} cores" if load is not None else ""
+    typer.echo(f"ceilings: {ceilings or 'none'}; {record['seconds']:.0f} s in all{busy}; record: {path}")
 
 
 def _bench_run(quick: bool, stages: str | None, device: str, scratch: Path, quiet: bool) -> dict:

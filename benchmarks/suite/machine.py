@@ -76,6 +76,14 @@ def git_state(root: Path = ROOT) -> dict[str, Any]:
     return {"commit": sha, "dirty": bool(status.strip())}
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (other work competing for the cores), or ``None`` where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_facts() -> dict[str, Any]:
     """Hardware and software of this run, for the record's ``machine`` field."""
     return {
@@ -85,4 +93,5 @@ def machine_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "libraries": library_versions(),
+        "load_average_start": load_average(),
     }

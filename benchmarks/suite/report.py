@@ -54,6 +54,14 @@ def describe_machine(record: dict[str, Any]) -> str:
     return where + (f"; {gpu['name']} (driver {gpu.get('driver', '?')})" if gpu else "; no GPU")
 
 
+def _load(record: dict[str, Any]) -> str:
+    m = record["machine"]
+    if m.get("load_average_start") is None:
+        return ""
+    return (f"; load average (1 min) {m['load_average_start']:.1f} at the start, "
+            f"{m.get('load_average_end') or 0:.1f} at the end, on {m['cores']} cores")
+
+
 def series_label(record: dict[str, Any], device: str) -> str:
     """Which line of the history a figure belongs to: device, machine, sizes."""
     gpu = record["machine"].get("gpu")
@@ -95,7 +103,8 @@ def generated_section(records: list[dict[str, Any]], chart: str | None) -> str:
                 f"Commit `{r['git']['commit'][:10]}`{' (uncommitted changes)' if r['git'].get('dirty') else ''}, "
                 f"{r['created']}, {r['seconds']:.0f} s; ceilings: "
                 + (", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in r["ceilings"].items()) or "none")
-                + f"; images {settings['sizes']['image']}², shard {settings['sizes']['batch']}.", "",
+                + f"; images {settings['sizes']['image']}², shard {settings['sizes']['batch']}"
+                + _load(r) + ".", "",
                 markdown_table(HEADERS, table_rows(r)), ""]
     if not any(f["device"] == "cuda" for r in records for f in r["figures"]):
         out += ["GPU figures: pending: measured by `bash benchmarks/gpu_bench_session.sh` (`python cli.py bench` "

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ceilings
-from .machine import git_state, machine_facts
+from .machine import git_state, load_average, machine_facts
 from .naive import naive_generate, naive_generate_pool, split_placements
 from .record import KIND, SCHEMA
 from .stages import FULL, QUICK, Context, Measured, Stage, problem
@@ -124,6 +124,7 @@ def run_bench(settings: BenchSettings, progress: Progress | None = None) -> dict
     finally:
         shutil.rmtree(settings.scratch, ignore_errors=True)
     add_ratios(record)
+    record["machine"]["load_average_end"] = load_average()
     record["seconds"] = time.perf_counter() - t_start
     return record
 

@@ -45,8 +45,11 @@ def test_generated_section_replaces_only_itself(make_record, tmp_path: Path) -> 
 
 
 def test_gpu_record_gets_its_own_latest_table(make_record) -> None:
-    section = report.generated_section([make_record(), make_record(gpu=True)], None)
+    gpu = make_record(gpu=True)
+    gpu["machine"].update(load_average_start=3.0, load_average_end=2.5)
+    section = report.generated_section([make_record(), gpu], None)
     assert "Test GPU" in section and "pending" not in section
+    assert "load average (1 min) 3.0 at the start, 2.5 at the end, on 2 cores" in section
 
 
 def test_chart_draws_every_series(make_record, tmp_path: Path) -> None:
