@@ -99,7 +99,8 @@ def generated_section(records: list[dict[str, Any]], chart: str | None) -> str:
             continue
         seen.add(id(r))
         settings = r["settings"]
-        out += [f"### Latest on {describe_machine(r)} ({'quick' if settings.get('quick') else 'full'} sizes)", "",
+        command = "python cli.py bench" + (" --quick" if settings.get("quick") else "")
+        out += [f"### Latest on {describe_machine(r)}: `{command}`", "",
                 f"Commit `{r['git']['commit'][:10]}`{' (uncommitted changes)' if r['git'].get('dirty') else ''}, "
                 f"{r['created']}, {r['seconds']:.0f} s; ceilings: "
                 + (", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in r["ceilings"].items()) or "none")
@@ -194,6 +195,8 @@ def chart(records: list[dict[str, Any]], path: Path, width_panel: int = 300, hei
                 draw.line(xy, fill=colour, width=2)
             for x, y in xy:
                 draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=colour)
+            x, y = xy[-1]  # the newest figure, written out
+            draw.text((min(x + 6, right - 44), y + 4), _rate(pts[-1][1]), fill=colour, font=font)
     y = rows * height_panel + 8
     first, last = records[0], records[-1]
     draw.text((8, y), f"x: {n} run(s), oldest left: {first['git']['commit'][:7]} {first['created'][:10]} … "
