@@ -666,6 +666,8 @@ def _bench_run(quick: bool, stages: str | None, device: str, scratch: Path, quie
             if event == "start":
                 if bar.bar is not None and bar.task is not None:
                     bar.bar.update(bar.task, description=f"{name} ({where})")
+                elif not quiet:  # no terminal (a log): one line per step, so a cut-off run says where
+                    typer.echo(f"bench: {name} ({where}) ...", err=True)
                 return
             done += 1
             bar.update(done, total)

@@ -69,7 +69,7 @@ QUICK = Sizes(image=128, assets=8, batch=256, generate_samples={"cpu": 768, "cud
               loader_samples=256, input_size=64, train_batch=8, loader_batches=8, train_batches=1,
               ceiling_bytes=64 << 20)
 #: the default: the paper-sized 224 x 224 composites, shards of 2048, sizes that leave the caches
-FULL = Sizes(image=224, assets=100, batch=2048, generate_samples={"cpu": 20_000, "cuda": 200_000}, naive_samples=300,
+FULL = Sizes(image=224, assets=100, batch=2048, generate_samples={"cpu": 20_000, "cuda": 100_000}, naive_samples=300,
              loader_samples=2000, input_size=112, train_batch=32, loader_batches=10, train_batches=10,
              ceiling_bytes=1 << 30)
 
