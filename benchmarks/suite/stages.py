@@ -462,6 +462,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("train-resident", "coarse training step fed by the device-resident split", DEVICES,
           _loader_stage("resident", True)),
     Stage("train-torch", "coarse training step fed by the torch loader", DEVICES, _loader_stage("torch", True)),
+    Stage("train-dali", "coarse training step fed by the DALI loader", DEVICES, _loader_stage("dali", True)),
 )
 
 
@@ -486,7 +487,7 @@ def problem(stage: Stage, device: str) -> str | None:
     """Why ``stage`` cannot run on ``device`` here, or ``None`` when it can."""
     if device not in stage.devices:
         return f"no {device} variant"
-    if stage.name == "loader-dali":
+    if stage.name.endswith("-dali"):
         try:
             import nvidia.dali  # noqa: F401
         except ImportError:
