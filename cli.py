@@ -588,7 +588,7 @@ _METRIC_LABELS = [("delta1", "δ<1.25", "↑"), ("delta2", "δ<1.25²", "↑"), 
 @app.command(short_help="Images/s of every stage here, vs the naive loop, with history, ceilings and a chart.")
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes: the whole run in about a minute on 2 CPU cores (compare quick runs only with quick runs).")] = False,
-    stages: Annotated[str | None, typer.Option(help="Comma-separated stages or families (e.g. composite,loader); default: all. See README 'Benchmarks'.")] = None,
+    stages: Annotated[str | None, typer.Option(help="Comma-separated stages or families (e.g. composite,loader); default: all (README, Speed, lists them).")] = None,
     device: Annotated[Device, typer.Option(help="Devices to measure: auto (the CPU, and CUDA where a GPU works), cpu, or cuda.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder of the JSON records (the history).")] = Path("benchmarks/results"),
     report: Annotated[bool, typer.Option("--report", help="Run nothing: rebuild benchmarks/RESULTS.md's generated section and the chart (docs/bench.png) from the records in --out.")] = False,
@@ -615,7 +615,7 @@ def bench(
             history = records.history(out)
             if not history:
                 raise _fail(f"no bench records in {out}: run `python cli.py bench` first")
-            root = Path(__file__).resolve().parent  # the checkout: RESULTS.md and the README's chart
+            root = Path(checkout)  # RESULTS.md and the README's chart live in the checkout
             chart = reports.chart(history, root / "docs" / "bench.png")
             reports.update_results(root / "benchmarks" / "RESULTS.md",
                                    reports.generated_section(history, "../docs/bench.png"))
