@@ -65,7 +65,7 @@ class Sizes:
 
 
 #: ``--quick``: every stage in under a minute on a 2-core CPU; not comparable with FULL
-QUICK = Sizes(image=128, assets=8, batch=256, generate_samples={"cpu": 768, "cuda": 8192}, naive_samples=32,
+QUICK = Sizes(image=128, assets=8, batch=256, generate_samples={"cpu": 768, "cuda": 8192}, naive_samples=64,
               loader_samples=256, input_size=64, train_batch=8, loader_batches=8, train_batches=1,
               ceiling_bytes=64 << 20)
 #: the default: the paper-sized 224 x 224 composites, shards of 2048, sizes that leave the caches
