@@ -70,7 +70,7 @@ def series_label(record: dict[str, Any], device: str) -> str:
 
 
 def markdown_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    right = {i for i, h in enumerate(headers) if h not in ("stage", "device", "notes")}
+    right = {i for i, h in enumerate(headers) if h not in ("stage", "device", "series", "notes")}
     lines = ["| " + " | ".join(headers) + " |",
              "|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
@@ -238,8 +238,10 @@ def compare_rows(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[tuple[s
     """Each (stage, device) in both records: old and new medians and their ratio; and warnings
     when the two are not like for like (other sizes, other machine)."""
     warnings = []
-    if old["settings"].get("sizes") != new["settings"].get("sizes"):
-        warnings.append("the two runs used different sizes (quick vs full?): ratios compare unlike work")
+    sizes_old, sizes_new = old["settings"].get("sizes", {}), new["settings"].get("sizes", {})
+    differ = sorted(k for k in sizes_old.keys() | sizes_new.keys() if sizes_old.get(k) != sizes_new.get(k))
+    if differ:
+        warnings.append(f"the two runs used different sizes ({', '.join(differ)}): ratios compare unlike work")
     if describe_machine(old) != describe_machine(new):
         warnings.append(f"different machines: {describe_machine(old)} vs {describe_machine(new)}")
     olds = {(f["stage"], f["device"]): f for f in _all_figures(old)}

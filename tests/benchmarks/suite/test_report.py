@@ -68,7 +68,7 @@ def test_compare_two_records(make_record) -> None:
     assert ratios[("naive", "cpu")] == "1.00×" and not warnings
     full = make_record()
     full["settings"]["sizes"] = {"image": 224}
-    assert any("different sizes" in w for w in report.compare_rows(make_record(), full)[1])
+    assert any("different sizes (batch, image)" in w for w in report.compare_rows(make_record(), full)[1])
 
 
 def test_resolve_by_path_and_by_revision(make_record, tmp_path: Path) -> None:
