@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from benchmarks.suite.record import BASELINES, read, write
 from cli import app
+from tests.benchmarks.suite.fixture_records import BASE, figure
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -26,11 +27,6 @@ def test_unknown_stage_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_compare_two_record_files(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "tests" / "benchmarks" / "suite"))
-    try:
-        from conftest import BASE, figure  # the fixture records' parts
-    finally:
-        sys.path.remove(str(ROOT / "tests" / "benchmarks" / "suite"))
     paths = []
     for day, median in (("27", 1000.0), ("28", 1500.0)):
         r = json.loads(json.dumps(BASE))
