@@ -757,6 +757,122 @@ def export_folders(
     _export("folders", store, out, image_format, jpeg_quality, split, val_fraction, split_seed, limit, overwrite,
             threads, quiet)
 
+@app.command(short_help="Images/s of every stage here, vs the naive loop, with history, ceilings and a chart.")
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes: the whole run in about a minute on 2 CPU cores (compare quick runs only with quick runs).")] = False,
+    stages: Annotated[str | None, typer.Option(help="Comma-separated stages or families (e.g. composite,loader); default: all (README, Speed, lists them).")] = None,
+    device: Annotated[Device, typer.Option(help="Devices to measure: auto (the CPU, and CUDA where a GPU works), cpu, or cuda.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Folder of the JSON records (the history).")] = Path("benchmarks/results"),
+    report: Annotated[bool, typer.Option("--report", help="Run nothing: rebuild benchmarks/RESULTS.md's generated section and the chart (docs/bench.png) from the records in --out.")] = False,
+    compare: Annotated[list[str] | None, typer.Option(metavar="REV_OR_JSON", help="Run nothing: each stage's ratio between two records, each a JSON file or a git revision (its latest record). Give it twice (old, then new), or once to compare with the newest record.")] = None,
+    scratch: Annotated[Path, typer.Option(help="Scratch folder for the stores the run writes (emptied at the end).")] = Path("benchmarks/scratch/bench"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Images/s of each stage on this machine (median of >= 5 repeats after warm-up, min-max), next to
+    the naive per-image loop (one process and one per core) and, on a GPU, each stage's physical
+    ceiling, all measured in this run; appends a JSON record to --out."""
+    checkout = str(Path(__file__).resolve().parent)
+    if checkout not in sys.path:  # the suite lives beside cli.py in the checkout (e.g. an editable install's `fgbg`)
+        sys.path.insert(0, checkout)
+    try:
+        from benchmarks.suite import record as records
+        from benchmarks.suite import report as reports
+    except ImportError as e:
+        raise _fail(f"bench runs from a checkout of fgbg (benchmarks/suite is missing: {e})") from None
+    try:
+        if compare:
+            _bench_compare(compare, out)
+            return
+        if report:
+            history = records.history(out)
+            if not history:
+                raise _fail(f"no bench records in {out}: run `python cli.py bench` first")
+            root = Path(checkout)  # RESULTS.md and the README's chart live in the checkout
+            chart = reports.chart(history, root / "docs" / "bench.png")
+            reports.update_results(root / "benchmarks" / "RESULTS.md",
+                                   reports.generated_section(history, "../docs/bench.png"))
+            typer.echo(f"{len(history)} records -> benchmarks/RESULTS.md, {chart.relative_to(root)}")
+            return
+        record = _bench_run(quick, stages, device.value, scratch, quiet)
+        path = records.write(record, out)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fgbg bench ({'quick' if quick else 'full'} sizes): {reports.describe_machine(record)}")
+    for header in reports.HEADERS:
+        table.add_column(header, justify="left" if header in ("stage", "device", "notes") else "right")
+    for row in reports.table_rows(record):
+        table.add_row(*row)
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    ceilings = ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in record["ceilings"].items())
+    load = record["machine"].get("load_average_start")
+    busy = f"; load average {load:.1f} on {record['machine']['cores']} cores" if load is not None else ""
+    typer.echo(f"ceilings: {ceilings or 'none'}; {record['seconds']:.0f} s in all{busy}; record: {path}")
+
+
+def _bench_run(quick: bool, stages: str | None, device: str, scratch: Path, quiet: bool) -> dict:
+    """Run the suite with a rich progress display; returns the record."""
+    from benchmarks.suite.runner import BenchSettings, run_bench
+    from benchmarks.suite.stages import select
+    from engine.compose.compositor_cuda import resolve_device
+    from engine.errors import ConfigError
+
+    try:
+        chosen = select([s.strip() for s in stages.split(",") if s.strip()] if stages else None)
+    except ValueError as e:
+        raise ConfigError(f"--stages: {e}") from None
+    devices = ("cpu",) if device == "cpu" else ("cuda",) if device == "cuda" else \
+        ("cpu",) + (("cuda",) if resolve_device("auto") == "cuda" else ())
+    if device == "cuda":
+        resolve_device("cuda")  # no GPU: one line, exit 2
+    settings = BenchSettings(quick, devices, tuple(chosen), scratch)
+    total = 2 + sum(1 for d in devices for s in chosen)
+    with _CountProgress(quiet, "bench", "steps") as bar:
+        done = 0
+
+        def progress(event: str, name: str, where: str) -> None:
+            nonlocal done
+            if event == "start":
+                if bar.bar is not None and bar.task is not None:
+                    bar.bar.update(bar.task, description=f"{name} ({where})")
+                elif not quiet:  # no terminal (a log): one line per step, so a cut-off run says where
+                    typer.echo(f"bench: {name} ({where}) ...", err=True)
+                return
+            done += 1
+            bar.update(done, total)
+            if event == "skip" and not quiet:
+                typer.echo(f"skipped {name} on {where}", err=True)
+
+        bar.update(0, total)
+        return run_bench(settings, progress)
+
+
+def _bench_compare(refs: list[str], out: Path) -> None:
+    from benchmarks.suite import record as records
+    from benchmarks.suite import report as reports
+    from engine.errors import ConfigError
+
+    if len(refs) > 2:
+        raise ConfigError(f"--compare takes one or two records, got {len(refs)}")
+    history = records.history(out) if out.is_dir() else []
+    old = reports.resolve(refs[0], history)
+    if len(refs) == 2:
+        new = reports.resolve(refs[1], history)
+    elif history:
+        new = history[-1]
+    else:
+        raise ConfigError(f"--compare {refs[0]}: no newest record in {out} to compare it with (give two)")
+    rows, warnings = reports.compare_rows(old, new)
+    typer.echo(f"old: {old['git']['commit'][:10]} {old['created']}   new: {new['git']['commit'][:10]} {new['created']}")
+    for w in warnings:
+        typer.echo(f"warning: {w}")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(reports.COMPARE_HEADERS)]
+    for line in [reports.COMPARE_HEADERS, *rows]:
+        typer.echo("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+
 
 def _metric_table(metrics: dict) -> str:
     names = list(metrics)
@@ -905,7 +1021,7 @@ class _CountProgress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn(f"{{task.fields[rate]}} {self.unit}/s"), TimeRemainingColumn(),
                                 console=Console(stderr=True))
             self.bar.__enter__()

@@ -24,28 +24,27 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, codec_options, save, scratch, timed
+from common import RESULTS, codec_options, save, scratch, timed  # first: puts the checkout on sys.path
+
+# isort: split
+from benchmarks.suite.runner import naive_baselines
+from benchmarks.suite.stages import generate_runs
 from engine.compose.compositor import Compositor
 from engine.compose.compositor_cuda import resolve_device
 from engine.compose.depth import make_depth_source
-from engine.compose.generate import bottleneck, generate, load_assets
+from engine.compose.generate import bottleneck, load_assets
 from engine.compose.plan import plan_for
-from engine.config import ON_DEVICE_JPEG, GenerateConfig, RunOptions
+from engine.config import ON_DEVICE_JPEG, GenerateConfig
 from engine.store.zarr_store import ZarrWriter
-from naive import naive_generate, naive_generate_pool
 
 SCRATCH = scratch("generate")  # emptied at the end
 
 
 def engine_run(config: GenerateConfig, out: Path, device: str) -> tuple[int, float, float, dict, str]:
-    """One generate call: (samples, seconds writing the store, seconds for the whole call,
-    seconds per stage, which stage limits)."""
-    marks: list[float] = []
-    t0 = time.perf_counter()
-    run = RunOptions(overwrite=True, device=device)
-    report = generate(config, out, run, progress=lambda *_: marks.append(time.perf_counter()))
-    end = time.perf_counter()
-    return report.n_samples, end - marks[0], end - t0, report.stage_seconds, bottleneck(report)
+    """One generate call (the suite's :func:`generate_runs`): (samples, seconds writing the store,
+    seconds for the whole call, seconds per stage, which stage limits)."""
+    run = generate_runs(config, out, device, 1)[0]
+    return run.report.n_samples, run.writing_s, run.whole_s, run.report.stage_seconds, bottleneck(run.report)
 
 
 def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:
@@ -111,24 +110,13 @@ def main() -> None:
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
     plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
-    p = plan.placements(0, min(args.naive_samples, plan.n_samples))
-    naive_times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        naive_generate(assets.bg_images, assets.fg_images, p, SCRATCH / "naive.zip")
-        naive_times.append(time.perf_counter() - t0)
-    naive_rate = len(p) / statistics.median(naive_times)
+    cores = os.cpu_count() or 1
+    naive = naive_baselines(assets, plan, args.naive_samples, cores, SCRATCH, args.repeats)
+    naive_rate = naive["naive_single"].items / naive["naive_single"].timing.median_s
     results["naive_images_per_s"] = naive_rate
     print(f"naive per-image loop (Pillow resize, NumPy paste, 2 JPEGs, zip): {naive_rate:8.0f} images/s")
-    cores = os.cpu_count() or 1
     if cores > 1:
-        p_pool = plan.placements(0, min(args.naive_samples * cores, plan.n_samples))
-        pool_times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            naive_generate_pool(assets.bg_images, assets.fg_images, p_pool, SCRATCH, cores)
-            pool_times.append(time.perf_counter() - t0)
-        pool_rate = len(p_pool) / statistics.median(pool_times)
+        pool_rate = naive["naive_pool"].items / naive["naive_pool"].timing.median_s
         results["naive_pool_images_per_s"] = pool_rate
         results["naive_pool_processes"] = cores
         print(f"naive loop on {cores} processes:                                  {pool_rate:8.0f} images/s")

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,23 +61,16 @@ def _cpu_name() -> str:
 
 
 def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callable[[], None] | None = None) -> dict[str, float]:
-    """Median, min and max seconds of ``fn`` over ``repeats`` after ``warmup`` calls.
+    """Median, min and max seconds of ``fn`` over ``repeats`` after ``warmup`` calls
+    (the suite's :func:`benchmarks.suite.timer.measure`, as a dict).
 
     ``sync`` (e.g. ``torch.cuda.synchronize``) runs inside the timed region so
     asynchronous GPU work is counted.
     """
-    for _ in range(warmup):
-        fn()
-        if sync:
-            sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
+    from benchmarks.suite.timer import measure
+
+    t = measure(fn, repeats=repeats, warmup=warmup, sync=sync)
+    return {"median_s": t.median_s, "min_s": min(t.times_s), "max_s": max(t.times_s), "repeats": repeats}
 
 
 def codec_options(spec: str) -> dict[str, str]:

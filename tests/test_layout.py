@@ -1,4 +1,4 @@
-"""The folder tree is the architecture: imports run cli → engine → kernels, and
+"""The folder tree is the architecture: imports run cli → (benchmarks.suite →) engine → kernels, and
 learning reads stores through ``engine.store``, never through ``engine.compose``."""
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ RULES = [
     ("engine/learn", ("engine.compose",)),
     ("engine/store", ("engine.compose", "engine.learn")),
     ("engine/assets", ("engine.compose", "engine.store", "engine.learn")),
+    # the bench suite measures the engine: cli → benchmarks.suite → engine, never back
+    ("kernels", ("benchmarks",)),
+    ("engine", ("benchmarks",)),
+    ("benchmarks/suite", ("cli",)),
 ]
 
 
