@@ -45,6 +45,12 @@ class TrainConfig:
         optimizer: ``sgd`` (momentum 0.9, the paper's per-layer rates) or ``adamw``.
         lr_scale: multiplies the paper's per-layer rates (``sgd``).
         adamw_lr: learning rate of every layer with ``adamw``.
+        lr_scaling: how the learning rates follow ``batch``, the paper's being for
+            batch 32 (:func:`engine.learn.model.batch_lr_factor`): ``linear``
+            (× batch/32), ``sqrt`` (× √(batch/32)) or ``none``; applied on top of
+            ``lr_scale`` (sgd) or ``adamw_lr``. ``steps`` stays in optimiser
+            steps: to see the paper's number of samples at another batch, train
+            ``samples / batch`` steps. The rates used are saved in the checkpoint.
         weight_decay: L2 weight decay.
         height, width: network input size; the output is 1/4 of it.
         coarse_channels: ``paper`` or ``torchvision`` (AlexNet's, for ``init_from``).
@@ -61,6 +67,11 @@ class TrainConfig:
         precision: ``auto`` (bf16 on GPUs with it, else fp16 + grad scaler; fp32
             on the CPU), ``fp32``, ``bf16`` or ``fp16``.
         compile: wrap the model in ``torch.compile``.
+        cuda_graphs: capture the whole training step (forward, loss, backward,
+            optimiser) into a CUDA graph after a few eager steps and replay it
+            (:class:`engine.learn.step_runner.TrainStep`). Where it cannot (the
+            CPU, fp16's grad scaler, ``compile``), the step runs eagerly with
+            the reason logged; the weights are those of the eager loop.
         device: ``auto``, ``cpu`` or ``cuda``.
         max_train_samples: keep a seeded subset of this many training samples.
         stream: with ``loader='torch'``: read each batch's images from the store
@@ -97,6 +108,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr_scale: float = 1.0
     adamw_lr: float = 3e-4
+    lr_scaling: str = "none"
     weight_decay: float = 0.0
     height: int = 112
     width: int = 112
@@ -113,6 +125,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     precision: str = "auto"
     compile: bool = False
+    cuda_graphs: bool = False
     device: str = "auto"
     max_train_samples: int | None = None
     stream: bool = False
@@ -136,6 +149,10 @@ class TrainConfig:
         need(self.lr_scale > 0 and self.adamw_lr > 0, "learning rates must be positive")
         need(self.loss_mask in ("all", "foreground", "background"),
              f"--loss-mask must be all, foreground or background, got {self.loss_mask!r}")
+        need(self.lr_scaling in ("linear", "sqrt", "none"),
+             f"--lr-scaling must be linear, sqrt or none, got {self.lr_scaling!r}")
+        need(not (self.cuda_graphs and self.compile),
+             "--cuda-graphs and --compile exclude each other (each is measured on its own by bench_train.py)")
         need(self.loader in ("dali", "torch"), f"--loader must be dali or torch, got {self.loader!r}")
         need(self.cache in ("none", "device"), f"--cache must be none or device, got {self.cache!r}")
         need(self.normalize in ("store", "imagenet"), f"--normalize must be store or imagenet, got {self.normalize!r}")
@@ -149,7 +166,8 @@ class TrainConfig:
         return Path(self.out) / f"{self.stage}.pt"
 
     #: fields that may change when resuming (how long and how often, not what)
-    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "out", "data", "stream")
+    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "cuda_graphs", "out", "data",
+                         "stream")
 
 
 @dataclass(frozen=True)
@@ -232,10 +250,10 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
 
     from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint, save_checkpoint
     from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, normalization, split_indices
-    from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
+    from engine.learn.evaluate import autocast, autocast_dtype, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
-    from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
-    from engine.learn.step_runner import make_sgd
+    from engine.learn.model import EigenDepth, ModelConfig, batch_lr_factor, load_alexnet_convs, param_groups
+    from engine.learn.step_runner import TrainStep, make_sgd
 
     t_start = time.perf_counter()
     to_remove = check_earlier_run(config, resume, overwrite)
@@ -294,22 +312,32 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         raise ConfigError("--source online needs a sample source (cli.py train builds it from the store's settings)")
     train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream,
                             with_images=not reads_batches)
-    val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream)
+    # validation reads through the training loader's graph (DALI: no augmentation, in order); images
+    # are loaded only for the torch loader, or for the prediction sheet
+    dali_val = config.loader == "dali"
+    val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream,
+                          with_images=not dali_val or plot)
     eval_rows = np.sort(np.random.default_rng([config.seed, 0xE7A]).permutation(len(val_data))[: config.eval_samples])
-    val_subset = type(val_data)(**{f.name: getattr(val_data, f.name)[eval_rows] for f in dataclasses.fields(val_data)})
+    val_subset = type(val_data)(**{f.name: None if getattr(val_data, f.name) is None else getattr(val_data, f.name)[eval_rows]
+                                   for f in dataclasses.fields(val_data)})
+    validate = _validator(config, model, val_data, val_subset, sizes[0], device, dtype, norm)
     valid_train = train_data.depth[train_data.depth > 0]
     constant_log_depth = float(np.log(valid_train).mean())  # the constant predictor's value
     log.info("train %d samples, val %d (backgrounds %s)", len(train_data), len(val_data), val_bgs.tolist())
 
     # -- optimiser: the paper's SGD with per-layer rates, or AdamW ----------------------------
-    groups = param_groups(model, config.stage, config.lr_scale)
+    factor = batch_lr_factor(config.batch, config.lr_scaling)  # the paper's rates are for batch 32
+    groups = param_groups(model, config.stage, config.lr_scale * factor)
     if config.optimizer == "sgd":
         optimizer, mode = make_sgd(groups, momentum=0.9, weight_decay=config.weight_decay)  # fused where torch has it
         log.info("SGD: %s", mode)
     else:
         for g in groups:
-            g["lr"] = config.adamw_lr
+            g["lr"] = config.adamw_lr * factor
         optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    learning_rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    log.info("learning rates (batch %d, --lr-scaling %s, x%.4g): %s", config.batch, config.lr_scaling, factor,
+             learning_rates)
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
     step = 0
     if resumed is not None:
@@ -319,6 +347,14 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         step = int(resumed["step"])
         _set_rng_state(resumed["rng"])
     forward = torch.compile(model) if config.compile else model
+
+    def step_loss(_model: Any, x: Any, depth: Any, masks: Any) -> Any:  # TrainStep's loss_fn; forward is the model
+        valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
+        with autocast(device, dtype):
+            log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
+        return scale_invariant_loss(log_pred.float(), depth, valid, config.lam)
+
+    graph_step = _graph_step(config, scaler, model, optimizer, step_loss, TrainStep)
     sampler = BatchSampler(len(train_data), config.batch, config.seed)
     batches = _batches(config, train_data, mc, device, step, norm, samples)  # None: make_batch from the sampler
     log_path = out / f"{config.stage}_log.csv"
@@ -329,7 +365,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
             "stage": config.stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(mc),
             "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "rng": _rng_state(), "constant_log_depth": constant_log_depth,
-            "val_backgrounds": val_bgs.tolist(), "metrics": metrics, **built_on,
+            "val_backgrounds": val_bgs.tolist(), "metrics": metrics, "learning_rates": learning_rates, **built_on,
             "normalization": {"mean": [float(v) for v in norm[0]], "std": [float(v) for v in norm[1]]},
         })
         _write_log(log_path, history)
@@ -352,24 +388,25 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
                 train_data.prefetch(sampler(step + 1))  # streamed images: read while this step runs
         else:
             x, depth, masks = next(batches)  # the same shapes, already on the device
-        valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
-        with autocast(device, dtype):
-            log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
-        loss = scale_invariant_loss(log_pred.float(), depth, valid, config.lam)
+        if graph_step is not None:  # forward, loss, backward and update: captured, or eager with the same maths
+            loss = graph_step(x, depth, masks)
+        else:
+            loss = step_loss(model, x, depth, masks)
+            if torch.isfinite(loss):
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
         if not torch.isfinite(loss):
             raise ConfigError(f"the loss became {loss.item()} at step {step}: lower the learning rate "
-                              "(--lr-scale, or --optimizer adamw)")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+                              "(--lr-scale, --lr-scaling, or --optimizer adamw)")
         step += 1
         steps_run += 1
         seen += len(x)
         rate = seen / max(time.perf_counter() - t_loop, 1e-9)
         row: dict[str, Any] = {"step": step, "loss": loss.item(), "images_per_s": rate}
         if step % config.eval_every == 0 and step < config.steps:
-            metrics = evaluate_arrays(model, val_subset, config.stage, device, dtype, None, norm=norm)["model"]
+            metrics = validate(subset=True)["model"]
             row.update({f"val_{k}": v for k, v in metrics.items()})
             if config.stage == "fine":
                 model.coarse.eval()
@@ -379,7 +416,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         if step % config.checkpoint_every == 0 and step < config.steps:
             checkpoint(None)
 
-    final = evaluate_arrays(model, val_data, config.stage, device, dtype, constant_log_depth, norm=norm)
+    final = validate(subset=False, constant_log_depth=constant_log_depth)
     if history:
         history[-1].update({f"val_{k}": v for k, v in final["model"].items()})
     checkpoint(final)
@@ -393,6 +430,46 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     return TrainReport(ckpt_path, config.stage, steps_run, seconds,
                        seen / max(time.perf_counter() - t_loop, 1e-9), final,
                        tuple(p for p in to_remove if not p.name.startswith(config.stage)))
+
+
+def _validator(config: TrainConfig, model: Any, val_data: Any, val_subset: Any, input_size: tuple[int, int],
+               device: str, dtype: Any, norm: tuple[np.ndarray, np.ndarray]) -> Callable[..., dict]:
+    """``validate(subset, constant_log_depth=None) -> metrics`` on the periodic
+    subset or the whole held-out split, through the run's loader: DALI's graph
+    without augmentation (pipelines built on first use, then reused) or
+    :func:`make_batch` (the torch loader, also with ``--cache device`` and
+    ``--source online``, which only change where training batches come from)."""
+    from engine.learn.evaluate import DaliEvalBatches, evaluate_arrays, evaluate_batches
+
+    pipes: dict[bool, DaliEvalBatches] = {}
+
+    def validate(subset: bool, constant_log_depth: float | None = None) -> dict:
+        data = val_subset if subset else val_data
+        if config.loader != "dali":
+            return evaluate_arrays(model, data, config.stage, device, dtype, constant_log_depth, norm=norm)
+        if subset not in pipes:
+            pipes[subset] = DaliEvalBatches(config.data, data, input_size, device, 64, norm)
+        return evaluate_batches(model, pipes[subset], config.stage, device, dtype, constant_log_depth)
+
+    return validate
+
+
+def _graph_step(config: TrainConfig, scaler: Any, model: Any, optimizer: Any, step_loss: Callable[..., Any],
+                train_step: Any) -> Any:
+    """The :class:`~engine.learn.step_runner.TrainStep` of ``--cuda-graphs``, or
+    ``None`` (the plain loop, with the grad scaler). Says why when the step
+    cannot be captured: it then runs eagerly, the eager loop's maths exactly."""
+    if not config.cuda_graphs:
+        return None
+    if scaler.is_enabled():
+        log.warning("--cuda-graphs: fp16's grad scaler checks for overflow on the host, which a graph cannot "
+                    "capture; training eagerly (use --precision bf16 for a captured step)")
+        return None
+    step = train_step(model, optimizer, step_loss, graph=True)
+    if not step.graphed:
+        log.warning("--cuda-graphs: CUDA graphs need a CUDA device (training on %s); each step runs eagerly",
+                    next(model.parameters()).device.type)
+    return step
 
 
 def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
@@ -434,12 +511,9 @@ def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: i
         return resident()
     if config.loader == "torch":
         return None
-    try:
-        import nvidia.dali  # noqa: F401 - the loader's library: a missing one is the user's choice to fix
-    except ImportError:
-        raise ConfigError("--loader dali needs NVIDIA DALI (pip install nvidia-dali-cuda130); "
-                          "or train with --loader torch") from None
-    from engine.learn.dali_loader import DaliLoader
+    from engine.learn.dali_loader import DaliLoader, require_dali
+
+    require_dali("--loader dali", "train with --loader torch")
 
     loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size, config.batch,
                         config.seed, device=str(device), split=train_data, mean=tuple(norm[0]), std=tuple(norm[1]))
@@ -465,7 +539,8 @@ def input_normalization(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:
     saved = checkpoint["train_config"]
     now = dataclasses.asdict(config)
-    differ = [k for k in now if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields newer than the checkpoint
+    differ = [k for k in now if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]]
     if differ:
         raise ConfigError(f"{config.checkpoint_path()}: trained with different settings ({', '.join(differ)}); "
                           "resume with the same options or start a new --out")
