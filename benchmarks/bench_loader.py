@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--sections", default="loaders,overheads", help="comma-separated: loaders ((a)-(f)), overheads ((g))")
     ap.add_argument("--overhead-steps", type=int, default=None, help="timed steps per (g) variant (default: --steps)")
     ap.add_argument("--no-compile", action="store_true", help="(g) without the torch.compile variant")
+    ap.add_argument("--repeats", type=int, default=3, help="(g): timed runs of --overhead-steps per variant (median, spread)")
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
 
@@ -262,12 +263,17 @@ def overheads(args: argparse.Namespace, mc: Any, split: Any, device: Any, dtype:
 
         step = TrainStep(model, optimizer, loss_fn, graph=graphs, warmup=3)
         resident = DeviceSplit.from_arrays(split, str(device), batch, 0, drop_last=True)  # static shapes for graphs
+        batches = endless(resident.batch, resident.batches_per_epoch)
         t0 = time.perf_counter()
-        res = rate(endless(resident.batch, resident.batches_per_epoch), steps, lambda b: step(*b), sync, warmup=5)
-        res.update(batch=batch, optimizer=mode, step_mode=step.mode, warmup_s_incl_compile=time.perf_counter() - t0)
+        warm = 5 if step.graphed else 2  # a graphed step: 3 eager steps, then the capture
+        runs = [rate(batches, steps, lambda b: step(*b), sync, warmup=warm if i == 0 else 0) for i in range(args.repeats)]
+        rates = sorted(r_["samples_per_s"] for r_ in runs)
+        res = {"samples_per_s": statistics.median(rates), "min": rates[0], "max": rates[-1],
+               "gpu_util_median_pct": statistics.median([r_["gpu_util_median_pct"] or 0 for r_ in runs]) if cuda else None,
+               "batch": batch, "optimizer": mode, "step_mode": step.mode, "seconds_incl_warmup": time.perf_counter() - t0}
         out[name] = res
-        print(f"(g) {name:32s} {res['samples_per_s']:9.0f} images/s  (batch {batch}, SGD {mode}, step {step.mode}, "
-              f"GPU util {res['gpu_util_median_pct']})", flush=True)
+        print(f"(g) {name:30s} {res['samples_per_s']:9.1f} images/s ({rates[0]:.1f}-{rates[-1]:.1f}; batch {batch}, "
+              f"SGD {mode}, step {step.mode}, GPU util {res['gpu_util_median_pct']})", flush=True)
     base = out["default_sgd"]["samples_per_s"]
     for v in out.values():
         if isinstance(v, dict):
