@@ -9,10 +9,11 @@ Measured side by side, same store, same batches (``engine.learn.epochs``):
   lossless store, DALI from a JPEG store, the torch loader (``make_batch`` over
   the split in memory, and over images streamed from the store), and online
   compositing (``OnlineSamples.read`` of the same samples, composited on the
-  fly, without the augmentation graph);
+  fly, without the augmentation graph, and ``OnlineBatches``, with it);
 - (a)–(d) training images/s with the coarse network (SGD step, bf16 autocast
   on a GPU, fp32 on the CPU) fed by each: (a) device-resident (the ceiling),
-  (b) DALI lossless, (c) DALI JPEG, (d) the torch loader; and the ratios to (a);
+  (b) DALI lossless, (c) DALI JPEG, (d) the torch loader, (e) online
+  compositing (``train --source online``'s ``OnlineBatches``); and the ratios to (a);
 - GPU utilisation sampled by NVML every 100 ms during each (on a GPU with
   ``nvidia-ml-py``);
 - (g) what each small-model overhead option buys, training images/s on
@@ -124,12 +125,13 @@ def main() -> None:
     from engine.compose.online import OnlineSamples
     from engine.config import GenerateConfig
     from engine.learn.dali_loader import DaliLoader
-    from engine.learn.data import load_split, make_batch, split_indices
+    from engine.learn.data import IMAGENET_MEAN, IMAGENET_STD, load_split, make_batch, split_indices
     from engine.learn.device_cache import DeviceSplit
     from engine.learn.epochs import EpochPlan
     from engine.learn.evaluate import autocast, autocast_dtype, pick_device
     from engine.learn.metrics import scale_invariant_loss
     from engine.learn.model import EigenDepth, ModelConfig, param_groups
+    from engine.learn.online_feed import OnlineBatches
 
     device = torch.device(pick_device(args.device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -184,6 +186,9 @@ def main() -> None:
         "c_dali_jpeg": lambda: dali["jpeg"].from_step(0),
         "d_torch_in_memory": lambda: torch_loader(in_memory),
         "d_torch_streamed": lambda: torch_loader(streamed),
+        # train --source online: composited, resized, augmented and normalised batches (OnlineBatches)
+        "e_online_batches": lambda: OnlineBatches(online, index, *sizes, args.batch, 0, str(device),
+                                                  mean=IMAGENET_MEAN.tolist(), std=IMAGENET_STD.tolist()).from_step(0),
     }
 
     # (f) loaders alone

@@ -18,7 +18,7 @@
 # bench-loader.log, loader.json, bench-data.log, data.json.
 set -uo pipefail
 source benchmarks/gpu_setup.sh
-timeout 90 python3 -m pytest -q -m gpu tests/engine/learn 2>&1 | tail -15 | tee "$OUT/pytest-gpu.log"
+timeout 90 python3 -m pytest -q -s -m gpu tests/engine/learn 2>&1 | tail -25 | tee "$OUT/pytest-gpu.log"
 if python3 -c "import nvidia.dali" 2>/dev/null; then
   timeout 300 python3 benchmarks/bench_loader.py --samples 40000 --input-size 224 --steps 200 --overhead-steps 100 \
     --results-dir "$OUT" 2>&1 | tee "$OUT/bench-loader.log"

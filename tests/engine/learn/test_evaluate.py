@@ -126,3 +126,23 @@ def test_bad_stores_are_one_clear_error(stores: dict[str, Path], checkpoint: Pat
         assert "\n" not in str(e.value)
     result = runner.invoke(app, ["evaluate", "--data", str(damaged), "--checkpoint", str(checkpoint), "--device", "cpu"])
     assert result.exit_code == 2 and "images_jpeg" in result.output
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("codec", ["zstd", "jpeg"])
+def test_dali_on_the_gpu_matches_the_torch_path(stores: dict[str, Path], codec: str) -> None:
+    """On a GPU: JPEG decoded by nvJPEG (``mixed``) and resized by DALI's CUDA kernels,
+    against Pillow + torch on the same GPU; the relative differences are printed (``-s``)."""
+    index, _ = split_indices(stores[codec], "val", 0.34, 0)
+    for size in ((64, 64), (48, 40)):
+        arrays = load_split(stores[codec], index, size, (12, 10))
+        model = Brightness((12, 10)).cuda()
+        want = evaluate_arrays(model, arrays, "coarse", "cuda", None, 1.0, batch=7, norm=NORM)
+        batches = DaliEvalBatches(stores[codec], arrays, size, "cuda", 7, NORM)
+        try:
+            got = evaluate_batches(model, batches, "coarse", "cuda", None, 1.0)
+        finally:
+            batches.close()
+        diff = relative(got["model"], want["model"])
+        print(f"{codec} {size}: max relative metric difference DALI (GPU) vs torch {max(diff.values()):.2e}")
+        assert max(diff.values()) < (SAME_SIZE if codec == "zstd" and size == (64, 64) else 10 * RESIZED), diff
