@@ -152,7 +152,7 @@ class TrainConfig:
         need(self.lr_scaling in ("linear", "sqrt", "none"),
              f"--lr-scaling must be linear, sqrt or none, got {self.lr_scaling!r}")
         need(not (self.cuda_graphs and self.compile),
-             "--cuda-graphs and --compile exclude each other (each is measured on its own by bench_train.py)")
+             "--cuda-graphs and --compile exclude each other (bench_loader.py measures each on its own)")
         need(self.loader in ("dali", "torch"), f"--loader must be dali or torch, got {self.loader!r}")
         need(self.cache in ("none", "device"), f"--cache must be none or device, got {self.cache!r}")
         need(self.normalize in ("store", "imagenet"), f"--normalize must be store or imagenet, got {self.normalize!r}")
@@ -312,15 +312,16 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         raise ConfigError("--source online needs a sample source (cli.py train builds it from the store's settings)")
     train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream,
                             with_images=not reads_batches)
-    # validation reads through the training loader's graph (DALI: no augmentation, in order); images
-    # are loaded only for the torch loader, or for the prediction sheet
-    dali_val = config.loader == "dali"
+    # validation reads as training does: through the DALI graph (no augmentation, in order) when the
+    # DALI loader feeds training, else make_batch over images in memory (loaded then, or for --plot)
+    dali_val = config.loader == "dali" and config.cache == "none" and config.source == "store"
     val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream,
                           with_images=not dali_val or plot)
     eval_rows = np.sort(np.random.default_rng([config.seed, 0xE7A]).permutation(len(val_data))[: config.eval_samples])
     val_subset = type(val_data)(**{f.name: None if getattr(val_data, f.name) is None else getattr(val_data, f.name)[eval_rows]
                                    for f in dataclasses.fields(val_data)})
-    validate = _validator(config, model, val_data, val_subset, sizes[0], device, dtype, norm)
+    validate = Validator(model, config.stage, val_data, val_subset, device, dtype, norm,
+                         dali=(config.data, sizes[0]) if dali_val else None)
     valid_train = train_data.depth[train_data.depth > 0]
     constant_log_depth = float(np.log(valid_train).mean())  # the constant predictor's value
     log.info("train %d samples, val %d (backgrounds %s)", len(train_data), len(val_data), val_bgs.tolist())
@@ -417,6 +418,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
             checkpoint(None)
 
     final = validate(subset=False, constant_log_depth=constant_log_depth)
+    validate.close()
     if history:
         history[-1].update({f"val_{k}": v for k, v in final["model"].items()})
     checkpoint(final)
@@ -432,26 +434,37 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
                        tuple(p for p in to_remove if not p.name.startswith(config.stage)))
 
 
-def _validator(config: TrainConfig, model: Any, val_data: Any, val_subset: Any, input_size: tuple[int, int],
-               device: str, dtype: Any, norm: tuple[np.ndarray, np.ndarray]) -> Callable[..., dict]:
-    """``validate(subset, constant_log_depth=None) -> metrics`` on the periodic
-    subset or the whole held-out split, through the run's loader: DALI's graph
-    without augmentation (pipelines built on first use, then reused) or
-    :func:`make_batch` (the torch loader, also with ``--cache device`` and
-    ``--source online``, which only change where training batches come from)."""
-    from engine.learn.evaluate import DaliEvalBatches, evaluate_arrays, evaluate_batches
+class Validator:
+    """Metrics on the periodic subset or the whole held-out split, read as
+    training reads: through DALI's graph without augmentation, in order
+    (``dali=(store, input_size)``; pipelines built on first use, then reused),
+    or :func:`~engine.learn.data.make_batch` over the split's images in memory.
 
-    pipes: dict[bool, DaliEvalBatches] = {}
+    Call ``validate(subset, constant_log_depth=None)``; ``close()`` at the end.
+    """
 
-    def validate(subset: bool, constant_log_depth: float | None = None) -> dict:
-        data = val_subset if subset else val_data
-        if config.loader != "dali":
-            return evaluate_arrays(model, data, config.stage, device, dtype, constant_log_depth, norm=norm)
-        if subset not in pipes:
-            pipes[subset] = DaliEvalBatches(config.data, data, input_size, device, 64, norm)
-        return evaluate_batches(model, pipes[subset], config.stage, device, dtype, constant_log_depth)
+    def __init__(self, model: Any, stage: str, val_data: Any, val_subset: Any, device: str, dtype: Any,
+                 norm: tuple[np.ndarray, np.ndarray], dali: tuple[str, tuple[int, int]] | None = None) -> None:
+        self.model, self.stage, self.device, self.dtype, self.norm, self.dali = model, stage, device, dtype, norm, dali
+        self.data = {True: val_subset, False: val_data}
+        self._pipes: dict[bool, Any] = {}
 
-    return validate
+    def __call__(self, subset: bool, constant_log_depth: float | None = None) -> dict[str, dict[str, float]]:
+        from engine.learn.evaluate import DaliEvalBatches, evaluate_arrays, evaluate_batches
+
+        data = self.data[subset]
+        if self.dali is None:
+            return evaluate_arrays(self.model, data, self.stage, self.device, self.dtype, constant_log_depth,
+                                   norm=self.norm)
+        if subset not in self._pipes:
+            self._pipes[subset] = DaliEvalBatches(self.dali[0], data, self.dali[1], self.device, 64, self.norm)
+        return evaluate_batches(self.model, self._pipes[subset], self.stage, self.device, self.dtype,
+                                constant_log_depth)
+
+    def close(self) -> None:
+        for pipe in self._pipes.values():
+            pipe.close()
+        self._pipes.clear()
 
 
 def _graph_step(config: TrainConfig, scaler: Any, model: Any, optimizer: Any, step_loss: Callable[..., Any],

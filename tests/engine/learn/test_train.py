@@ -416,3 +416,27 @@ def test_lr_scaling_is_checked_and_resumes(store: Path, tmp_path: Path) -> None:
         train(config(store, tmp_path / "r", loader="torch", steps=2, eval_every=1000), resume=True)
     train(config(store, tmp_path / "r", loader="torch", steps=2, lr_scaling="sqrt", eval_every=1000, cuda_graphs=True),
           resume=True)  # how, not what: --cuda-graphs may change on resume
+
+
+def test_validation_reads_as_training_does(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DALI-fed run validates through DALI (the periodic subset and the whole split, one
+    pipeline each, reused), and its final metrics are evaluate --loader dali's; with
+    --cache device validation reads the split in memory, and DALI is not needed."""
+    import engine.learn.evaluate as E
+    from engine.learn.evaluate import evaluate_checkpoint
+
+    built: list[int] = []
+    real = E.DaliEvalBatches
+
+    def counting(*args, **kwargs):
+        built.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(E, "DaliEvalBatches", counting)
+    train(config(store, tmp_path / "d", steps=3, eval_every=1, eval_samples=4))
+    assert built == [4, 16]  # the subset (built at step 1, reused at step 2), then the whole held-out split
+    ckpt = load_checkpoint(tmp_path / "d" / "coarse.pt")
+    assert evaluate_checkpoint(tmp_path / "d" / "coarse.pt", store, device="cpu", loader="dali")["metrics"] == ckpt["metrics"]
+    built.clear()
+    train(config(store, tmp_path / "c", steps=2, eval_every=1, cache="device"))
+    assert built == []
