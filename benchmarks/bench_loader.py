@@ -262,7 +262,7 @@ def overheads(args: argparse.Namespace, mc: Any, split: Any, device: Any, dtype:
         forward = torch.compile(model) if compiled else model
 
         def loss_fn(_model: Any, x: Any, depth: Any, masks: Any) -> Any:
-            with autocast(device.type, dtype):
+            with autocast(device.type, dtype, cache_enabled=not graphs):
                 log_pred = forward(x, "coarse")
             return scale_invariant_loss(log_pred.float(), depth, depth > 0, 0.5)
 

@@ -62,10 +62,14 @@ def autocast_dtype(precision: str, device: str):
     raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
 
 
-def autocast(device: str, dtype) -> Any:
+def autocast(device: str, dtype, cache_enabled: bool = True) -> Any:
+    """torch's autocast to ``dtype`` (nothing for ``None``); ``cache_enabled=False``
+    inside a CUDA-graph capture, as torch asks (no cast weights kept across it)."""
     import torch
 
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device, dtype=dtype)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=dtype, cache_enabled=cache_enabled)
 
 
 def loss_mask(depth, masks, which: str):

@@ -351,7 +351,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
 
     def step_loss(_model: Any, x: Any, depth: Any, masks: Any) -> Any:  # TrainStep's loss_fn; forward is the model
         valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
-        with autocast(device, dtype):
+        with autocast(device, dtype, cache_enabled=not config.cuda_graphs):
             log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
         return scale_invariant_loss(log_pred.float(), depth, valid, config.lam)
 
