@@ -106,6 +106,12 @@ def test_evaluate_checkpoint_with_either_loader(stores: dict[str, Path], checkpo
 def test_bad_stores_are_one_clear_error(stores: dict[str, Path], checkpoint: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--stream is for --loader torch"):
         evaluate_checkpoint(checkpoint, stores["zstd"], device="cpu", stream=True)
+    result = runner.invoke(app, ["evaluate", "--data", str(stores["zstd"]), "--checkpoint", str(checkpoint),
+                                 "--device", "cpu", "--stream"])
+    assert result.exit_code == 2 and "--stream is for --loader torch" in result.output
+    result = runner.invoke(app, ["evaluate", "--data", str(stores["zstd"]), "--checkpoint", str(checkpoint),
+                                 "--device", "cpu", "--stream", "--loader", "torch"])
+    assert result.exit_code == 0, result.output
     no_masks = tmp_path / "no_masks.zarr"
     shutil.copytree(stores["zstd"], no_masks)
     shutil.rmtree(no_masks / "masks")

@@ -440,3 +440,21 @@ def test_validation_reads_as_training_does(store: Path, tmp_path: Path, monkeypa
     built.clear()
     train(config(store, tmp_path / "c", steps=2, eval_every=1, cache="device"))
     assert built == []
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_on_a_gpu_capture_and_train_like_eager(store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU (bf16, no grad scaler): the step is captured after the warm-up and the
+    run's weights and losses follow the eager run's. Dropout is off: a graph's replays
+    draw their masks at other offsets of the generator than eager steps do."""
+    monkeypatch.setattr(torch.nn.Dropout, "forward", lambda self, x: x)
+    kw = dict(loader="torch", eval_every=1000, steps=8, device="cuda", precision="bf16")
+    train(config(store, tmp_path / "eager", **kw))
+    with caplog.at_level("INFO", logger="engine.learn.step_runner"):
+        train(config(store, tmp_path / "graphs", cuda_graphs=True, **kw))
+    assert "captured into a CUDA graph" in caplog.text
+    a, b = load_checkpoint(tmp_path / "eager" / "coarse.pt"), load_checkpoint(tmp_path / "graphs" / "coarse.pt")
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=1e-3, atol=1e-5, msg=key)
+    np.testing.assert_allclose(losses(tmp_path / "graphs"), losses(tmp_path / "eager"), rtol=1e-3)
