@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench pictures gpu-wheels clean
+.PHONY: install demo test bench pictures gpu-wheels gpu-wheels-dali clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,30 @@ GPU_WHEELS := numpy==2.4.6 zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 do
 	nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12 \
 	nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.0.1.86
 gpu-wheels:
-	rm -rf .whl && mkdir -p .whl
+	mkdir -p .whl && rm -f .whl/*.whl
 	for w in $(GPU_WHEELS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $$w || exit 1; done
 	python3 benchmarks/trim_wheel.py .whl/nvidia_*.whl
 	du -ch .whl/*.whl | tail -1
+
+## gpu-wheels-dali: NVIDIA DALI (cp312) for benchmarks/gpu_train_session.sh, as parts under 64 MiB in .whl/dali/
+# The wheel is 189 MiB (174 MiB trimmed of other Pythons' extensions and headers),
+# over what one transfer to the GPU machine may carry: split into 60 MiB parts
+# (<wheel>.part-aa, -ab, -ac) with its SHA-256, which benchmarks/gpu_setup.sh checks after
+# reassembling them. The small wheels DALI imports (astunparse, gast, six, optree,
+# packaging), and nvidia-ml-py for bench_loader.py's NVML utilisation, ride with the first part.
+DALI_WHEEL := nvidia-dali-cuda130==2.4.0
+DALI_DEPS  := astunparse==1.6.3 gast==0.7.0 six==1.17.0 optree==0.20.0 packaging==26.3 nvidia-ml-py==13.615.71
+gpu-wheels-dali:
+	rm -rf .whl/dali /tmp/fgbg-dali && mkdir -p .whl/dali /tmp/fgbg-dali
+	for w in $(DALI_WHEEL) $(DALI_DEPS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d /tmp/fgbg-dali $$w || exit 1; done
+	python3 benchmarks/trim_wheel.py /tmp/fgbg-dali/nvidia_dali_*.whl
+	mv /tmp/fgbg-dali/*.whl .whl/dali/
+	cd .whl/dali && w=$$(ls nvidia_dali_*.whl) && sha256sum $$w > $$w.sha256 && split -b 60M $$w $$w.part- && rm $$w
+	ls -l .whl/dali && rm -rf /tmp/fgbg-dali
 
 clean:
 	rm -rf demo.zarr preview.png .pytest_cache

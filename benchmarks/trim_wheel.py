@@ -2,7 +2,8 @@
 
 The GPU machine's carry limit is 64 MiB a call; nvCOMP and nvImageCodec ship
 one extension per Python version, command-line tools and headers, which take
-most of their size. Dropped files are removed from RECORD too, so pip installs
+most of their size (DALI too, but its libraries alone are over 64 MiB: `make
+gpu-wheels-dali` also splits it). Dropped files are removed from RECORD too, so pip installs
 the rest as usual.
 
     python benchmarks/trim_wheel.py WHEEL [WHEEL ...]
@@ -21,7 +22,8 @@ DROP = [
     "*/include/*", "*/bin/*", "*.a",
     "*/libopencv_ext.so*",  # nvImageCodec: OpenCV codecs (CPU), not the nvJPEG path
 ]
-OTHER_PYTHONS = re.compile(r"\.cpython-3(9|10|11|13|13t|14|14t)-x86_64-linux-gnu\.so$")
+#: extension modules of every CPython but 3.12 (DALI ships 3.10 to 3.15t)
+OTHER_PYTHONS = re.compile(r"\.cpython-3(?!12-)\d+t?-x86_64-linux-gnu\.so$")
 
 
 def dropped(name: str) -> bool:

@@ -127,10 +127,9 @@ class Context:
 
     @cached_property
     def plan(self):
-        from engine.compose.plan import SamplePlan
+        from engine.compose.plan import plan_for
 
-        return SamplePlan(self.config(), self.assets.fg_sizes, len(self.assets.bg_images),
-                          self.depth.first_ground_rows())
+        return plan_for(self.config(), self.assets.fg_sizes, len(self.assets.bg_images), self.depth)
 
     @cached_property
     def placements(self):

@@ -104,6 +104,19 @@ def loader_pipeline_graph(source: Callable[[Any], tuple], *, jpeg: bool, resize:
     return x, depth, masks
 
 
+def require_dali(option: str, instead: str) -> None:
+    """Raise a one-line :class:`ConfigError` when NVIDIA DALI is not installed.
+
+    Args:
+        option: what needs it (``--loader dali``).
+        instead: the option that works without it (``--loader torch``).
+    """
+    try:
+        import nvidia.dali  # noqa: F401 - the loader's library: a missing one is the user's choice to fix
+    except ImportError:
+        raise ConfigError(f"{option} needs NVIDIA DALI (pip install nvidia-dali-cuda130); or use {instead}") from None
+
+
 def _pipeline(**kwargs):
     """``loader_pipeline_graph`` as a ``@pipeline_def`` (DALI imported only when a loader is built)."""
     from nvidia.dali import pipeline_def
@@ -119,7 +132,8 @@ class DaliLoader:
         index: ``(N,) int64`` sorted sample indices of the split (:func:`split_indices`).
         input_size: ``(H, W)`` of the network's input.
         output_size: ``(h, w)`` of its output (depth and masks).
-        batch, seed, shard_id, num_shards, drop_last: the :class:`EpochPlan`.
+        batch, seed, shard_id, num_shards, drop_last, shuffle: the :class:`EpochPlan`
+            (``shuffle=False``: the split in order, for evaluation).
         augment: flip and colour gains from :func:`engine.learn.epochs.augmentation`.
         mean, std: per-channel normalisation, 0..1 units.
         dtype: of ``x``: ``float32``, ``float16`` (DALI writes it) or ``bfloat16``
@@ -148,7 +162,8 @@ class DaliLoader:
                  augment: bool = True, mean: tuple[float, ...] = tuple(IMAGENET_MEAN.tolist()),
                  std: tuple[float, ...] = tuple(IMAGENET_STD.tolist()), dtype: str = "float32",
                  channels_last: bool = True, device: str = "cpu", num_threads: int | None = None,
-                 prefetch_queue_depth: int = 2, read_threads: int | None = None, split: Any = None) -> None:
+                 prefetch_queue_depth: int = 2, read_threads: int | None = None, split: Any = None,
+                 shuffle: bool = True) -> None:
         import torch
 
         from engine.learn.data import load_split
@@ -164,7 +179,7 @@ class DaliLoader:
         if len(self.index) == 0:
             raise ConfigError("the split is empty")
         try:
-            self.plan = EpochPlan(len(self.index), batch, seed, shard_id, num_shards, drop_last)
+            self.plan = EpochPlan(len(self.index), batch, seed, shard_id, num_shards, drop_last, shuffle)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         share = len(self.plan.positions())

@@ -31,6 +31,8 @@ class EpochPlan:
         seed: the run's seed.
         shard_id, num_shards: this rank and how many there are.
         drop_last: drop the last batch when it is partial.
+        shuffle: the seeded permutation (training); ``False``: the split in
+            order, every epoch (evaluation).
     """
 
     n: int
@@ -39,6 +41,7 @@ class EpochPlan:
     shard_id: int = 0
     num_shards: int = 1
     drop_last: bool = False
+    shuffle: bool = True
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.batch < 1:
@@ -66,7 +69,7 @@ class EpochPlan:
         if not 0 <= i < self.batches_per_epoch():
             raise IndexError(f"batch {i} of an epoch of {self.batches_per_epoch()}")
         pos = self.positions()[i * self.batch : (i + 1) * self.batch]
-        return permutation(self.n, self.seed, epoch)[pos], pos
+        return (permutation(self.n, self.seed, epoch)[pos] if self.shuffle else pos), pos
 
     def locate(self, step: int) -> tuple[int, int]:
         """``(epoch, batch)`` of global step ``step`` (steps run through epochs in order)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,14 @@ def autocast_dtype(precision: str, device: str):
     raise ConfigError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
 
 
-def autocast(device: str, dtype) -> Any:
+def autocast(device: str, dtype, cache_enabled: bool = True) -> Any:
+    """torch's autocast to ``dtype`` (nothing for ``None``); ``cache_enabled=False``
+    inside a CUDA-graph capture, as torch asks (no cast weights kept across it)."""
     import torch
 
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device, dtype=dtype)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device, dtype=dtype, cache_enabled=cache_enabled)
 
 
 def loss_mask(depth, masks, which: str):
@@ -83,7 +88,33 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
                     which: str = "all", batch: int = 64,
                     norm: tuple[np.ndarray, np.ndarray] = (IMAGENET_MEAN, IMAGENET_STD)) -> dict[str, dict[str, float]]:
     """Metrics of ``model`` (and of the constant predictor) on ``data``, its
-    inputs normalised by ``norm`` (``(mean, std)``, 0..1 units, as in training).
+    inputs normalised by ``norm`` (``(mean, std)``, 0..1 units, as in training),
+    batches assembled by :func:`make_batch` (the torch loader).
+
+    Returns:
+        ``{"model": metrics, "constant": metrics}`` (``constant`` only when
+        ``constant_log_depth`` is given).
+    """
+    rows = np.arange(len(data))
+
+    def batches() -> Iterator[tuple]:
+        for start in range(0, len(rows), batch):
+            out = make_batch(data, rows[start : start + batch], None, device, *norm)
+            if start + batch < len(rows):
+                data.prefetch(rows[start + batch : start + 2 * batch])  # streamed images: read while this runs
+            yield out
+
+    return evaluate_batches(model, batches(), stage, device, dtype, constant_log_depth, which)
+
+
+def evaluate_batches(model, batches: Iterable[tuple], stage: str, device: str, dtype, constant_log_depth: float | None,
+                     which: str = "all") -> dict[str, dict[str, float]]:
+    """Metrics of ``model`` (and of the constant predictor) over ``batches``.
+
+    Args:
+        batches: ``(x, depth, masks)`` on ``device``: ``x (B, 3, H, W)`` normalised,
+            ``depth (B, 1, h, w) float32`` metres, ``masks (B, 1, h, w) bool``
+            (:func:`make_batch`'s, or a loader's without augmentation).
 
     Returns:
         ``{"model": metrics, "constant": metrics}`` (``constant`` only when
@@ -94,24 +125,64 @@ def evaluate_arrays(model, data: SplitArrays, stage: str, device: str, dtype, co
     was_training = model.training
     model.eval()
     ours, const = DepthMetrics(), DepthMetrics()
-    rows = np.arange(len(data))
-    with torch.no_grad():
-        for start in range(0, len(rows), batch):
-            x, depth, masks = make_batch(data, rows[start : start + batch], None, device, *norm)
-            if start + batch < len(rows):
-                data.prefetch(rows[start + batch : start + 2 * batch])  # streamed images: read while this runs
-            with autocast(device, dtype):
-                log_pred = model(x, stage)
-            pred = torch.exp(log_pred.float())  # metrics are computed where the batch is
-            valid = loss_mask(depth, masks, which)
-            ours.update(pred, depth, valid)
-            if constant_log_depth is not None:
-                const.update(torch.full_like(pred, math.exp(constant_log_depth)), depth, valid)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for x, depth, masks in batches:
+                with autocast(device, dtype):
+                    log_pred = model(x, stage)
+                pred = torch.exp(log_pred.float())  # metrics are computed where the batch is
+                valid = loss_mask(depth, masks, which)
+                ours.update(pred, depth, valid)
+                if constant_log_depth is not None:
+                    const.update(torch.full_like(pred, math.exp(constant_log_depth)), depth, valid)
+    finally:
+        model.train(was_training)
     out = {"model": ours.compute()}
     if constant_log_depth is not None:
         out["constant"] = const.compute()
     return out
+
+
+class DaliEvalBatches:
+    """A split's batches in order, through the training loader's DALI graph
+    without augmentation (:class:`~engine.learn.dali_loader.DaliLoader`,
+    ``shuffle=False``): images decoded (JPEG: on the GPU when ``device`` is
+    one), resized and normalised as in training. Iterate it once per
+    evaluation; the pipeline is built once and reused.
+
+    Args:
+        path: the store.
+        arrays: the split's depth and masks at the output size (``load_split``,
+            images not needed).
+        input_size: ``(H, W)`` of the network.
+        device: ``cpu`` or ``cuda``.
+        batch: samples per batch (at most the split's size is used).
+        norm: ``(mean, std)``, 0..1 units.
+
+    Raises:
+        ConfigError: DALI is not installed.
+        StoreError: the store lacks what the loader needs; later, while
+            iterating, a damaged shard (naming the array, shard and samples).
+    """
+
+    def __init__(self, path: str | Path, arrays: SplitArrays, input_size: tuple[int, int], device: str, batch: int,
+                 norm: tuple[np.ndarray, np.ndarray]) -> None:
+        from engine.learn.dali_loader import DaliLoader, require_dali
+
+        require_dali("--loader dali", "--loader torch")
+        h, w = arrays.depth.shape[1:]
+        self.loader = DaliLoader(path, arrays.index, input_size, (h, w), min(batch, len(arrays)), seed=0,
+                                 augment=False, shuffle=False, device=device, split=arrays,
+                                 mean=tuple(norm[0].tolist()), std=tuple(norm[1].tolist()))
+
+    def __len__(self) -> int:
+        return len(self.loader.index)
+
+    def __iter__(self) -> Iterator[tuple]:
+        return self.loader.epoch(0)
+
+    def close(self) -> None:
+        self.loader.close()
 
 
 def load_model(checkpoint: dict[str, Any], device: str):
@@ -162,9 +233,13 @@ def check_built_on(ckpt: dict[str, Any], checkpoint_path: str | Path) -> str | N
 
 
 def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: str = "val", device: str = "auto",
-                        batch: int = 64, stream: bool = False) -> dict[str, Any]:
-    """Evaluate a checkpoint on a store's split (the split it was trained with);
-    ``stream`` reads images batch by batch instead of loading the split.
+                        batch: int = 64, stream: bool = False, loader: str = "dali") -> dict[str, Any]:
+    """Evaluate a checkpoint on a store's split (the split it was trained with).
+
+    ``loader``: ``dali`` (the training loader's DALI graph without
+    augmentation, :class:`DaliEvalBatches`; images read batch by batch) or
+    ``torch`` (the split resized into memory, or read batch by batch with
+    ``stream``). Normalisation is the checkpoint's either way.
 
     Returns:
         ``{"checkpoint", "stage", "split", "samples", "input_size", "output_size",
@@ -178,14 +253,30 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
     device = pick_device(device)
     train_config = ckpt["train_config"]
     mc = ModelConfig(**ckpt["model_config"])
+    if loader not in ("dali", "torch"):
+        raise ConfigError(f"--loader must be dali or torch, got {loader!r}")
+    if stream and loader != "torch":
+        raise ConfigError("--stream is for --loader torch (the DALI loader always reads batch by batch)")
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
     index, _ = split_indices(data, split, train_config["val_fraction"], train_config["split_seed"])
-    arrays = load_split(data, index, (mc.height, mc.width), mc.output_size, stream_images=stream)
+    size = (mc.height, mc.width)
+    arrays = load_split(data, index, size, mc.output_size, stream_images=stream, with_images=loader == "torch")
     model = load_model(ckpt, device)
     dtype = autocast_dtype(train_config["precision"], device)
-    metrics = evaluate_arrays(model, arrays, ckpt["stage"], device, dtype, ckpt["constant_log_depth"], batch=batch,
-                              norm=normalization(ckpt))
+    norm = normalization(ckpt)
+    if loader == "torch":
+        metrics = evaluate_arrays(model, arrays, ckpt["stage"], device, dtype, ckpt["constant_log_depth"],
+                                  batch=batch, norm=norm)
+    else:
+        batches = DaliEvalBatches(data, arrays, size, device, batch, norm)
+        try:
+            metrics = evaluate_batches(model, batches, ckpt["stage"], device, dtype, ckpt["constant_log_depth"])
+        finally:
+            batches.close()
     other = other_store_warning(train_config["data"], data)
     return {"checkpoint": str(checkpoint_path), "stage": ckpt["stage"], "step": ckpt["step"], "split": split,
+            "loader": loader,
             "samples": len(arrays), "input_size": [mc.height, mc.width], "output_size": list(mc.output_size),
             "metrics": metrics, "warnings": [] if other is None else [other]}
 

@@ -27,6 +27,7 @@ the paper's sizes everywhere else, the output included.)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -152,6 +153,31 @@ class EigenDepth(nn.Module):
         if stage == "coarse":
             return coarse
         return self.fine(x, coarse)
+
+
+#: the batch the paper's learning rates are for
+PAPER_BATCH = 32
+LR_SCALING = ("linear", "sqrt", "none")
+
+
+def batch_lr_factor(batch: int, rule: str, reference: int = PAPER_BATCH) -> float:
+    """How much to multiply learning rates tuned for ``reference`` samples per
+    step when training with ``batch``.
+
+    ``linear``: ``batch / reference`` (Goyal et al. 2017: k times the batch
+    averages k times the samples per step, so take k times the step);
+    ``sqrt``: ``sqrt(batch / reference)`` (keeps the update's noise scale, the
+    usual choice for adaptive optimisers); ``none``: 1.
+
+    Raises:
+        ConfigError: an unknown rule or a batch below 1.
+    """
+    if rule not in LR_SCALING:
+        raise ConfigError(f"--lr-scaling must be one of {', '.join(LR_SCALING)}, got {rule!r}")
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
+    ratio = batch / reference
+    return ratio if rule == "linear" else math.sqrt(ratio) if rule == "sqrt" else 1.0
 
 
 def param_groups(model: EigenDepth, stage: str, lr_scale: float = 1.0) -> list[dict]:

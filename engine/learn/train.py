@@ -46,6 +46,12 @@ class TrainConfig:
         optimizer: ``sgd`` (momentum 0.9, the paper's per-layer rates) or ``adamw``.
         lr_scale: multiplies the paper's per-layer rates (``sgd``).
         adamw_lr: learning rate of every layer with ``adamw``.
+        lr_scaling: how the learning rates follow ``batch``, the paper's being for
+            batch 32 (:func:`engine.learn.model.batch_lr_factor`): ``linear``
+            (× batch/32), ``sqrt`` (× √(batch/32)) or ``none``; applied on top of
+            ``lr_scale`` (sgd) or ``adamw_lr``. ``steps`` stays in optimiser
+            steps: to see the paper's number of samples at another batch, train
+            ``samples / batch`` steps. The rates used are saved in the checkpoint.
         weight_decay: L2 weight decay.
         height, width: network input size; the output is 1/4 of it.
         coarse_channels: ``paper`` or ``torchvision`` (AlexNet's, for ``init_from``).
@@ -62,6 +68,11 @@ class TrainConfig:
         precision: ``auto`` (bf16 on GPUs with it, else fp16 + grad scaler; fp32
             on the CPU), ``fp32``, ``bf16`` or ``fp16``.
         compile: wrap the model in ``torch.compile``.
+        cuda_graphs: capture the whole training step (forward, loss, backward,
+            optimiser) into a CUDA graph after a few eager steps and replay it
+            (:class:`engine.learn.step_runner.TrainStep`). Where it cannot (the
+            CPU, fp16's grad scaler, ``compile``), the step runs eagerly with
+            the reason logged; the weights are those of the eager loop.
         device: ``auto``, ``cpu`` or ``cuda``.
         max_train_samples: keep a seeded subset of this many training samples.
         stream: with ``loader='torch'``: read each batch's images from the store
@@ -98,6 +109,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     lr_scale: float = 1.0
     adamw_lr: float = 3e-4
+    lr_scaling: str = "none"
     weight_decay: float = 0.0
     height: int = 112
     width: int = 112
@@ -114,6 +126,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     precision: str = "auto"
     compile: bool = False
+    cuda_graphs: bool = False
     device: str = "auto"
     max_train_samples: int | None = None
     stream: bool = False
@@ -137,6 +150,10 @@ class TrainConfig:
         need(self.lr_scale > 0 and self.adamw_lr > 0, "learning rates must be positive")
         need(self.loss_mask in ("all", "foreground", "background"),
              f"--loss-mask must be all, foreground or background, got {self.loss_mask!r}")
+        need(self.lr_scaling in ("linear", "sqrt", "none"),
+             f"--lr-scaling must be linear, sqrt or none, got {self.lr_scaling!r}")
+        need(not (self.cuda_graphs and self.compile),
+             "--cuda-graphs and --compile exclude each other (bench_loader.py measures each on its own)")
         need(self.loader in ("dali", "torch"), f"--loader must be dali or torch, got {self.loader!r}")
         need(self.cache in ("none", "device"), f"--cache must be none or device, got {self.cache!r}")
         need(self.normalize in ("store", "imagenet"), f"--normalize must be store or imagenet, got {self.normalize!r}")
@@ -150,7 +167,8 @@ class TrainConfig:
         return Path(self.out) / f"{self.stage}.pt"
 
     #: fields that may change when resuming (how long and how often, not what)
-    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "out", "data", "stream")
+    RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "device", "compile", "cuda_graphs", "out", "data",
+                         "stream")
 
 
 @dataclass(frozen=True)
@@ -243,10 +261,10 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
 
     from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint, save_checkpoint
     from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, normalization, split_indices
-    from engine.learn.evaluate import autocast, autocast_dtype, evaluate_arrays, loss_mask, pick_device
+    from engine.learn.evaluate import autocast, autocast_dtype, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
-    from engine.learn.model import EigenDepth, ModelConfig, load_alexnet_convs, param_groups
-    from engine.learn.step_runner import make_sgd
+    from engine.learn.model import EigenDepth, ModelConfig, batch_lr_factor, load_alexnet_convs, param_groups
+    from engine.learn.step_runner import TrainStep, make_sgd
 
     t_start = time.perf_counter()
     ranks = ranks or Ranks()
@@ -308,22 +326,33 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         raise ConfigError("--source online needs a sample source (cli.py train builds it from the store's settings)")
     train_data = load_split(config.data, train_index, *sizes, stream_images=config.stream,
                             with_images=not reads_batches)
-    val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream)
+    # validation reads as training does: through the DALI graph (no augmentation, in order) when the
+    # DALI loader feeds training, else make_batch over images in memory (loaded then, or for --plot)
+    dali_val = config.loader == "dali" and config.cache == "none" and config.source == "store"
+    val_data = load_split(config.data, val_index, *sizes, stream_images=config.stream,
+                          with_images=not dali_val or plot)
     eval_rows = np.sort(np.random.default_rng([config.seed, 0xE7A]).permutation(len(val_data))[: config.eval_samples])
-    val_subset = type(val_data)(**{f.name: getattr(val_data, f.name)[eval_rows] for f in dataclasses.fields(val_data)})
+    val_subset = type(val_data)(**{f.name: None if getattr(val_data, f.name) is None else getattr(val_data, f.name)[eval_rows]
+                                   for f in dataclasses.fields(val_data)})
+    validate = Validator(model, config.stage, val_data, val_subset, device, dtype, norm,
+                         dali=(config.data, sizes[0]) if dali_val else None)
     valid_train = train_data.depth[train_data.depth > 0]
     constant_log_depth = float(np.log(valid_train).mean())  # the constant predictor's value
     log.info("train %d samples, val %d (backgrounds %s)", len(train_data), len(val_data), val_bgs.tolist())
 
     # -- optimiser: the paper's SGD with per-layer rates, or AdamW ----------------------------
-    groups = param_groups(model, config.stage, config.lr_scale)
+    factor = batch_lr_factor(config.batch, config.lr_scaling)  # the paper's rates are for batch 32
+    groups = param_groups(model, config.stage, config.lr_scale * factor)
     if config.optimizer == "sgd":
         optimizer, mode = make_sgd(groups, momentum=0.9, weight_decay=config.weight_decay)  # fused where torch has it
         log.info("SGD: %s", mode)
     else:
         for g in groups:
-            g["lr"] = config.adamw_lr
+            g["lr"] = config.adamw_lr * factor
         optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    learning_rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    log.info("learning rates (batch %d, --lr-scaling %s, x%.4g): %s", config.batch, config.lr_scaling, factor,
+             learning_rates)
     scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
     step = 0
     if resumed is not None:
@@ -339,6 +368,19 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         forward = DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None,
                                           find_unused_parameters=True)  # the coarse stage leaves fine's layers unused
     forward = torch.compile(forward) if config.compile else forward
+
+    def step_loss(_model: Any, x: Any, depth: Any, masks: Any) -> Any:  # TrainStep's loss_fn; forward is the model
+        valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
+        with autocast(device, dtype, cache_enabled=not config.cuda_graphs):
+            log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
+        return scale_invariant_loss(log_pred.float(), depth, valid, config.lam)
+
+    if config.cuda_graphs and ranks.world > 1:
+        log.warning("--cuda-graphs: not with several ranks (DDP's gradient all-reduce is not captured); "
+                    "training eagerly")
+        graph_step = None
+    else:
+        graph_step = _graph_step(config, scaler, model, optimizer, step_loss, TrainStep)
     sampler = BatchSampler(len(train_data), config.batch, config.seed)
     batches = _batches(config, train_data, mc, device, step, norm, samples, ranks)  # None: make_batch from the sampler
     log_path = out / f"{config.stage}_log.csv"
@@ -351,7 +393,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
             "stage": config.stage, "step": step, "model": model.state_dict(), "model_config": dataclasses.asdict(mc),
             "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "rng": _rng_state(), "constant_log_depth": constant_log_depth,
-            "val_backgrounds": val_bgs.tolist(), "metrics": metrics, **built_on,
+            "val_backgrounds": val_bgs.tolist(), "metrics": metrics, "learning_rates": learning_rates, **built_on,
             "normalization": {"mean": [float(v) for v in norm[0]], "std": [float(v) for v in norm[1]]},
         })
         _write_log(log_path, history)
@@ -374,24 +416,25 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
                 train_data.prefetch(rank_rows(sampler(step + 1), ranks))  # streamed images: read while this step runs
         else:
             x, depth, masks = next(batches)  # the same shapes, already on the device
-        valid = loss_mask(depth, masks, config.loss_mask)  # (B, 1, h, w)
-        with autocast(device, dtype):
-            log_pred = forward(x, config.stage)  # (B, 1, h, w) log metres
-        loss = scale_invariant_loss(log_pred.float(), depth, valid, config.lam)
+        if graph_step is not None:  # forward, loss, backward and update: captured, or eager with the same maths
+            loss = graph_step(x, depth, masks)
+        else:
+            loss = step_loss(model, x, depth, masks)
+            if torch.isfinite(loss):
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
         if not torch.isfinite(loss):
             raise ConfigError(f"the loss became {loss.item()} at step {step}: lower the learning rate "
-                              "(--lr-scale, or --optimizer adamw)")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+                              "(--lr-scale, --lr-scaling, or --optimizer adamw)")
         step += 1
         steps_run += 1
         seen += len(x)
         rate = seen / max(time.perf_counter() - t_loop, 1e-9)
         row: dict[str, Any] = {"step": step, "loss": loss.item(), "images_per_s": rate}
         if step % config.eval_every == 0 and step < config.steps and ranks.leader:
-            metrics = evaluate_arrays(model, val_subset, config.stage, device, dtype, None, norm=norm)["model"]
+            metrics = validate(subset=True)["model"]
             row.update({f"val_{k}": v for k, v in metrics.items()})
             if config.stage == "fine":
                 model.coarse.eval()
@@ -404,9 +447,11 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     rate = seen / max(time.perf_counter() - t_loop, 1e-9)
     rates, digest = _ranks_agree(model, ranks, rate, device)
     if not ranks.leader:
+        validate.close()
         return TrainReport(ckpt_path, config.stage, steps_run, time.perf_counter() - t_start, rate, {},
                            rank_images_per_second=rates, parameters_digest=digest)
-    final = evaluate_arrays(model, val_data, config.stage, device, dtype, constant_log_depth, norm=norm)
+    final = validate(subset=False, constant_log_depth=constant_log_depth)
+    validate.close()
     if history:
         history[-1].update({f"val_{k}": v for k, v in final["model"].items()})
     checkpoint(final)
@@ -472,6 +517,57 @@ def _ranks_agree(model: Any, ranks: Ranks, rate: float, device: Any) -> tuple[tu
     return tuple(float(t[0].item()) for t in every), digest
 
 
+class Validator:
+    """Metrics on the periodic subset or the whole held-out split, read as
+    training reads: through DALI's graph without augmentation, in order
+    (``dali=(store, input_size)``; pipelines built on first use, then reused),
+    or :func:`~engine.learn.data.make_batch` over the split's images in memory.
+
+    Call ``validate(subset, constant_log_depth=None)``; ``close()`` at the end.
+    """
+
+    def __init__(self, model: Any, stage: str, val_data: Any, val_subset: Any, device: str, dtype: Any,
+                 norm: tuple[np.ndarray, np.ndarray], dali: tuple[str, tuple[int, int]] | None = None) -> None:
+        self.model, self.stage, self.device, self.dtype, self.norm, self.dali = model, stage, device, dtype, norm, dali
+        self.data = {True: val_subset, False: val_data}
+        self._pipes: dict[bool, Any] = {}
+
+    def __call__(self, subset: bool, constant_log_depth: float | None = None) -> dict[str, dict[str, float]]:
+        from engine.learn.evaluate import DaliEvalBatches, evaluate_arrays, evaluate_batches
+
+        data = self.data[subset]
+        if self.dali is None:
+            return evaluate_arrays(self.model, data, self.stage, self.device, self.dtype, constant_log_depth,
+                                   norm=self.norm)
+        if subset not in self._pipes:
+            self._pipes[subset] = DaliEvalBatches(self.dali[0], data, self.dali[1], self.device, 64, self.norm)
+        return evaluate_batches(self.model, self._pipes[subset], self.stage, self.device, self.dtype,
+                                constant_log_depth)
+
+    def close(self) -> None:
+        for pipe in self._pipes.values():
+            pipe.close()
+        self._pipes.clear()
+
+
+def _graph_step(config: TrainConfig, scaler: Any, model: Any, optimizer: Any, step_loss: Callable[..., Any],
+                train_step: Any) -> Any:
+    """The :class:`~engine.learn.step_runner.TrainStep` of ``--cuda-graphs``, or
+    ``None`` (the plain loop, with the grad scaler). Says why when the step
+    cannot be captured: it then runs eagerly, the eager loop's maths exactly."""
+    if not config.cuda_graphs:
+        return None
+    if scaler.is_enabled():
+        log.warning("--cuda-graphs: fp16's grad scaler checks for overflow on the host, which a graph cannot "
+                    "capture; training eagerly (use --precision bf16 for a captured step)")
+        return None
+    step = train_step(model, optimizer, step_loss, graph=True)
+    if not step.graphed:
+        log.warning("--cuda-graphs: CUDA graphs need a CUDA device (training on %s); each step runs eagerly",
+                    next(model.parameters()).device.type)
+    return step
+
+
 def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
     """Resuming fine: ``--init`` must still hold the coarse network the run started from."""
     from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint
@@ -512,12 +608,9 @@ def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: i
         return resident()
     if config.loader == "torch":
         return None
-    try:
-        import nvidia.dali  # noqa: F401 - the loader's library: a missing one is the user's choice to fix
-    except ImportError:
-        raise ConfigError("--loader dali needs NVIDIA DALI (pip install nvidia-dali-cuda130); "
-                          "or train with --loader torch") from None
-    from engine.learn.dali_loader import DaliLoader
+    from engine.learn.dali_loader import DaliLoader, require_dali
+
+    require_dali("--loader dali", "train with --loader torch")
 
     ranks = ranks or Ranks()
     # several ranks: each reads every world-th position of the epoch, B/world per step, and
@@ -548,7 +641,8 @@ def input_normalization(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
 def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig) -> None:
     saved = checkpoint["train_config"]
     now = dataclasses.asdict(config)
-    differ = [k for k in now if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields newer than the checkpoint
+    differ = [k for k in now if k not in TrainConfig.RESUMABLE_CHANGES and saved.get(k, defaults[k]) != now[k]]
     if differ:
         raise ConfigError(f"{config.checkpoint_path()}: trained with different settings ({', '.join(differ)}); "
                           "resume with the same options or start a new --out")

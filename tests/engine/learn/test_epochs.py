@@ -45,3 +45,13 @@ def test_bad_plans_are_refused() -> None:
         EpochPlan(10, 3, 0).rows(0, 4)
     with pytest.raises(ValueError, match="cannot fill one batch"):
         EpochPlan(3, 4, 0, drop_last=True).locate(0)
+
+
+def test_unshuffled_plans_read_the_split_in_order() -> None:
+    """shuffle=False (evaluation): every epoch is the split in order, ranks interleaved, the last batch partial."""
+    plan = EpochPlan(10, 4, seed=3, shuffle=False)
+    for epoch in (0, 5):
+        assert [plan.rows(epoch, i)[0].tolist() for i in range(plan.batches_per_epoch())] == [
+            [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    rank1 = EpochPlan(10, 4, seed=3, shard_id=1, num_shards=2, shuffle=False)
+    assert rank1.rows(0, 0)[0].tolist() == [1, 3, 5, 7] and rank1.rows(0, 1)[0].tolist() == [9]

@@ -67,3 +67,17 @@ def test_bad_model_options() -> None:
         ModelConfig(coarse_channels="vgg")
     with pytest.raises(ConfigError, match="at least 64x64"):
         ModelConfig(height=32, width=32)
+
+
+def test_batch_lr_factor_against_hand_computed_values() -> None:
+    from engine.learn.model import batch_lr_factor
+
+    assert batch_lr_factor(32, "linear") == 1.0 and batch_lr_factor(32, "sqrt") == 1.0
+    assert batch_lr_factor(256, "linear") == 8.0
+    assert batch_lr_factor(128, "sqrt") == 2.0
+    assert batch_lr_factor(256, "sqrt") == pytest.approx(2.8284271247461903, rel=1e-15)
+    assert batch_lr_factor(256, "none") == 1.0
+    with pytest.raises(ConfigError, match="--lr-scaling"):
+        batch_lr_factor(32, "cubic")
+    with pytest.raises(ConfigError, match="--batch"):
+        batch_lr_factor(0, "linear")

@@ -198,7 +198,8 @@ def test_streamed_images_train_the_same_bits(store: Path, tmp_path: Path, input_
     for key, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][key]), key
     assert losses(tmp_path / "m") == losses(tmp_path / "s") and a["metrics"] == b["metrics"]
-    assert evaluate_checkpoint(tmp_path / "m" / "coarse.pt", store, device="cpu", stream=True)["metrics"] == a["metrics"]
+    assert evaluate_checkpoint(tmp_path / "m" / "coarse.pt", store, device="cpu", stream=True,
+                               loader="torch")["metrics"] == a["metrics"]
 
 
 def test_stream_needs_lossless_images(tmp_path: Path) -> None:
@@ -371,3 +372,89 @@ def test_dali_missing_is_one_line(store: Path, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # import fails as on a machine without DALI
     with pytest.raises(ConfigError, match="--loader dali needs NVIDIA DALI"):
         train(config(store, tmp_path / "x", steps=1))
+
+
+def test_cuda_graphs_on_the_cpu_train_the_eager_bits(store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--cuda-graphs where no graph can be captured (the CPU): each step runs eagerly
+    through TrainStep, with the reason logged, and gives the plain loop's weights bit for bit."""
+    kw = dict(loader="torch", eval_every=1000, steps=4)
+    train(config(store, tmp_path / "eager", **kw))
+    with caplog.at_level("WARNING", logger="engine.learn.train"):
+        train(config(store, tmp_path / "graphs", cuda_graphs=True, **kw))
+    assert "CUDA graphs need a CUDA device" in caplog.text
+    a, b = load_checkpoint(tmp_path / "eager" / "coarse.pt"), load_checkpoint(tmp_path / "graphs" / "coarse.pt")
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    assert losses(tmp_path / "eager") == losses(tmp_path / "graphs")
+    with pytest.raises(ConfigError, match="--cuda-graphs and --compile exclude each other"):
+        config(store, tmp_path, cuda_graphs=True, compile=True)
+
+
+@pytest.mark.parametrize("optimizer, rule, batch, factor", [
+    ("sgd", "linear", 16, 0.5), ("sgd", "sqrt", 8, 0.5), ("sgd", "none", 8, 1.0), ("adamw", "linear", 8, 0.25),
+])
+def test_learning_rates_scale_with_the_batch(store: Path, tmp_path: Path, optimizer: str, rule: str, batch: int,
+                                              factor: float) -> None:
+    """Each parameter group's rate is the paper's (for batch 32) x --lr-scale x the rule's
+    factor (hand-computed: linear 16/32, sqrt sqrt(8/32), adamw linear 8/32), in the optimiser and the checkpoint."""
+    out = tmp_path / f"{optimizer}{rule}"
+    train(config(store, out, loader="torch", steps=1, batch=batch, lr_scaling=rule, lr_scale=2.0, optimizer=optimizer,
+                 eval_every=1000, adamw_lr=1e-3))
+    ckpt = load_checkpoint(out / "coarse.pt")
+    want = ({"coarse convs": 0.001 * 2.0 * factor, "coarse fulls": 0.1 * 2.0 * factor} if optimizer == "sgd"
+            else {"coarse convs": 1e-3 * factor, "coarse fulls": 1e-3 * factor})
+    assert ckpt["learning_rates"] == pytest.approx(want, rel=1e-12)
+    assert [g["lr"] for g in ckpt["optimizer"]["param_groups"]] == pytest.approx(list(want.values()), rel=1e-12)
+    assert ckpt["train_config"]["lr_scaling"] == rule
+
+
+def test_lr_scaling_is_checked_and_resumes(store: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--lr-scaling must be linear, sqrt or none"):
+        config(store, tmp_path, lr_scaling="cubic")
+    train(config(store, tmp_path / "r", loader="torch", steps=1, lr_scaling="sqrt", eval_every=1000))
+    with pytest.raises(ConfigError, match="trained with different settings \\(lr_scaling\\)"):
+        train(config(store, tmp_path / "r", loader="torch", steps=2, eval_every=1000), resume=True)
+    train(config(store, tmp_path / "r", loader="torch", steps=2, lr_scaling="sqrt", eval_every=1000, cuda_graphs=True),
+          resume=True)  # how, not what: --cuda-graphs may change on resume
+
+
+def test_validation_reads_as_training_does(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DALI-fed run validates through DALI (the periodic subset and the whole split, one
+    pipeline each, reused), and its final metrics are evaluate --loader dali's; with
+    --cache device validation reads the split in memory, and DALI is not needed."""
+    import engine.learn.evaluate as E
+    from engine.learn.evaluate import evaluate_checkpoint
+
+    built: list[int] = []
+    real = E.DaliEvalBatches
+
+    def counting(*args, **kwargs):
+        built.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(E, "DaliEvalBatches", counting)
+    train(config(store, tmp_path / "d", steps=3, eval_every=1, eval_samples=4))
+    assert built == [4, 16]  # the subset (built at step 1, reused at step 2), then the whole held-out split
+    ckpt = load_checkpoint(tmp_path / "d" / "coarse.pt")
+    assert evaluate_checkpoint(tmp_path / "d" / "coarse.pt", store, device="cpu", loader="dali")["metrics"] == ckpt["metrics"]
+    built.clear()
+    train(config(store, tmp_path / "c", steps=2, eval_every=1, cache="device"))
+    assert built == []
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_on_a_gpu_capture_and_train_like_eager(store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU (bf16, no grad scaler): the step is captured after the warm-up and the
+    run's weights and losses follow the eager run's. Dropout is off: a graph's replays
+    draw their masks at other offsets of the generator than eager steps do."""
+    monkeypatch.setattr(torch.nn.Dropout, "forward", lambda self, x: x)
+    kw = dict(loader="torch", eval_every=1000, steps=8, device="cuda", precision="bf16")
+    train(config(store, tmp_path / "eager", **kw))
+    with caplog.at_level("INFO", logger="engine.learn.step_runner"):
+        train(config(store, tmp_path / "graphs", cuda_graphs=True, **kw))
+    assert "captured into a CUDA graph" in caplog.text
+    a, b = load_checkpoint(tmp_path / "eager" / "coarse.pt"), load_checkpoint(tmp_path / "graphs" / "coarse.pt")
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=1e-3, atol=1e-5, msg=key)
+    np.testing.assert_allclose(losses(tmp_path / "graphs"), losses(tmp_path / "eager"), rtol=1e-3)
