@@ -677,12 +677,9 @@ _METRIC_LABELS = [("delta1", "δ<1.25", "↑"), ("delta2", "δ<1.25²", "↑"), 
                   ("rmse_log", "RMSE log", "↓"), ("si_log", "RMSE log s.i.", "↓")]
 
 
-export_app = typer.Typer(
-    help="Write a store in the formats other tools read: COCO instances, or plain image/mask/depth folders.",
-    no_args_is_help=True, rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-app.add_typer(export_app, name="export")
+class ExportKind(str, Enum):
+    coco = "coco"
+    folders = "folders"
 
 
 class ImageFormat(str, Enum):
@@ -691,19 +688,30 @@ class ImageFormat(str, Enum):
     jpeg = "jpeg"
 
 
-def _export(kind: str, store: Path, out: Path, image_format: ImageFormat, jpeg_quality: int, split: Split,
-            val_fraction: float, split_seed: int, limit: int | None, overwrite: bool, threads: int | None,
-            quiet: bool) -> None:
-    import time
-
+@app.command(short_help="Write a store as COCO instances or plain image/mask/depth folders.")
+def export(
+    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention).")],
+    store: Annotated[Path, typer.Argument(help="A store written by generate (its finished shards are exported).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).")],
+    image_format: Annotated[ImageFormat, typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).")] = ImageFormat.auto,
+    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality when images are encoded here (1-100).")] = 95,
+    split: Annotated[Split, typer.Option(help="all, or train/val: samples of the backgrounds train holds in or out (same rule and seeds as train).")] = Split.all,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out (train's --val-fraction).")] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds (train's --split-seed).")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Export at most this many samples (the split's first).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier fgbg export in --out (never a folder fgbg did not write).")] = False,
+    threads: Annotated[int | None, typer.Option(help="Files encoded at once (default: one per core).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write a store in the formats other tools read, in one streaming pass (constant memory)."""
     from engine.store.export import ExportConfig, export_store
 
     t0 = time.perf_counter()
-    config = ExportConfig(store=str(store), out=str(out), kind=kind, image_format=image_format.value,
+    config = ExportConfig(store=str(store), out=str(out), kind=kind.value, image_format=image_format.value,
                           jpeg_quality=jpeg_quality, split=split.value, val_fraction=val_fraction,
                           split_seed=split_seed, limit=limit)
     try:
-        with _CountProgress(disabled=quiet, label=f"export {kind}", unit="samples") as bar:
+        with _CountProgress(disabled=quiet, label=f"export {kind.value}", unit="samples") as bar:
             report = export_store(config, overwrite=overwrite, threads=threads, progress=bar.update)
     except FgbgError as e:
         raise _fail(str(e)) from None
@@ -713,58 +721,6 @@ def _export(kind: str, store: Path, out: Path, image_format: ImageFormat, jpeg_q
     typer.echo(f"wrote {report.samples} samples, {report.instances} instances, {report.files} files to {out} "
                f"in {seconds:.1f} s ({report.samples / max(seconds, 1e-9):,.0f} samples/s)")
 
-
-_STORE_ARG = typer.Argument(help="A store written by generate (its finished shards are exported).")
-_OUT_OPT = typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).")
-_FORMAT_OPT = typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).")
-_QUALITY_OPT = typer.Option(help="JPEG quality when images are encoded here (1-100).")
-_SPLIT_OPT = typer.Option(help="all, or train/val: samples of the backgrounds train holds in or out (same rule and seeds as train).")
-_FRACTION_OPT = typer.Option(help="Fraction of backgrounds held out (train's --val-fraction).")
-_SEED_OPT = typer.Option(help="Seed choosing the held-out backgrounds (train's --split-seed).")
-_LIMIT_OPT = typer.Option(help="Export at most this many samples (the split's first).")
-_OVERWRITE_OPT = typer.Option(help="Replace an earlier fgbg export in --out (never a folder fgbg did not write).")
-_THREADS_OPT = typer.Option(help="Files encoded at once (default: one per core).")
-_QUIET_OPT = typer.Option("--quiet", "-q", help="No progress bar.")
-
-
-@export_app.command("coco")
-def export_coco(
-    store: Annotated[Path, _STORE_ARG],
-    out: Annotated[Path, _OUT_OPT],
-    image_format: Annotated[ImageFormat, _FORMAT_OPT] = ImageFormat.auto,
-    jpeg_quality: Annotated[int, _QUALITY_OPT] = 95,
-    split: Annotated[Split, _SPLIT_OPT] = Split.all,
-    val_fraction: Annotated[float, _FRACTION_OPT] = 0.1,
-    split_seed: Annotated[int, _SEED_OPT] = 0,
-    limit: Annotated[int | None, _LIMIT_OPT] = None,
-    overwrite: Annotated[bool, _OVERWRITE_OPT] = False,
-    threads: Annotated[int | None, _THREADS_OPT] = None,
-    quiet: Annotated[bool, _QUIET_OPT] = False,
-) -> None:
-    """COCO instances: <out>/annotations.json (visible boxes, areas, compressed RLE masks,
-    a category per foreground folder) and <out>/images/. Written in one streaming pass."""
-    _export("coco", store, out, image_format, jpeg_quality, split, val_fraction, split_seed, limit, overwrite,
-            threads, quiet)
-
-
-@export_app.command("folders")
-def export_folders(
-    store: Annotated[Path, _STORE_ARG],
-    out: Annotated[Path, _OUT_OPT],
-    image_format: Annotated[ImageFormat, _FORMAT_OPT] = ImageFormat.auto,
-    jpeg_quality: Annotated[int, _QUALITY_OPT] = 95,
-    split: Annotated[Split, _SPLIT_OPT] = Split.all,
-    val_fraction: Annotated[float, _FRACTION_OPT] = 0.1,
-    split_seed: Annotated[int, _SEED_OPT] = 0,
-    limit: Annotated[int | None, _LIMIT_OPT] = None,
-    overwrite: Annotated[bool, _OVERWRITE_OPT] = False,
-    threads: Annotated[int | None, _THREADS_OPT] = None,
-    quiet: Annotated[bool, _QUIET_OPT] = False,
-) -> None:
-    """Plain folders like the original dataset: <out>/images/ (JPEG or PNG), <out>/masks/ (PNG,
-    0/255), <out>/depth/ (16-bit PNG, metres x 256, 0 = unknown; KITTI's convention)."""
-    _export("folders", store, out, image_format, jpeg_quality, split, val_fraction, split_seed, limit, overwrite,
-            threads, quiet)
 
 @app.command(short_help="Images/s of every stage here, vs the naive loop, with history, ceilings and a chart.")
 def bench(

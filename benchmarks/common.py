@@ -17,6 +17,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+from benchmarks.suite.machine import cpu_model  # noqa: E402 - needs the checkout on sys.path
+
 RESULTS = ROOT / "benchmarks" / "results"
 #: scratch space (ignored by git); tests point it elsewhere with FGBG_BENCH_SCRATCH
 SCRATCH = Path(os.environ.get("FGBG_BENCH_SCRATCH", ROOT / "benchmarks" / "scratch"))
@@ -33,7 +35,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
     }
     for name in ("numpy", "numba", "torch", "zarr", "PIL"):
         try:
@@ -48,16 +50,6 @@ def machine() -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         pass
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callable[[], None] | None = None) -> dict[str, float]:
