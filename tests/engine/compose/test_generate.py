@@ -24,19 +24,9 @@ from engine.store.zarr_store import ZarrWriter, inspect_store
 from kernels import placement as P
 from kernels.reference import composite_reference
 from kernels.resample import resize_rgba
+from tests.small_stores import small, tree
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def small(**overrides) -> GenerateConfig:
-    """3 backgrounds x 2 cars x 2 flips x 4 positions = 48 samples in 3 shards."""
-    base = dict(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4, shard_size=16, chunk_size=4)
-    return GenerateConfig(**{**base, **overrides})
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root``: relative path → bytes."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -12,21 +12,12 @@ import pytest
 import zarr
 
 from engine.compose.generate import generate
-from engine.config import GenerateConfig, RunOptions
+from engine.config import RunOptions
 from engine.distributed import Ranks
 from engine.errors import ConfigError, StoreError
 from engine.store.location import locate, working_folder
 from engine.store.zarr_store import ZarrWriter, inspect_store
-
-
-def small(**overrides) -> GenerateConfig:
-    """3 backgrounds x 2 cars x 2 flips x 4 positions = 48 samples in 3 shards."""
-    base = dict(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4, shard_size=16, chunk_size=4)
-    return GenerateConfig(**{**base, **overrides})
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+from tests.small_stores import small, tree
 
 
 def remote_tree(url: str) -> dict[str, bytes]:

@@ -14,17 +14,11 @@ from PIL import Image
 
 import engine.compose.generate as gen
 from engine.compose.generate import generate
-from engine.config import GenerateConfig, RunOptions
+from engine.config import RunOptions
 from engine.errors import StoreError
 from engine.store import stats as S
 from engine.store.zarr_store import ZarrWriter
-
-
-def small(**overrides) -> GenerateConfig:
-    """48 samples in 3 shards of 4 chunks."""
-    base = {"builtin_backgrounds": 3, "builtin_foregrounds": 2, "height": 32, "width": 48, "positions": 4,
-            "shard_size": 16, "chunk_size": 4}
-    return GenerateConfig(**{**base, **overrides})
+from tests.small_stores import small
 
 
 def reference(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,24 +15,15 @@ from typer.testing import CliRunner
 
 from cli import app
 from engine.compose.generate import generate
-from engine.config import GenerateConfig, RunOptions
+from engine.config import RunOptions
 from engine.errors import StoreError
 from engine.learn.data import StoreImages, load_split
 from engine.store.preview import contact_sheet
 from engine.store.verify import StoreShards
 from engine.store.zarr_store import inspect_store
+from tests.small_stores import small, tree
 
 runner = CliRunner()
-
-
-def small(**overrides) -> GenerateConfig:
-    """48 samples in 3 shards of 16, chunks of 4."""
-    base = dict(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4, shard_size=16, chunk_size=4)
-    return GenerateConfig(**{**base, **overrides})
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def delete(path: Path) -> None:

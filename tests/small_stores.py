@@ -1,0 +1,19 @@
+"""The small store most tests generate, and a byte-level view of a store's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import GenerateConfig
+
+
+def small(**overrides) -> GenerateConfig:
+    """3 backgrounds x 2 cars x 2 flips x 4 positions = 48 samples at 32x48, in 3 shards of 16, chunks of 4."""
+    base = dict(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4, shard_size=16,
+                chunk_size=4)
+    return GenerateConfig(**{**base, **overrides})
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root``: relative path → bytes."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
