@@ -201,6 +201,9 @@ def poisson(
 ) -> torch.Tensor:
     """New object colours by gradient-domain blending (see the module docstring).
 
+    The system is solved in a window per sample (the object's box plus one
+    pixel, all windows of the chunk one size), not over the whole image.
+
     Args:
         rgb: ``(B, 3, H, W) float32`` straight foreground colour (the guidance).
         alpha: ``(B, 1, H, W) float32``; the object's support is ``alpha > 0``.
@@ -211,8 +214,45 @@ def poisson(
     Returns:
         ``(B, 3, H, W) float32`` colours: the solution inside the support, ``rgb`` elsewhere.
     """
-    inside = (alpha > 0).to(rgb.dtype)  # (B, 1, H, W)
-    count = _neighbour_sum(torch.ones_like(inside))  # in-image neighbours: 2..4
+    n, _, height, width = rgb.shape
+    support = alpha[:, 0] > 0
+    if n == 0 or not bool(support.any()):
+        return rgb
+    dev = rgb.device
+    rows_any, cols_any = support.any(2), support.any(1)  # (B, H), (B, W)
+
+    def span(any_: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.arange(size, device=dev)
+        first = torch.where(any_, idx, size).amin(1)
+        last = torch.where(any_, idx, -1).amax(1)
+        return first.clamp(max=size - 1), (last - first + 1).clamp(min=1)
+
+    y0, hs = span(rows_any, height)
+    x0, ws = span(cols_any, width)
+    wh = min(int(hs.max()) + 2, height)  # window: the box and a 1-px ring, where the image has it
+    ww = min(int(ws.max()) + 2, width)
+    oy = (y0 - 1).clamp(0, height - wh)
+    ox = (x0 - 1).clamp(0, width - ww)
+    rows = (oy.view(-1, 1) + torch.arange(wh, device=dev)).view(n, wh, 1)
+    cols = (ox.view(-1, 1) + torch.arange(ww, device=dev)).view(n, 1, ww)
+    b_idx = torch.arange(n, device=dev).view(n, 1, 1)
+
+    def crop(x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, wh, ww)
+        return x[b_idx, :, rows, cols].permute(0, 3, 1, 2)
+
+    solved = _poisson_window(crop(rgb), crop(alpha), crop(bg), iterations, tolerance)
+    out = rgb.clone()
+    out[b_idx, :, rows, cols] = solved.permute(0, 2, 3, 1)
+    return out
+
+
+def _poisson_window(
+    rgb: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor, iterations: int, tolerance: float
+) -> torch.Tensor:
+    """:func:`poisson` on windows holding each object and a 1-px ring (or the image edge)."""
+    inside = (alpha > 0).to(rgb.dtype)  # (B, 1, h, w)
+    # Neighbours inside the image: the window's edge is the image's edge wherever Ω touches it.
+    count = _neighbour_sum(torch.ones_like(inside))
 
     def apply(x: torch.Tensor) -> torch.Tensor:  # A x on Ω; x is 0 outside Ω
         return (count * x - _neighbour_sum(x)) * inside
@@ -220,8 +260,14 @@ def poisson(
     g = rgb * inside
     # Guidance only between Ω pixels (the transparent rim's colour is meaningless),
     # plus the Dirichlet values (background) of the neighbours outside Ω.
-    b = (_neighbour_sum(inside) * g - _neighbour_sum(g) + _neighbour_sum(bg * (1 - inside))) * inside
-    x = g.clone()
+    outside_n = (count - _neighbour_sum(inside)) * inside  # Dirichlet neighbours per Ω pixel
+    dirichlet = _neighbour_sum(bg * (1 - inside)) * inside
+    b = _neighbour_sum(inside) * g - _neighbour_sum(g) * inside + dirichlet
+    # Start from the guidance shifted by the mean step at the boundary: the
+    # slowest (smoothest) error component is mostly gone before CG starts.
+    weight = outside_n.sum((2, 3), keepdim=True).clamp_min(1e-6)
+    shift = (dirichlet.sum((2, 3), keepdim=True) - (g * outside_n).sum((2, 3), keepdim=True)) / weight
+    x = (g + shift) * inside
     r = b - apply(x)
     p = r.clone()
     rs = (r * r).sum((2, 3), keepdim=True)
