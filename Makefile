@@ -35,7 +35,9 @@ pictures: $(STAMP)
 # numpy < 2.5: that machine's numba-cuda compiles no kernel with its numpy 2.5.2.
 # nvCOMP (GPU zstd), nvImageCodec + nvJPEG (batched GPU JPEG). Trimmed of other
 # Pythons' extensions, tools and headers to fit one 64 MiB transfer with the checkout.
+# Kornia (+ kornia-rs, which it imports): the --blend post-pass's filters and Lab colour.
 GPU_WHEELS := numpy==2.4.6 zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1 \
+	kornia==0.9.0 kornia-rs==0.2.0 \
 	nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12 \
 	nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.0.1.86
 gpu-wheels:

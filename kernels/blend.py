@@ -95,35 +95,41 @@ class BlendSpec:
 
 
 def foreground_layer(
-    atlas: torch.Tensor, table: torch.Tensor, height: int, width: int, bg_depth: torch.Tensor | None = None
+    atlas: torch.Tensor, table: torch.Tensor, height: int, width: int, bg_depth: torch.Tensor | None = None,
+    origin: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sample's foreground in output space, as the composite kernel reads it.
+    """Each sample's foreground in output space (or a window of it), as the composite kernel reads it.
 
     Args:
         atlas: ``(A,) uint8`` resized foregrounds, RGBA straight alpha.
         table: ``(B, 8) int64`` placements (:mod:`kernels.placement`), on ``atlas``'s device.
-        height: output height.
-        width: output width.
+        height: output (window) height.
+        width: output (window) width.
         bg_depth: ``(NB, H, W) int16`` background depth as float16 bits, to hide
             pixels behind nearer background (``--occlusion background``); ``None``: no test.
+        origin: ``(B, 2) int64`` each sample's window top-left ``(row, col)`` in
+            the output, the window lying inside it; ``None``: the whole output.
 
     Returns:
-        ``rgb (B, 3, H, W) float32`` straight colour 0..255 (0 outside the object) and
-        ``alpha (B, 1, H, W) float32`` in [0, 1].
+        ``rgb (B, 3, h, w) float32`` straight colour 0..255 (0 outside the object) and
+        ``alpha (B, 1, h, w) float32`` in [0, 1], ``h, w = height, width``.
     """
     check_array(atlas, "atlas", "uint8", ["A"])
     check_array(table, "table", "int64", ["B", P.N_COLUMNS])
     dev = atlas.device
     t = table.to(dev)
     col = lambda k: t[:, k].view(-1, 1, 1)  # noqa: E731 - (B, 1, 1) column of the table
-    rows = torch.arange(height, device=dev).view(1, -1, 1)
-    cols = torch.arange(width, device=dev).view(1, 1, -1)
+    if origin is None:
+        origin = torch.zeros((len(t), 2), dtype=torch.int64, device=dev)
+    origin = origin.to(dev)
+    rows = origin[:, 0].view(-1, 1, 1) + torch.arange(height, device=dev).view(1, -1, 1)  # (B, h, 1)
+    cols = origin[:, 1].view(-1, 1, 1) + torch.arange(width, device=dev).view(1, 1, -1)  # (B, 1, w)
     fr = rows - col(P.Y)
     fc = cols - col(P.X)
     h, w = col(P.H), col(P.W)
-    inside = (fr >= 0) & (fr < h) & (fc >= 0) & (fc < w)  # (B, H, W)
+    inside = (fr >= 0) & (fr < h) & (fc >= 0) & (fc < w)  # (B, h, w)
     if bg_depth is not None:
-        behind = bg_depth.to(dev)[t[:, P.BG]].to(torch.int32) & 0xFFFF  # uint16 bits: order = value order
+        behind = bg_depth.to(dev)[col(P.BG), rows, cols].to(torch.int32) & 0xFFFF  # uint16 bits: order = value order
         inside &= (behind == 0) | (behind >= col(P.DEPTH))
     fc = torch.where(col(P.FLIP) != 0, w - 1 - fc, fc)
     base = torch.where(inside, col(P.OFFSET) + (fr * w + fc) * 4, 0)
@@ -327,11 +333,27 @@ def harmonize(rgb: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor, ring: in
     return torch.where(support > 0, out, rgb)
 
 
+def margin(spec: BlendSpec) -> int:
+    """Pixels around an object's box that ``spec`` can change or read (its window's margin)."""
+    reach = 1  # poisson's boundary ring
+    if spec.mode == "feather":
+        reach = max(reach, math.ceil(3 * spec.feather_sigma) + 1)
+    elif spec.mode == "motion":
+        reach = max(reach, (spec.motion_length | 1) // 2 + 1)
+    if spec.harmonize:
+        reach = max(reach, spec.harmonize_ring + 1)
+    return reach
+
+
 def blend_chunk(
     images: torch.Tensor, bg_images: torch.Tensor, atlas: torch.Tensor, table: torch.Tensor,
     spec: BlendSpec, bg_depth: torch.Tensor | None = None,
 ) -> None:
     """Rewrite composites in place with ``spec``'s mode (one chunk of a batch).
+
+    Works in one window size for the chunk: each object's box plus
+    :func:`margin` (clamped to the image); pixels beyond it are background,
+    which every mode leaves as it is.
 
     Args:
         images: ``(B, H, W, 3) uint8`` the kernel's composites (overwritten).
@@ -346,8 +368,17 @@ def blend_chunk(
     n, height, width, _ = images.shape
     if n == 0 or not spec.active:
         return
-    rgb, alpha = foreground_layer(atlas, table, height, width, bg_depth)
-    bg = bg_images[table[:, P.BG].to(bg_images.device)].permute(0, 3, 1, 2).float()
+    dev = images.device
+    t = table.to(dev)
+    m = margin(spec)
+    wh = min(int(t[:, P.H].max()) + 2 * m, height)
+    ww = min(int(t[:, P.W].max()) + 2 * m, width)
+    oy = (t[:, P.Y] - m).clamp(0, height - wh)
+    ox = (t[:, P.X] - m).clamp(0, width - ww)
+    rows = (oy.view(-1, 1) + torch.arange(wh, device=dev)).view(n, wh, 1)
+    cols = (ox.view(-1, 1) + torch.arange(ww, device=dev)).view(n, 1, ww)
+    rgb, alpha = foreground_layer(atlas, t, wh, ww, bg_depth, torch.stack([oy, ox], 1))
+    bg = bg_images[t[:, P.BG].view(n, 1, 1), rows, cols].permute(0, 3, 1, 2).float()  # (B, 3, wh, ww)
     if spec.harmonize:
         rgb = harmonize(rgb, alpha, bg, spec.harmonize_ring)
     if spec.mode == "feather":
@@ -359,7 +390,7 @@ def blend_chunk(
         pm, a = colour.clamp(0, 255) * alpha, alpha
     else:  # alpha + harmonize
         pm, a = rgb * alpha, alpha
-    images.copy_(over(pm, a, bg))
+    images[torch.arange(n, device=dev).view(n, 1, 1), rows, cols] = over(pm, a, bg)
 
 
 def blend_batch(

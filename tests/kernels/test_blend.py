@@ -23,8 +23,9 @@ from kernels.reference import composite_reference
 H, W = 12, 16
 
 
-def scene(seed: int = 0, occluders: bool = False) -> dict[str, np.ndarray]:
-    """2 backgrounds, 2 foregrounds (soft edges), 4 placements (one flipped)."""
+def scene(seed: int = 0, occluders: bool = False, size: tuple[int, int] = (H, W)) -> dict[str, np.ndarray]:
+    """2 backgrounds, 2 foregrounds (soft edges), 4 placements (one flipped); ``size`` ≥ (12, 16)."""
+    H, W = size  # noqa: N806 - the image size, as elsewhere
     rng = np.random.default_rng(seed)
     bg = rng.integers(0, 256, (2, H, W, 3), dtype=np.uint8)
     depth = np.full((2, H, W), np.float16(20.0)).view(np.uint16)
@@ -50,7 +51,7 @@ def scene(seed: int = 0, occluders: bool = False) -> dict[str, np.ndarray]:
 
 def layer(s: dict[str, np.ndarray], occlusion: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     rgb, alpha = foreground_layer(
-        torch.from_numpy(s["atlas"]), torch.from_numpy(s["table"]), H, W,
+        torch.from_numpy(s["atlas"]), torch.from_numpy(s["table"]), *s["bg"].shape[1:3],
         torch.from_numpy(s["depth"].view(np.int16)) if occlusion else None,
     )
     bg = torch.from_numpy(s["bg"][s["table"][:, P.BG]]).permute(0, 3, 1, 2).float()
@@ -234,3 +235,27 @@ def test_cpu_and_cuda_agree(spec: BlendSpec) -> None:
                 torch.from_numpy(s["table"]).cuda(), spec, torch.from_numpy(s["depth"].view(np.int16)).cuda())
     diff = np.abs(images.cpu().numpy().astype(int) - cpu.astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.05
+
+
+@pytest.mark.parametrize("spec", [
+    BlendSpec(mode="feather", feather_sigma=1.2), BlendSpec(mode="motion", motion_length=5, motion_angle=60.0),
+    BlendSpec(mode="poisson"), BlendSpec(harmonize=True, harmonize_ring=2),
+    BlendSpec(mode="feather", harmonize=True, harmonize_ring=3),
+], ids=["feather", "motion", "poisson", "harmonize", "feather+harmonize"])
+@pytest.mark.parametrize("occlusion", [False, True])
+def test_windowed_chunks_equal_the_whole_image_maths(spec: BlendSpec, occlusion: bool) -> None:
+    """blend_batch works in a window per chunk; the functions on whole images are the reference."""
+    s = scene(8, occluders=occlusion, size=(40, 56))  # windows smaller than the image
+    rgb, alpha, bg = layer(s, occlusion)
+    if spec.harmonize:
+        rgb = harmonize(rgb, alpha, bg, spec.harmonize_ring)
+    if spec.mode == "feather":
+        pm, a = feather(rgb, alpha, spec.feather_sigma)
+    elif spec.mode == "motion":
+        pm, a = motion(rgb, alpha, spec.motion_length, spec.motion_angle)
+    elif spec.mode == "poisson":
+        pm, a = poisson(rgb, alpha, bg, 2000, 1e-5).clamp(0, 255) * alpha, alpha
+    else:
+        pm, a = rgb * alpha, alpha
+    whole = over(pm, a, bg).numpy().astype(int)
+    assert np.abs(blended(s, spec, occlusion).astype(int) - whole).max() <= 1
