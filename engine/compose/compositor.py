@@ -29,6 +29,7 @@ from engine.assets.images import AssetSet
 from engine.compose.depth import DepthSource
 from engine.compose.plan import Placements
 from engine.config import GenerateConfig
+from engine.errors import ConfigError
 from engine.torch_threads import single_threaded_torch
 from kernels import placement as P
 
@@ -44,6 +45,13 @@ def blend_spec(config: GenerateConfig) -> object | None:
     if config.blend == "alpha" and not config.harmonize:
         return None
     from kernels.blend import BlendSpec
+
+    try:
+        import kornia.filters  # noqa: F401 - checked here so a missing Kornia fails before any work
+    except ImportError as e:
+        what = f"--blend {config.blend}" if config.blend != "alpha" else "--harmonize"
+        raise ConfigError(f"{what} needs Kornia ({e}): pip install kornia; on a GPU machine without network, "
+                          "make gpu-wheels-kornia and benchmarks/gpu_setup.sh install it") from None
 
     return BlendSpec(
         mode=config.blend, harmonize=config.harmonize, feather_sigma=config.feather_sigma,

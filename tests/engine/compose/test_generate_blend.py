@@ -113,3 +113,11 @@ def test_cli_blend_options(tmp_path: Path) -> None:
     config = zarr.open_group(tmp_path / "z.zarr", mode="r").attrs["fgbg"]["config"]
     assert (config["blend"], config["motion_length"], config["motion_angle"], config["harmonize"]) == (
         "motion", 7, 45.0, True)
+
+
+def test_missing_kornia_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kornia.filters", None)  # import fails as if not installed
+    with pytest.raises(ConfigError, match="--blend motion needs Kornia"):
+        blend_spec(small(blend="motion"))
