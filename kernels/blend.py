@@ -38,6 +38,7 @@ bytes exactly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -403,6 +404,10 @@ def blend_batch(
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    for start in range(0, len(images), chunk):
-        stop = min(start + chunk, len(images))
-        blend_chunk(images[start:stop], bg_images, atlas, table[start:stop], spec, bg_depth)
+    # No TF32 in cuDNN's convolutions (Kornia's filters): its 10-bit mantissa
+    # would move GPU results away from the CPU's by more than rounding.
+    exact = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if images.is_cuda else contextlib.nullcontext()
+    with exact:
+        for start in range(0, len(images), chunk):
+            stop = min(start + chunk, len(images))
+            blend_chunk(images[start:stop], bg_images, atlas, table[start:stop], spec, bg_depth)
