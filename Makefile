@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench pictures gpu-wheels gpu-wheels-dali clean
+.PHONY: install demo test bench pictures gpu-wheels gpu-wheels-dali gpu-wheels-kornia clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,16 @@ gpu-wheels-dali:
 	mv /tmp/fgbg-dali/*.whl .whl/dali/
 	cd .whl/dali && w=$$(ls nvidia_dali_*.whl) && sha256sum $$w > $$w.sha256 && split -b 60M $$w $$w.part- && rm $$w
 	ls -l .whl/dali && rm -rf /tmp/fgbg-dali
+
+## gpu-wheels-kornia: Kornia + kornia-rs (cp312, 7.1 MiB) into .whl/kornia/, for `generate --blend` on the GPU
+# machine (benchmarks/gpu_blend_session.sh). Apart from .whl/*.whl, which already fills one 64 MiB transfer.
+KORNIA_WHEELS := kornia==0.9.0 kornia-rs==0.2.0
+gpu-wheels-kornia:
+	rm -rf .whl/kornia && mkdir -p .whl/kornia
+	for w in $(KORNIA_WHEELS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl/kornia $$w || exit 1; done
+	du -ch .whl/kornia/*.whl | tail -1
 
 clean:
 	rm -rf demo.zarr preview.png .pytest_cache

@@ -137,6 +137,13 @@ class CoarseChannels(str, Enum):
     torchvision = "torchvision"
 
 
+class Blend(str, Enum):
+    alpha = "alpha"
+    feather = "feather"
+    motion = "motion"
+    poisson = "poisson"
+
+
 class LossMask(str, Enum):
     all = "all"
     foreground = "foreground"
@@ -212,6 +219,14 @@ def generate(
     fg_depth: Annotated[FgDepth, typer.Option(help="Depth of the foreground's plane: auto (ground-plane: the ground at its bottom row; maps: contact), contact (median background depth under its bottom row's opaque pixels), min-footprint (nearest background depth under its mask), constant (--fg-depth-value).")] = "auto",
     fg_depth_value: Annotated[float | None, typer.Option(help="Metres, with --fg-depth constant.")] = None,
     occlusion: Annotated[Occlusion, typer.Option(help="background: hide foreground pixels behind nearer background surfaces (mask and depth follow); none: paste on top.")] = "none",
+    blend: Annotated[Blend, typer.Option(help="How the object meets the background in the image (masks and depth are never blended): alpha (exact straight-alpha paste, default), feather (alpha softened by a Gaussian, --feather-sigma), motion (directional blur of the object, --motion-length/--motion-angle), poisson (gradient-domain blending, --poisson-iterations/--poisson-tolerance).")] = Blend.alpha,
+    harmonize: Annotated[bool, typer.Option(help="Match the object's colour mean/std (Lab) to the background in a ring around it (--harmonize-ring), before blending.")] = False,
+    feather_sigma: Annotated[float, typer.Option(help="--blend feather: Gaussian sigma of the softened alpha, pixels (0..64).")] = 2.0,
+    motion_length: Annotated[int, typer.Option(help="--blend motion: blur length in pixels, rounded up to odd (1 = no blur).")] = 9,
+    motion_angle: Annotated[float, typer.Option(help="--blend motion: blur direction, degrees counter-clockwise from the x axis.")] = 0.0,
+    poisson_iterations: Annotated[int, typer.Option(help="--blend poisson: most conjugate-gradient steps per batch chunk.")] = 2000,
+    poisson_tolerance: Annotated[float, typer.Option(help="--blend poisson: the solver stops when every residual is below this fraction of its right-hand side.")] = 1e-5,
+    harmonize_ring: Annotated[int, typer.Option(help="--harmonize: width of the background ring around the object, pixels.")] = 8,
     teacher: Annotated[Path | None, typer.Option(help="Depth network for teacher-*: a TorchScript file, or ONNX (with onnxruntime), mapping (N,3,H,W) to (N,1,h,w). Never downloaded.")] = None,
     teacher_output: Annotated[TeacherOutput, typer.Option(help="What the teacher predicts: depth or inverse-depth.")] = "depth",
     teacher_scale: Annotated[float, typer.Option(help="Metres per teacher output unit (depth = scale*y, or scale/y for inverse depth).")] = 1.0,
@@ -282,6 +297,9 @@ def generate(
             image_codec=image_codec.value, jpeg_quality=quality, jpeg_encoder=jpeg_encoder.value,
             compression_level=compression_level, shard_size=shard_size,
             chunk_size=chunk_size, max_pixels=max_pixels, on_bad_input=on_bad_input.value,
+            blend=blend.value, harmonize=harmonize, feather_sigma=feather_sigma, motion_length=motion_length,
+            motion_angle=motion_angle, poisson_iterations=poisson_iterations, poisson_tolerance=poisson_tolerance,
+            harmonize_ring=harmonize_ring,
         )
         chosen = resolve_device(device.value)
         run = RunOptions(overwrite=overwrite, resume=resume, device=chosen, writer_threads=writer_threads,

@@ -22,7 +22,13 @@ for sum in .whl/dali/*.whl.sha256; do
   fi
   rm -f /tmp/"$wheel"
 done
+KORNIA_STATUS="not carried (make gpu-wheels-kornia puts it in .whl/kornia/; generate --blend other than alpha needs it)"
+if ls .whl/kornia/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/kornia/*.whl && KORNIA_STATUS="installed"
+fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; df -h "$PWD" /tmp | tail -2; } | tee "$OUT/gpu.txt"
 python3 -c "import numpy, numba; print('numpy', numpy.__version__, 'numba', numba.__version__)" | tee -a "$OUT/gpu.txt"
 echo "DALI: $DALI_STATUS" | tee -a "$OUT/gpu.txt"
+echo "Kornia: $KORNIA_STATUS" | tee -a "$OUT/gpu.txt"

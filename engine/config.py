@@ -25,6 +25,8 @@ JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams"
 #: JPEG encoders that run on the GPU (images never come back raw)
 ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
 COMPRESSORS = ("auto", "cpu", "nvcomp")
+#: blending modes of the image post-pass (kernels.blend.BLEND_MODES; not imported: it pulls in torch)
+BLEND_MODES = ("alpha", "feather", "motion", "poisson")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,18 @@ class GenerateConfig:
         chunk_size: samples per chunk inside a shard (``None``: about 1 MB of images).
         max_pixels: refuse input images larger than this (decompression bombs).
         on_bad_input: ``error`` stops at the first bad file, ``skip`` skips and lists them.
+        blend: how the object meets the background in the *image* (masks and
+            depth are never blended): ``alpha`` (the exact straight-alpha
+            composite), ``feather`` (alpha softened by a Gaussian),
+            ``motion`` (directional blur of the pasted object) or
+            ``poisson`` (gradient-domain blending); see :mod:`kernels.blend`.
+        harmonize: match the object's Lab mean/std to a background ring around it.
+        feather_sigma: Gaussian σ of ``feather``, px.
+        motion_length: blur length of ``motion``, px (rounded up to odd; 1 = none).
+        motion_angle: blur direction of ``motion``, degrees counter-clockwise from the x axis.
+        poisson_iterations: most conjugate-gradient steps of ``poisson``.
+        poisson_tolerance: relative residual at which ``poisson``'s solver stops.
+        harmonize_ring: width of the ring ``harmonize`` reads, px.
     """
 
     bg_dir: str | None = None
@@ -144,6 +158,14 @@ class GenerateConfig:
     chunk_size: int | None = None
     max_pixels: int = 64_000_000
     on_bad_input: str = "error"
+    blend: str = "alpha"
+    harmonize: bool = False
+    feather_sigma: float = 2.0
+    motion_length: int = 9
+    motion_angle: float = 0.0
+    poisson_iterations: int = 2000
+    poisson_tolerance: float = 1e-5
+    harmonize_ring: int = 8
 
     def __post_init__(self) -> None:
         check_generate_config(self)
@@ -258,6 +280,14 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(c.max_pixels >= 1, "--max-pixels must be positive")
     need(c.on_bad_input in ON_BAD_INPUT,
          f"--on-bad-input must be one of {', '.join(ON_BAD_INPUT)}, got {c.on_bad_input!r}")
+    need(c.blend in BLEND_MODES, f"--blend must be one of {', '.join(BLEND_MODES)}, got {c.blend!r}")
+    need(0 <= c.feather_sigma <= 64, f"--feather-sigma must be in [0, 64] px, got {c.feather_sigma}")
+    need(1 <= c.motion_length <= 255, f"--motion-length must be in [1, 255] px, got {c.motion_length}")
+    need(-360 <= c.motion_angle <= 360, f"--motion-angle must be in [-360, 360] degrees, got {c.motion_angle}")
+    need(1 <= c.poisson_iterations <= 100_000,
+         f"--poisson-iterations must be in [1, 100000], got {c.poisson_iterations}")
+    need(0 < c.poisson_tolerance < 1, f"--poisson-tolerance must be in (0, 1), got {c.poisson_tolerance}")
+    need(1 <= c.harmonize_ring <= 256, f"--harmonize-ring must be in [1, 256] px, got {c.harmonize_ring}")
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,11 @@ def test_bench_ranks_runs(tmp_path: Path) -> None:
     assert "2-rank store byte-identical to the 1-rank store: True" in stdout
     results = json.loads((tmp_path / "ranks.json").read_text())["results"]
     assert len(results["generate_2"]["per_rank"]) == 2 and results["train_2"]["together"] > 0
+
+
+def test_bench_blend_runs(tmp_path: Path) -> None:
+    stdout = run("bench_blend.py", "--size", "32", "--batch", "4", "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "poisson" in stdout and "alpha+harmonize" in stdout
+    modes = json.loads((tmp_path / "blend.json").read_text())["results"]["modes"]
+    assert set(modes) == {"alpha", "feather", "motion", "poisson", "alpha+harmonize"}
+    assert all(m["images_per_s"] > 0 for m in modes.values())

@@ -5,6 +5,10 @@ The foreground for a sample is its canonical asset resized to the sample's
 height) next to the samples that use them, so :class:`ForegroundAtlas`
 computes each once and keeps it in a flat RGBA buffer the kernel reads by
 offset; flips are done by the kernel reading columns backwards.
+
+With a blending mode other than ``alpha`` (or ``--harmonize``), one post-pass
+(:mod:`kernels.blend`, torch) rewrites the batch's images after the kernel;
+masks and depth stay the kernel's. With ``alpha`` it is skipped entirely.
 """
 
 from __future__ import annotations
@@ -25,11 +29,36 @@ from engine.assets.images import AssetSet
 from engine.compose.depth import DepthSource
 from engine.compose.plan import Placements
 from engine.config import GenerateConfig
+from engine.errors import ConfigError
 from engine.torch_threads import single_threaded_torch
 from kernels import placement as P
 
 #: stage name of the host-side work per batch (placement table, atlas, plane depth)
 HOST_TABLES = "placement table + atlas (host)"
+#: stage name of the blending post-pass
+BLEND_PASS = "blend post-pass"
+
+
+def blend_spec(config: GenerateConfig) -> object | None:
+    """The :class:`kernels.blend.BlendSpec` of ``config``, or ``None`` for plain
+    ``alpha`` without harmonizing (the post-pass is skipped; torch is not imported)."""
+    if config.blend == "alpha" and not config.harmonize:
+        return None
+    from kernels.blend import BlendSpec
+
+    try:
+        import kornia.filters  # noqa: F401 - checked here so a missing Kornia fails before any work
+    except ImportError as e:
+        what = f"--blend {config.blend}" if config.blend != "alpha" else "--harmonize"
+        raise ConfigError(f"{what} needs Kornia ({e}): pip install kornia; on a GPU machine without network, "
+                          "make gpu-wheels-kornia and benchmarks/gpu_setup.sh install it") from None
+
+    return BlendSpec(
+        mode=config.blend, harmonize=config.harmonize, feather_sigma=config.feather_sigma,
+        motion_length=config.motion_length, motion_angle=config.motion_angle,
+        poisson_iterations=config.poisson_iterations, poisson_tolerance=config.poisson_tolerance,
+        harmonize_ring=config.harmonize_ring,
+    )
 
 
 def _nothing() -> None:
@@ -256,6 +285,7 @@ class Compositor:
         self.threshold = config.mask_threshold
         self.save_alpha = config.save_alpha
         self.occlusion = config.occlusion == "background"
+        self.blend = blend_spec(config)  #: ``None``: no post-pass (``--blend alpha``)
         self.clock = StageClock()  #: where the compositing time goes (read by generate's report)
 
     def table(self, p: Placements) -> np.ndarray:
@@ -298,9 +328,29 @@ class Compositor:
                 self.bg_images, self.bg_depth16, prepared.atlas, table, self.threshold,
                 images, masks, depth, alpha, occlusion=self.occlusion,
             )
+        if self.blend is not None:
+            with self.clock(BLEND_PASS):
+                self.blend_host(images, table, prepared.atlas)
         batch = Batch(images, masks, depth.view(np.float16), alpha)
         self.replace_depth(batch, p)
         return batch
+
+    def blend_host(self, images: np.ndarray, table: np.ndarray, atlas: np.ndarray) -> None:
+        """Run the blending post-pass on host composites, in place.
+
+        Args:
+            images: ``(B, H, W, 3) uint8`` the kernel's composites.
+            table: ``(B, 8) int64`` their placement table.
+            atlas: ``(A,) uint8`` the atlas bytes the table points into.
+        """
+        import torch
+
+        from kernels.blend import blend_batch
+
+        depth = torch.from_numpy(self.bg_depth16.view(np.int16)) if self.occlusion else None
+        with torch.no_grad():
+            blend_batch(torch.from_numpy(images), torch.from_numpy(self.bg_images), torch.from_numpy(atlas),
+                        torch.from_numpy(table), self.blend, depth, chunk=16)
 
     def close(self) -> None:
         """Release what compositing held beyond memory (threads); after the last batch is written."""

@@ -12,7 +12,13 @@ What runs where:
   back into pinned host buffers. With ``--jpeg-encoder nvjpeg`` the images stay
   on the GPU: a writer thread has them encoded there (torchvision's nvJPEG,
   sharing the buffer through ``__cuda_array_interface__``) and only the JPEG
-  bytes cross PCIe.
+  bytes cross PCIe;
+- with a blending mode (``--blend`` other than ``alpha``, or ``--harmonize``):
+  after the kernel, the post-pass of :mod:`kernels.blend` rewrites the images
+  on the device (torch on the slot's buffers, shared through
+  ``__cuda_array_interface__``), before they are encoded or copied back. The
+  compute stream is synchronised around it (torch runs on its own stream), so
+  that batch's kernel and post-pass do not overlap with the next kernel.
 
 Buffers come from a ring of ``slots``: while batch k+1 computes, batch k
 copies back and batch k-1 is compressed and written by the writer threads.
@@ -32,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from engine.assets.images import AssetSet
-from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
+from engine.compose.compositor import BLEND_PASS, HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.depth import DepthSource
 from engine.compose.plan import Placements
 from engine.config import ON_DEVICE_JPEG, GenerateConfig
@@ -271,6 +277,9 @@ class CudaCompositor(Compositor):
             outs["images"], outs["masks"], outs["depth"], outs.get("alpha"),
             stream=self.compute, host_table=table, occlusion=self.occlusion,
         )
+        if self.blend is not None:
+            with self.clock(BLEND_PASS):
+                self._blend_device(outs["images"], table, prepared.atlas)
         slot.computed.record(self.compute)
         slot.computed.wait(self.copy)  # the copy stream waits for this kernel only
         hosts = {name: slot.host[name][:n] for name in self.back}
@@ -287,6 +296,33 @@ class CudaCompositor(Compositor):
         )
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch
+
+    def _blend_device(self, d_images: Any, table: np.ndarray, d_atlas: Any) -> None:
+        """The blending post-pass on the slot's device images, in place.
+
+        Torch reads the Numba arrays through ``__cuda_array_interface__``; under
+        Numba's CUDA simulator (tests, no GPU) the images make a round trip
+        through the host and the CPU post-pass runs instead.
+        """
+        import torch
+
+        from kernels.blend import blend_batch
+
+        self.compute.synchronize()  # the kernel's images are complete before torch reads them
+        if not torch.cuda.is_available():
+            host = d_images.copy_to_host()
+            self.blend_host(host, table, np.asarray(self.atlas.view()))
+            d_images.copy_to_device(host)
+            return
+
+        def tensor(d: Any) -> torch.Tensor:
+            return torch.as_tensor(d, device="cuda")
+
+        depth = tensor(self.d_bg_depth.view(np.int16)) if self.occlusion else None
+        with torch.no_grad():
+            blend_batch(tensor(d_images), tensor(self.d_bg), tensor(d_atlas),
+                        torch.from_numpy(table).cuda(), self.blend, depth, chunk=256)
+        torch.cuda.current_stream().synchronize()  # images final before the copy/encode streams read them
 
     def _device_chunks(self, d_array: Any, n: int) -> Callable[[], list[bytes]]:
         """A function compressing the first ``n`` samples of a slot array on the

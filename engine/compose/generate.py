@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
-from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared
+from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared, blend_spec
 from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_device
 from engine.compose.depth import make_depth_source
 from engine.compose.hardware import (
@@ -143,6 +143,7 @@ def generate(
     device = resolve_device(run.device)
     hw = detect_hardware(device)
     config = resolve_jpeg_encoder(config, device, hw)
+    blend_spec(config)  # a blending mode that cannot run fails here, before any output exists
     ranks = ranks or Ranks()
     where = locate(out)
     out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
