@@ -12,7 +12,7 @@ from engine.compose.compositor import blend_spec
 from engine.compose.generate import generate
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError, StoreError
-from tests.engine.compose.test_generate import small
+from tests.small_stores import small
 
 MODES = [
     {"blend": "feather", "feather_sigma": 1.5},
