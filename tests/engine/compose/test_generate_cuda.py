@@ -25,7 +25,10 @@ def tiny(**overrides) -> GenerateConfig:
     return GenerateConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize("overrides", [{}, {"save_alpha": True, "image_codec": "none", "occlusion": "background"}])
+@pytest.mark.parametrize("overrides", [
+    {}, {"save_alpha": True, "image_codec": "none", "occlusion": "background"},
+    {"objects_min": 2, "objects_max": 3, "max_overlap": 0.8, "save_alpha": True, "occlusion": "background"},
+])
 def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     report = generate(tiny(**overrides), tmp_path / "cuda.zarr", RunOptions(device="cuda", writer_threads=1))
