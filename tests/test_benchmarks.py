@@ -169,3 +169,12 @@ def test_bench_ranks_runs(tmp_path: Path) -> None:
     assert "2-rank store byte-identical to the 1-rank store: True" in stdout
     results = json.loads((tmp_path / "ranks.json").read_text())["results"]
     assert len(results["generate_2"]["per_rank"]) == 2 and results["train_2"]["together"] > 0
+
+
+@pytest.mark.slow
+def test_bench_objects_runs(tmp_path: Path) -> None:
+    stdout = run("bench_objects.py", "--variants", "1 1,2 2", "--samples", "16", "--size", "32", "--shard-size", "8",
+                 "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "objects/image" in stdout
+    doc = json.loads((tmp_path / "objects.json").read_text())
+    assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_writing_median"] > 0
