@@ -146,3 +146,13 @@ def test_rejects_bad_tables(change, message: str) -> None:
     change(table, offset)
     with pytest.raises(ValueError, match=message):
         run_objects("cpu", bg, depth, atlas, table, offset)
+
+
+@pytest.mark.gpu
+def test_real_gpu_matches_cpu_on_a_full_batch() -> None:
+    bg, depth, atlas, table, offset = random_objects(np.random.default_rng(7), 64, 224, 224)
+    for occlusion in (False, True):
+        cpu = run_objects("cpu", bg, depth, atlas, table, offset, occlusion=occlusion)
+        gpu = run_objects("cuda", bg, depth, atlas, table, offset, occlusion=occlusion)
+        for a, b in zip(cpu, gpu):
+            np.testing.assert_array_equal(a, b)
