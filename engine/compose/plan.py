@@ -22,6 +22,12 @@ inside the scale range and keep the object inside the image, so the scale
 range still bounds the sizes, and a full-size car never stands at the horizon. No state is carried from one sample to
 the next, so any index range can be planned alone (resume, sharding across
 processes and GPUs).
+
+Several objects per image (``--objects-per-image MIN MAX``,
+:meth:`SamplePlan.objects_at`): object 0 is the sample's placement above;
+the sample's count and each extra object's foreground, flip and three
+placement draws come from streams 63 and up of ``(seed, index)``, so they
+never reuse the grid's streams (1..3 of the placement key).
 """
 
 from __future__ import annotations
@@ -107,12 +113,12 @@ class ObjectPlacements:
     @property
     def sample_of(self) -> np.ndarray:
         """``(M,) int64`` the batch row of each object."""
-        return np.repeat(np.arange(len(self.samples), dtype=np.int64), np.diff(self.offset))
+        return np.repeat(np.arange(len(self.offset) - 1, dtype=np.int64), np.diff(self.offset))
 
     @property
     def instance_id(self) -> np.ndarray:
         """``(M,) int64`` each object's instance id: its index in its sample + 1."""
-        return np.arange(len(self.objects), dtype=np.int64) - self.offset[:-1][self.sample_of] + 1
+        return np.arange(self.offset[-1], dtype=np.int64) - self.offset[:-1][self.sample_of] + 1
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -442,8 +442,9 @@ class ZarrWriter:
                 for k in range(lo // OBJECT_CHUNK, -(-hi // OBJECT_CHUNK)):
                     path = self.root / "meta" / "objects" / name / "c" / str(k)
                     path = path / "0" if array.ndim == 2 else path
-                    _fsync(path)
-                    paths.append(path)
+                    if path.exists():  # zarr writes no file for a chunk of fill values only (it deletes it)
+                        _fsync(path)
+                        paths.append(path)
         return paths
 
     def record_writer(self, compressor: str, jpeg_encoder: str | None) -> None:

@@ -307,3 +307,15 @@ def test_extra_objects_follow_the_perspective_rule() -> None:
     k = p.h / (p.y + p.h - 1 + 0.5 - 48.0)
     inside = (p.h > 2) & (p.h < 0.6 * 128 - 1)
     assert (np.abs(k[inside] - 1.5 / 1.6) <= 0.1 * 1.5 / 1.6 + 1.0 / p.h[inside] + 1e-9).all()
+
+
+def test_object_fields_are_saved_only_for_several_objects() -> None:
+    one = GenerateConfig().to_dict()
+    assert "objects_max" not in one and GenerateConfig.from_dict(one) == GenerateConfig()
+    several = GenerateConfig(objects_min=2, objects_max=5, max_overlap=0.25)
+    d = several.to_dict()
+    assert (d["objects_min"], d["objects_max"], d["max_overlap"]) == (2, 5, 0.25)
+    assert GenerateConfig.from_dict(d) == several
+    for bad in ({"objects_min": 0}, {"objects_min": 3, "objects_max": 2}, {"objects_max": 65}, {"max_overlap": -0.1}):
+        with pytest.raises(ConfigError):
+            GenerateConfig(**bad)
