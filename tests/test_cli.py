@@ -285,6 +285,15 @@ def test_generate_several_objects_per_image_then_info_and_verify(tmp_path: Path)
     assert runner.invoke(app, ["info", str(out)]).exit_code == 0
     result = runner.invoke(app, ["verify", str(out)])
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["preview", str(out), "--n", "4", "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    sheet = np.asarray(Image.open(tmp_path / "p.png"))
+    assert sheet.shape[1] == 32 * 4  # image | mask | depth | instances
+    from engine.store.preview import INSTANCE_PALETTE
+
+    ids = np.asarray(Image.open(tmp_path / "p.png"))[14 : 14 + 32, 3 * 32 :].reshape(-1, 3)  # first sample's tile
+    assert {tuple(c) for c in ids} <= {(0, 0, 0)} | {tuple(c) for c in INSTANCE_PALETTE.tolist()}
+    assert len({tuple(c) for c in ids}) >= 2
 
 
 @pytest.mark.parametrize("args", [["--objects-per-image", "3", "1"], ["--objects-per-image", "0", "2"],
