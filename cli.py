@@ -477,7 +477,7 @@ def preview(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")] = Path("preview.png"),
     tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
-    """Write a contact sheet PNG: image | mask | depth (colour map) per sample."""
+    """Write a contact sheet PNG: image | mask | depth (colour map) per sample (| instances with several objects)."""
     from engine.store.preview import contact_sheet
 
     try:
