@@ -413,11 +413,12 @@ def info(
     if a["skipped"]:
         typer.echo(f"  skipped   {len(a['skipped'])} bad input files (see info --json)")
     typer.echo("  arrays")
+    wide = max([16, *map(len, s.arrays)])  # meta/objects/visible_pixels of several-objects stores
     for name, v in s.arrays.items():
         shape = "x".join(map(str, v["shape"]))
         chunks = "x".join(map(str, v["chunks"]))
         shards = "" if v["shards"] is None else " shards " + "x".join(map(str, v["shards"]))
-        typer.echo(f"    {name:<16} {shape:<18} {v['dtype']:<22} chunks {chunks}{shards}  "
+        typer.echo(f"    {name:<{wide}} {shape:<18} {v['dtype']:<22} chunks {chunks}{shards}  "
                    f"{'+'.join(v['codecs']) or 'raw'}  {_size(v['bytes'])}")
     if cfg["image_codec"] == "jpeg":
         encoder = cfg.get("jpeg_encoder", "libjpeg")
