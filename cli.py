@@ -207,6 +207,8 @@ def generate(
     placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.")] = Placement.auto,
     object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).")] = 1.5,
     height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).")] = 0.1,
+    objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).")] = (1, 1),
+    max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).")] = 0.5,
     limit: Annotated[int | None, typer.Option(help="Keep only the first N samples of the plan.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the plan (and of the built-in assets).")] = 0,
     builtin_backgrounds: Annotated[int, typer.Option(help="Built-in street scenes to generate (no --bg).")] = 100,
@@ -285,7 +287,8 @@ def generate(
             builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
             height=size, width=width or size, positions=positions, flip=flip,
             scale_min=scale_min, scale_max=scale_max, placement=_value(placement), object_height=object_height,
-            height_jitter=height_jitter, limit=limit, seed=seed,
+            height_jitter=height_jitter, objects_min=objects_per_image[0], objects_max=objects_per_image[1],
+            max_overlap=max_overlap, limit=limit, seed=seed,
             mask_threshold=mask_threshold, save_alpha=save_alpha, depth_source=_value(depth_source),
             depth_maps_dir=None if depth_maps is None else str(depth_maps), depth_png_scale=depth_png_scale,
             fg_depth=_value(fg_depth), fg_depth_value=fg_depth_value, occlusion=_value(occlusion),
@@ -428,11 +431,12 @@ def info(
     if a["skipped"]:
         typer.echo(f"  skipped   {len(a['skipped'])} bad input files (see info --json)")
     typer.echo("  arrays")
+    wide = max([16, *map(len, s.arrays)])  # meta/objects/visible_pixels of several-objects stores
     for name, v in s.arrays.items():
         shape = "x".join(map(str, v["shape"]))
         chunks = "x".join(map(str, v["chunks"]))
         shards = "" if v["shards"] is None else " shards " + "x".join(map(str, v["shards"]))
-        typer.echo(f"    {name:<16} {shape:<18} {v['dtype']:<22} chunks {chunks}{shards}  "
+        typer.echo(f"    {name:<{wide}} {shape:<18} {v['dtype']:<22} chunks {chunks}{shards}  "
                    f"{'+'.join(v['codecs']) or 'raw'}  {_size(v['bytes'])}")
     if cfg["image_codec"] == "jpeg":
         encoder = cfg.get("jpeg_encoder", "libjpeg")
@@ -492,7 +496,7 @@ def preview(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG.")] = Path("preview.png"),
     tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
-    """Write a contact sheet PNG: image | mask | depth (colour map) per sample."""
+    """Write a contact sheet PNG: image | mask | depth (colour map) per sample (| instances with several objects)."""
     from engine.store.preview import contact_sheet
 
     try:

@@ -1,7 +1,8 @@
 """Regenerate the README's depth-source pictures in docs/ (``make pictures``).
 
 Small stores from 20 built-in backgrounds and cars, one per depth source, and
-a 4-sample contact sheet of each at 112-pixel tiles.
+a 4-sample contact sheet of each at 112-pixel tiles; and one of several
+objects per image (``docs/objects.png``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def main() -> None:
         contact_sheet(out, n=4, tile=112).save(path, optimize=True)
         shutil.rmtree(out)
         print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
+    # several objects per image: image | mask | depth | instances
+    out = SCRATCH / "pictures-objects.zarr"
+    generate(GenerateConfig(**small, objects_min=2, objects_max=3, scale_min=0.1, scale_max=0.35,
+                            occlusion="background"), out, RunOptions(overwrite=True))
+    path = DOCS / "objects.png"
+    contact_sheet(out, n=4, tile=112).save(path, optimize=True)
+    shutil.rmtree(out)
+    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
 COMPRESSORS = ("auto", "cpu", "nvcomp")
 #: blending modes of the image post-pass (kernels.blend.BLEND_MODES; not imported: it pulls in torch)
 BLEND_MODES = ("alpha", "feather", "motion", "poisson")
+#: fields left out of a one-object config's dict (stores written before them read the same)
+MULTI_OBJECT_FIELDS = ("objects_min", "objects_max", "max_overlap")
+#: most objects per image (instance ids are uint16; kept small so a sample's loop stays short)
+MAX_OBJECTS = 64
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class GenerateConfig:
             (perspective where the backgrounds have a ground model, else uniform).
         object_height: real height of the foregrounds, metres (perspective).
         height_jitter: relative spread of that height, ``h · (1 ± jitter)`` (perspective).
+        objects_min: fewest objects (foregrounds) per image.
+        objects_max: most objects per image; above 1, extra objects are drawn
+            per sample and the store gains ``instances`` and per-object meta.
+        max_overlap: most an extra object's box may overlap another's, as a
+            fraction of the smaller box (re-drawn up to 8 times, else dropped).
         limit: keep only the first ``limit`` samples of the plan.
         seed: seed of the plan and of the built-in assets.
         mask_threshold: mask is 255 where alpha > this (0..254); 127 means α > 0.5.
@@ -129,6 +138,9 @@ class GenerateConfig:
     placement: str = "auto"
     object_height: float = 1.5
     height_jitter: float = 0.1
+    objects_min: int = 1
+    objects_max: int = 1
+    max_overlap: float = 0.5
     limit: int | None = None
     seed: int = 0
     mask_threshold: int = 127
@@ -189,8 +201,19 @@ class GenerateConfig:
         return self.shard_size
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of every field."""
-        return dataclasses.asdict(self)
+        """Plain JSON-able dict of every field; the several-objects fields only
+        when they differ from one object per image (so one-object stores keep
+        the attributes they always had)."""
+        d = dataclasses.asdict(self)
+        if self.objects_max == 1:
+            for key in MULTI_OBJECT_FIELDS:
+                d.pop(key)
+        return d
+
+    @property
+    def multi_object(self) -> bool:
+        """True when samples may hold several objects (``objects_max > 1``)."""
+        return self.objects_max > 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerateConfig:
@@ -234,6 +257,9 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(c.placement in PLACEMENTS, f"--placement must be one of {', '.join(PLACEMENTS)}, got {c.placement!r}")
     need(0 < c.object_height <= 1000, f"--object-height must be in (0, 1000] metres, got {c.object_height}")
     need(0 <= c.height_jitter < 1, f"--height-jitter must be in [0, 1), got {c.height_jitter}")
+    need(1 <= c.objects_min <= c.objects_max <= MAX_OBJECTS,
+         f"--objects-per-image needs 1 <= MIN <= MAX <= {MAX_OBJECTS}, got {c.objects_min} {c.objects_max}")
+    need(0 <= c.max_overlap <= 1, f"--max-overlap must be in [0, 1], got {c.max_overlap}")
     need(c.limit is None or c.limit >= 1, f"--limit must be at least 1, got {c.limit}")
     need(0 <= c.seed < 2**63, f"--seed must be in [0, 2**63), got {c.seed}")
     need(0 <= c.mask_threshold <= 254, f"--mask-threshold must be in [0, 254], got {c.mask_threshold}")
@@ -288,6 +314,9 @@ def check_generate_config(c: GenerateConfig) -> None:
          f"--poisson-iterations must be in [1, 100000], got {c.poisson_iterations}")
     need(0 < c.poisson_tolerance < 1, f"--poisson-tolerance must be in (0, 1), got {c.poisson_tolerance}")
     need(1 <= c.harmonize_ring <= 256, f"--harmonize-ring must be in [1, 256] px, got {c.harmonize_ring}")
+    need(c.objects_max == 1 or (c.blend == "alpha" and not c.harmonize),
+         "--blend other than alpha, and --harmonize, work with one object per image for now "
+         "(--objects-per-image 1 1)")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ by ``numba.njit`` here and by ``numba.cuda.jit(device=True)`` in
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -172,3 +174,212 @@ def composite_batch(
         bg_images, bg_depth, atlas, table, np.int32(threshold),
         out_images, out_masks, out_depth, out_alpha, write_alpha, np.int32(occlusion),
     )
+
+
+# -- several objects per image ---------------------------------------------------
+#
+# A separate kernel, so the one-object kernel above keeps its loop (and speed).
+# Each sample's rows of the object table are ordered far to near; every object
+# is composited "over" what is below it with the one-object rule, so the
+# nearest opaque object wins a pixel, its plane depth and its instance id.
+
+
+def composite_objects_pixel(
+    b, r, c, bg_images, bg_depth, atlas, table, offset, threshold,
+    out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, occlusion,
+):  # pragma: no cover - compiled by Numba; tested through the kernels
+    """Composite one output pixel ``(b, r, c)`` of a sample of several objects."""
+    first = offset[b]
+    last = offset[b + 1]
+    bg = table[first, P.BG]
+    red = np.int32(bg_images[bg, r, c, 0])
+    green = np.int32(bg_images[bg, r, c, 1])
+    blue = np.int32(bg_images[bg, r, c, 2])
+    behind = bg_depth[bg, r, c]
+    depth = behind
+    mask = 0
+    instance = 0
+    cover = np.int32(0)
+    for o in range(first, last):
+        fr = r - table[o, P.Y]
+        fc = c - table[o, P.X]
+        h = table[o, P.H]
+        w = table[o, P.W]
+        if fr < 0 or fr >= h or fc < 0 or fc >= w:
+            continue
+        if occlusion != 0 and behind != 0 and behind < table[o, P.DEPTH]:
+            continue
+        if table[o, P.FLIP] != 0:
+            fc = w - 1 - fc
+        base = table[o, P.OFFSET] + (fr * w + fc) * 4
+        alpha = np.int32(atlas[base + 3])
+        inv = 255 - alpha
+        red = (np.int32(atlas[base]) * alpha + red * inv + 127) // 255
+        green = (np.int32(atlas[base + 1]) * alpha + green * inv + 127) // 255
+        blue = (np.int32(atlas[base + 2]) * alpha + blue * inv + 127) // 255
+        cover = (alpha * 255 + cover * inv + 127) // 255
+        if alpha > threshold:
+            mask = 255
+            depth = table[o, P.DEPTH]
+            instance = table[o, P.INSTANCE]
+    out_images[b, r, c, 0] = red
+    out_images[b, r, c, 1] = green
+    out_images[b, r, c, 2] = blue
+    out_masks[b, r, c] = mask
+    out_depth[b, r, c] = depth
+    out_instances[b, r, c] = instance
+    if write_alpha:
+        out_alpha[b, r, c] = cover
+
+
+_objects_pixel_cpu = numba.njit(cache=True, inline="always")(composite_objects_pixel)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _composite_objects_cpu(
+    bg_images, bg_depth, atlas, table, offset, threshold,
+    out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, occlusion,
+):  # pragma: no cover - compiled by Numba
+    n, height, width = out_masks.shape
+    for task in numba.prange(n * height):
+        b = task // height
+        r = task - b * height
+        for c in range(width):
+            _objects_pixel_cpu(
+                b, r, c, bg_images, bg_depth, atlas, table, offset, threshold,
+                out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, occlusion,
+            )
+
+
+def check_objects_inputs(
+    bg_images, bg_depth, atlas, table, offset, threshold,
+    out_images, out_masks, out_depth, out_instances, out_alpha,
+) -> dict[str, int]:
+    """Validate the arguments of a several-objects kernel; return the named sizes.
+
+    As :func:`check_composite_inputs`, with ``table (M, 9) int64`` (one row per
+    object, column :data:`kernels.placement.INSTANCE` its id), ``offset
+    (B + 1,) int64`` (sample ``b``'s rows are ``offset[b]:offset[b + 1]``, at
+    least one each, one background each) and ``out_instances (B, H, W) uint16``.
+    """
+    check_array(table, "table", np.int64, ["M", P.N_OBJECT_COLUMNS])
+    check_array(offset, "offset", np.int64, ["B1"])
+    t = np.asarray(table)
+    m = len(t)
+
+    def like(x: Any, dtype: Any) -> np.ndarray:  # a zero-byte stand-in of M samples: only its shape is checked
+        return np.broadcast_to(np.zeros((), dtype), (m, *tuple(x.shape)[1:]))
+
+    dims = check_composite_inputs(
+        bg_images, bg_depth, atlas, np.ascontiguousarray(t[:, : P.N_COLUMNS]), threshold,
+        like(out_images, np.uint8), like(out_masks, np.uint8), like(out_depth, np.uint16), None,
+    )
+    n = check_same_dims(
+        [
+            check_array(out_images, "out_images", np.uint8, ["B", "H", "W", 3]),
+            check_array(out_masks, "out_masks", np.uint8, ["B", "H", "W"]),
+            check_array(out_depth, "out_depth", np.uint16, ["B", "H", "W"]),
+            check_array(out_instances, "out_instances", np.uint16, ["B", "H", "W"]),
+        ]
+        + ([] if out_alpha is None else [check_array(out_alpha, "out_alpha", np.uint8, ["B", "H", "W"])]),
+        "composite objects",
+    )["B"]
+    o = np.asarray(offset)
+    if len(o) != n + 1 or o[0] != 0 or o[-1] != len(t) or (np.diff(o) < 1).any():
+        raise ValueError(f"offset must rise from 0 to {len(t)} by at least 1 per sample over {n} samples")
+    if len(t) and ((t[:, P.INSTANCE] < 1) | (t[:, P.INSTANCE] > 0xFFFF)).any():
+        raise ValueError("instance ids must be in 1..65535")
+    if len(t) and (t[:, P.BG] != np.repeat(t[o[:-1], P.BG], np.diff(o))).any():
+        raise ValueError("the objects of a sample must share its background")
+    return dims
+
+
+def composite_objects_batch(
+    bg_images: np.ndarray,
+    bg_depth: np.ndarray,
+    atlas: np.ndarray,
+    table: np.ndarray,
+    offset: np.ndarray,
+    threshold: int,
+    out_images: np.ndarray,
+    out_masks: np.ndarray,
+    out_depth: np.ndarray,
+    out_instances: np.ndarray,
+    out_alpha: np.ndarray | None = None,
+    occlusion: bool = False,
+) -> None:
+    """Composite samples of several objects each on the CPU (Numba, all cores).
+
+    Args:
+        bg_images, bg_depth, atlas, threshold, out_images, out_masks,
+            out_depth, occlusion: as for :func:`composite_batch`.
+        table: ``(M, 9) int64`` one row per object (:mod:`kernels.placement`),
+            each sample's rows ordered far to near.
+        offset: ``(B + 1,) int64`` sample ``b``'s rows: ``offset[b]:offset[b + 1]``.
+        out_instances: ``(B, H, W) uint16`` id of the object that owns each
+            mask pixel (the nearest above the threshold), 0 elsewhere (written).
+        out_alpha: optional ``(B, H, W) uint8`` union coverage of the objects.
+    """
+    check_objects_inputs(
+        bg_images, bg_depth, atlas, table, offset, threshold,
+        out_images, out_masks, out_depth, out_instances, out_alpha,
+    )
+    write_alpha = out_alpha is not None
+    if out_alpha is None:
+        out_alpha = np.empty((0, 0, 0), np.uint8)
+    _composite_objects_cpu(
+        bg_images, bg_depth, atlas, table, offset, np.int32(threshold),
+        out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, np.int32(occlusion),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _instance_stats(instances, offset, visible, box):  # pragma: no cover - compiled by Numba
+    n, height, width = instances.shape
+    for b in range(n):
+        for r in range(height):
+            for c in range(width):
+                i = instances[b, r, c]
+                if i == 0:
+                    continue
+                o = offset[b] + i - 1
+                if visible[o] == 0:
+                    box[o, 0] = c
+                    box[o, 1] = r
+                    box[o, 2] = c
+                    box[o, 3] = r
+                else:
+                    box[o, 0] = min(box[o, 0], c)
+                    box[o, 2] = max(box[o, 2], c)
+                    box[o, 3] = r
+                visible[o] += 1
+
+
+def instance_stats(instances: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Visible pixels and visible box of every object, from the instance maps.
+
+    Args:
+        instances: ``(B, H, W) uint16`` instance ids (0 = background).
+        offset: ``(B + 1,) int64`` sample ``b``'s objects are ``offset[b]:offset[b + 1]``
+            (instance id ``k`` is object ``offset[b] + k - 1``).
+
+    Returns:
+        ``visible (M,) int64`` pixel counts and ``box (M, 4) int32`` ``x, y, w, h``
+        of the visible pixels (zeros where none is visible).
+    """
+    check_array(instances, "instances", np.uint16, ["B", "H", "W"])
+    ids = np.ascontiguousarray(instances)
+    o = np.asarray(offset, dtype=np.int64)
+    if len(o) != len(ids) + 1 or (len(ids) and (ids.max(axis=(1, 2)) > np.diff(o)).any()):
+        raise ValueError("offset must have B + 1 entries and cover every instance id")
+    m = int(o[-1])
+    visible = np.zeros(m, np.int64)
+    corners = np.zeros((m, 4), np.int64)
+    _instance_stats(ids, o, visible, corners)
+    box = np.zeros((m, 4), np.int32)
+    seen = visible > 0
+    box[seen, 0] = corners[seen, 0]
+    box[seen, 1] = corners[seen, 1]
+    box[seen, 2] = corners[seen, 2] - corners[seen, 0] + 1
+    box[seen, 3] = corners[seen, 3] - corners[seen, 1] + 1
+    return visible, box

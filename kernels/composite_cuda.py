@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from kernels.composite import check_composite_inputs, composite_pixel
+from kernels.composite import check_composite_inputs, check_objects_inputs, composite_objects_pixel, composite_pixel
 
 _pixel_cuda = cuda.jit(device=True)(composite_pixel)
 
@@ -104,3 +104,62 @@ def _host_table(table: Any) -> np.ndarray:
     if hasattr(table, "copy_to_host"):
         return table.copy_to_host()
     return np.asarray(table.cpu()) if hasattr(table, "cpu") else np.asarray(table)
+
+
+_objects_pixel_cuda = cuda.jit(device=True)(composite_objects_pixel)
+
+
+@cuda.jit
+def _composite_objects_cuda(
+    bg_images, bg_depth, atlas, table, offset, threshold,
+    out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, occlusion,
+):  # pragma: no cover - compiled by Numba
+    n, height, width = out_masks.shape
+    pixel = np.int64(cuda.blockIdx.x) * np.int64(cuda.blockDim.x) + np.int64(cuda.threadIdx.x)
+    if pixel >= np.int64(n) * height * width:
+        return
+    row = pixel // width
+    c = pixel - row * width
+    b = row // height
+    r = row - b * height
+    _objects_pixel_cuda(
+        b, r, c, bg_images, bg_depth, atlas, table, offset, threshold,
+        out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, occlusion,
+    )
+
+
+def composite_objects_batch_cuda(
+    bg_images: Any,
+    bg_depth: Any,
+    atlas: Any,
+    table: Any,
+    offset: Any,
+    threshold: int,
+    out_images: Any,
+    out_masks: Any,
+    out_depth: Any,
+    out_instances: Any,
+    out_alpha: Any | None = None,
+    stream: Any = 0,
+    host_table: np.ndarray | None = None,
+    host_offset: np.ndarray | None = None,
+    occlusion: bool = False,
+) -> None:
+    """CUDA twin of :func:`kernels.composite.composite_objects_batch` (same
+    per-pixel function, same bits); arguments as for :func:`composite_batch_cuda`,
+    ``host_offset`` a host copy of ``offset`` for the checks."""
+    check_objects_inputs(
+        bg_images, bg_depth, atlas, _host_table(table) if host_table is None else host_table,
+        _host_table(offset) if host_offset is None else host_offset, threshold,
+        out_images, out_masks, out_depth, out_instances, out_alpha,
+    )
+    n, height, width = out_masks.shape
+    write_alpha = out_alpha is not None
+    if out_alpha is None:
+        out_alpha = cuda.device_array((0, 0, 0), np.uint8)
+    if n == 0:
+        return
+    _composite_objects_cuda[launch_blocks(n, height, width), THREADS, stream](
+        bg_images, bg_depth, atlas, table, offset, np.int32(threshold),
+        out_images, out_masks, out_depth, out_instances, out_alpha, write_alpha, np.int32(occlusion),
+    )

@@ -14,3 +14,7 @@ W = 5  #: width of the resized foreground, pixels
 FLIP = 6  #: 1 to mirror the foreground horizontally, else 0
 DEPTH = 7  #: the foreground plane's depth as float16 bits (uint16 value)
 N_COLUMNS = 8
+
+#: several objects per image: the object's instance id (index in its sample + 1)
+INSTANCE = 8
+N_OBJECT_COLUMNS = 9

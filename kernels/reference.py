@@ -44,3 +44,52 @@ def composite_reference(
         masks[b] = np.where(alpha_out[b] > threshold, 255, 0)
         depth[b] = np.where(masks[b] > 0, d, bg_depth[bg])
     return images, masks, depth, alpha_out
+
+
+def composite_objects_reference(
+    bg_images: np.ndarray,
+    bg_depth: np.ndarray,
+    atlas: np.ndarray,
+    table: np.ndarray,
+    offset: np.ndarray,
+    threshold: int,
+    occlusion: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Reference for :func:`kernels.composite.composite_objects_batch`, from a
+    table in *any* order within a sample: it sorts each sample's objects far to
+    near itself (by float16 depth value, ties by instance id) and pastes them one
+    by one. ``table``: ``(M, 9) int64``; returns images, masks, depth (float16
+    bits), instances ``(B, H, W) uint16`` and the union coverage ``alpha``.
+    """
+    n = len(offset) - 1
+    _, height, width, _ = bg_images.shape
+    images = np.empty((n, height, width, 3), np.uint8)
+    masks = np.zeros((n, height, width), np.uint8)
+    depth = np.empty((n, height, width), np.uint16)
+    ids = np.zeros((n, height, width), np.uint16)
+    cover = np.zeros((n, height, width), np.uint8)
+    for b in range(n):
+        rows = [[int(v) for v in r] for r in table[offset[b] : offset[b + 1]]]
+        rows.sort(key=lambda r: (-float(np.uint16(r[7]).view(np.float16)), r[8]))
+        bg = rows[0][0]
+        image = bg_images[bg].astype(np.float64)
+        depth[b] = bg_depth[bg]
+        c = np.zeros((height, width), np.float64)
+        for _, off, x, y, h, w, flip, d, k in rows:
+            fg = atlas[off : off + h * w * 4].reshape(h, w, 4).astype(np.float64)
+            if flip:
+                fg = fg[:, ::-1]
+            if occlusion:
+                behind = bg_depth[bg, y : y + h, x : x + w]
+                fg[(behind > 0) & (behind.view(np.float16) < np.uint16(d).view(np.float16)), 3] = 0
+            a = fg[..., 3:4] / 255.0
+            region = image[y : y + h, x : x + w]
+            image[y : y + h, x : x + w] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)
+            c[y : y + h, x : x + w] = np.floor(fg[..., 3] + c[y : y + h, x : x + w] * (1 - a[..., 0]) + 0.5)
+            shown = fg[..., 3] > threshold
+            masks[b, y : y + h, x : x + w][shown] = 255
+            depth[b, y : y + h, x : x + w][shown] = d
+            ids[b, y : y + h, x : x + w][shown] = k
+        images[b] = image.astype(np.uint8)
+        cover[b] = c.astype(np.uint8)
+    return images, masks, depth, ids, cover

@@ -177,3 +177,12 @@ def test_bench_blend_runs(tmp_path: Path) -> None:
     modes = json.loads((tmp_path / "blend.json").read_text())["results"]["modes"]
     assert set(modes) == {"alpha", "feather", "motion", "poisson", "alpha+harmonize"}
     assert all(m["images_per_s"] > 0 for m in modes.values())
+
+
+@pytest.mark.slow
+def test_bench_objects_runs(tmp_path: Path) -> None:
+    stdout = run("bench_objects.py", "--variants", "1 1,2 2", "--samples", "16", "--size", "32", "--shard-size", "8",
+                 "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "objects/image" in stdout
+    doc = json.loads((tmp_path / "objects.json").read_text())
+    assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_writing_median"] > 0

@@ -270,3 +270,34 @@ def test_info_stats_computes_saves_and_prints_them(tmp_path: Path) -> None:
     saved = read_stats(out)
     assert saved is not None and saved["samples"] == 16
     assert f"mean {saved['mean'][0]:.1f}" in result.output and "0-255" in result.output
+
+
+def test_generate_several_objects_per_image_then_info_and_verify(tmp_path: Path) -> None:
+    out = tmp_path / "objects.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--objects-per-image", "2", "3", "--max-overlap", "0.4",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    import zarr
+
+    g = zarr.open_group(out, mode="r")
+    assert g["instances"].dtype == np.uint16 and np.diff(g["meta/object_offset"][:]).min() >= 1
+    assert g.attrs["fgbg"]["config"]["objects_max"] == 3
+    assert runner.invoke(app, ["info", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["verify", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["preview", str(out), "--n", "4", "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    sheet = np.asarray(Image.open(tmp_path / "p.png"))
+    assert sheet.shape[1] == 32 * 4  # image | mask | depth | instances
+    from engine.store.preview import INSTANCE_PALETTE
+
+    ids = np.asarray(Image.open(tmp_path / "p.png"))[14 : 14 + 32, 3 * 32 :].reshape(-1, 3)  # first sample's tile
+    assert {tuple(c) for c in ids} <= {(0, 0, 0)} | {tuple(c) for c in INSTANCE_PALETTE.tolist()}
+    assert len({tuple(c) for c in ids}) >= 2
+
+
+@pytest.mark.parametrize("args", [["--objects-per-image", "3", "1"], ["--objects-per-image", "0", "2"],
+                                  ["--max-overlap", "1.5"]])
+def test_generate_refuses_bad_object_options(tmp_path: Path, args: list[str]) -> None:
+    result = runner.invoke(app, ["generate", *SMALL, *args, "--out", str(tmp_path / "x.zarr")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output

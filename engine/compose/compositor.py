@@ -27,7 +27,7 @@ import numpy as np
 
 from engine.assets.images import AssetSet
 from engine.compose.depth import DepthSource
-from engine.compose.plan import Placements
+from engine.compose.plan import ObjectPlacements, Placements
 from engine.config import GenerateConfig
 from engine.errors import ConfigError
 from engine.torch_threads import single_threaded_torch
@@ -75,6 +75,11 @@ class Batch:
         masks: ``(B, H, W) uint8`` 0/255 foreground masks.
         depth: ``(B, H, W) float16`` metres.
         alpha: ``(B, H, W) uint8`` soft alpha, or ``None`` when not saved.
+        instances: ``(B, H, W) uint16`` instance ids (0 = background), or
+            ``None`` (one object per image).
+        objects: several objects per image: ``offset (B + 1,) int64`` (sample
+            ``b``'s objects are ``offset[b]:offset[b + 1]``, in plan order) and
+            ``depth (M,) float32`` each object's plane depth; else ``None``.
         ready: blocks until the arrays hold the results (GPU batches are still
             being copied back when they are returned).
         release: hands the arrays back for reuse; call once after the last read.
@@ -98,6 +103,8 @@ class Batch:
     encode_jpeg: Callable[[int], np.ndarray] | None = None
     compressed: dict[str, Callable[[], list[bytes]]] = dataclasses.field(default_factory=dict)
     count: int | None = None
+    instances: np.ndarray | None = None
+    objects: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         if self.count is not None:
@@ -257,15 +264,37 @@ class Prepared:
     """A batch's host-side work, done ahead of its kernel (see :meth:`Compositor.prepare`).
 
     Attributes:
-        placements: the batch's placements.
-        table: ``(B, 8) int64`` kernel placement table.
+        placements: the batch's placements (each sample's object 0 when it has several).
+        table: ``(B, 8) int64`` kernel placement table, or with several
+            objects ``(M, 9) int64`` one row per object, each sample's rows
+            ordered far to near (:func:`object_table`).
         atlas: the atlas bytes the table's offsets point into: ``(used,) uint8``
             on the host, or the device array they were uploaded to.
+        objects: several objects per image: the objects, else ``None``.
+        object_depth: ``(M,) float32`` each object's plane depth, in plan order.
     """
 
     placements: Placements
     table: np.ndarray
     atlas: object
+    objects: ObjectPlacements | None = None
+    object_depth: np.ndarray | None = None
+
+    def batch_objects(self) -> dict[str, np.ndarray] | None:
+        """The ``objects`` entry of this batch's :class:`Batch`."""
+        if self.objects is None:
+            return None
+        return {"offset": self.objects.offset, "depth": self.object_depth}
+
+
+def object_table(objects: ObjectPlacements, table: np.ndarray) -> np.ndarray:
+    """``(M, 9) int64`` the several-objects kernel table: ``table``'s rows (plan
+    order) with the instance id column, each sample's rows reordered far to
+    near by plane depth (ties: lower instance id first, so it is drawn below)."""
+    ids = objects.instance_id
+    # float16 bits of positive depths sort as the depths do
+    order = np.lexsort((ids, -table[:, P.DEPTH], objects.sample_of))
+    return np.ascontiguousarray(np.concatenate([table, ids[:, None]], axis=1)[order])
 
 
 class Compositor:
@@ -302,18 +331,24 @@ class Compositor:
         t[:, P.DEPTH] = plane.astype(np.float16).view(np.uint16)
         return t
 
-    def prepare(self, p: Placements) -> Prepared:
+    def prepare(self, p: Placements | ObjectPlacements) -> Prepared:
         """The host-side work of a batch: placement table, atlas entries (resized
         foregrounds) and plane depth. Safe to run for batch k+1 in another thread
         while batch k composites, as long as one thread prepares (in plan order)."""
         with self.clock(HOST_TABLES):
-            table = self.table(p)
-        return Prepared(p, table, self.atlas.view())
+            return self._prepare(p, self.atlas.view)
 
-    def composite(self, p: Placements | Prepared) -> Batch:
-        """Composite every sample of ``p`` (placements, or a batch already
+    def _prepare(self, p: Placements | ObjectPlacements, atlas: Callable[[], object]) -> Prepared:
+        if isinstance(p, ObjectPlacements):
+            table = self.table(p.objects)
+            depth = table[:, P.DEPTH].astype(np.uint16).view(np.float16).astype(np.float32)
+            return Prepared(p.samples, object_table(p, table), atlas(), p, depth)
+        return Prepared(p, self.table(p), atlas())
+
+    def composite(self, p: Placements | ObjectPlacements | Prepared) -> Batch:
+        """Composite every sample of ``p`` (placements, objects, or a batch already
         :meth:`prepare`-d): returns a :class:`Batch` of ``len(p)``."""
-        from kernels.composite import composite_batch  # numba: only when compositing
+        from kernels.composite import composite_batch, composite_objects_batch  # numba: only when compositing
 
         prepared = p if isinstance(p, Prepared) else self.prepare(p)
         p, table = prepared.placements, prepared.table
@@ -323,15 +358,24 @@ class Compositor:
         masks = np.empty((n, height, width), np.uint8)
         depth = np.empty((n, height, width), np.uint16)
         alpha = np.empty((n, height, width), np.uint8) if self.save_alpha else None
+        instances = None
         with self.clock("composite kernel (CPU)"):
-            composite_batch(
-                self.bg_images, self.bg_depth16, prepared.atlas, table, self.threshold,
-                images, masks, depth, alpha, occlusion=self.occlusion,
-            )
-        if self.blend is not None:
+            if prepared.objects is None:
+                composite_batch(
+                    self.bg_images, self.bg_depth16, prepared.atlas, table, self.threshold,
+                    images, masks, depth, alpha, occlusion=self.occlusion,
+                )
+            else:
+                instances = np.empty((n, height, width), np.uint16)
+                composite_objects_batch(
+                    self.bg_images, self.bg_depth16, prepared.atlas, table, prepared.objects.offset,
+                    self.threshold, images, masks, depth, instances, alpha, occlusion=self.occlusion,
+                )
+        if self.blend is not None:  # one row per sample: --blend is refused with several objects
             with self.clock(BLEND_PASS):
                 self.blend_host(images, table, prepared.atlas)
-        batch = Batch(images, masks, depth.view(np.float16), alpha)
+        batch = Batch(images, masks, depth.view(np.float16), alpha, instances=instances,
+                      objects=prepared.batch_objects())
         self.replace_depth(batch, p)
         return batch
 

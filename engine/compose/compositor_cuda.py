@@ -40,7 +40,7 @@ import numpy as np
 from engine.assets.images import AssetSet
 from engine.compose.compositor import BLEND_PASS, HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.depth import DepthSource
-from engine.compose.plan import Placements
+from engine.compose.plan import ObjectPlacements, Placements
 from engine.config import ON_DEVICE_JPEG, GenerateConfig
 from engine.errors import ConfigError
 from engine.store.device_codec import ChunkCompressor
@@ -150,6 +150,7 @@ class _Slot:
     """
 
     d_table: Any
+    d_offset: Any
     device: dict[str, Any]
     host: dict[str, np.ndarray]
     computed: Any
@@ -189,8 +190,11 @@ class CudaCompositor(Compositor):
         if config.image_codec == "jpeg" and config.jpeg_encoder == "nvimgcodec-streams":
             self.jpeg_streams = make_jpeg_streams()
         self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder in ON_DEVICE_JPEG
+        self.objects_max = config.objects_max
         names = ["images", "masks", "depth"] + (["alpha"] if self.save_alpha else [])
-        lossless = [n for n in names if n != "images" or config.image_codec == "zstd"]
+        names += ["instances"] if config.multi_object else []
+        # instances always come back raw: the host counts each object's visible pixels from them
+        lossless = [n for n in names if (n != "images" or config.image_codec == "zstd") and n != "instances"]
         #: arrays compressed on the device (never copied back raw)
         self.on_device = set(lossless) if compressor is not None and config.image_codec != "none" else set()
         #: arrays copied back raw, for the host to encode, compress or read
@@ -212,11 +216,18 @@ class CudaCompositor(Compositor):
     def _make_slot(self, n: int, height: int, width: int) -> _Slot:
         cuda = self.cuda
         shapes = {"images": ((n, height, width, 3), np.uint8), "masks": ((n, height, width), np.uint8),
-                  "depth": ((n, height, width), np.uint16), "alpha": ((n, height, width), np.uint8)}
+                  "depth": ((n, height, width), np.uint16), "alpha": ((n, height, width), np.uint8),
+                  "instances": ((n, height, width), np.uint16)}
         if not self.save_alpha:
             del shapes["alpha"]
+        if self.objects_max == 1:
+            del shapes["instances"]
+            table_shape = (n, P.N_COLUMNS)
+        else:
+            table_shape = (n * self.objects_max, P.N_OBJECT_COLUMNS)
         return _Slot(
-            d_table=cuda.device_array((n, P.N_COLUMNS), np.int64),
+            d_table=cuda.device_array(table_shape, np.int64),
+            d_offset=cuda.device_array(n + 1, np.int64),
             device={name: cuda.device_array(shape, dtype) for name, (shape, dtype) in shapes.items()},
             host={name: cuda.pinned_array(*shapes[name]) for name in self.back},
             computed=cuda.event(),
@@ -250,34 +261,42 @@ class CudaCompositor(Compositor):
         """Host-side work of a batch, and its new atlas entries uploaded
         (see :meth:`Compositor.prepare`: one thread prepares, in plan order)."""
         with self.clock(HOST_TABLES):
-            table = self.table(p)  # host: placements, and resizes for the atlas
-            d_atlas = self._sync_atlas()
-        return Prepared(p, table, d_atlas)
+            return self._prepare(p, self._sync_atlas)  # host table (and atlas resizes), then the upload
 
-    def composite(self, p: Placements | Prepared) -> Batch:
+    def composite(self, p: Placements | ObjectPlacements | Prepared) -> Batch:
         """Launch the batch, its copy back and (on use) its compression; returns at once.
 
         The returned :class:`Batch` views pinned buffers: call ``ready()``
         before reading them and ``release()`` after the last read.
         """
-        from kernels.composite_cuda import composite_batch_cuda
+        from kernels.composite_cuda import composite_batch_cuda, composite_objects_batch_cuda
 
         prepared = p if isinstance(p, Prepared) else self.prepare(p)
         p, table = prepared.placements, prepared.table
         n = len(p)
         with self.clock("wait for a free GPU buffer (all held by writers)"):
             slot = self.free.get()  # blocks while every slot is being written
-        if n > len(slot.d_table):
+        if n + 1 > len(slot.d_offset) or len(table) > len(slot.d_table) or (prepared.objects is None) != (self.objects_max == 1):
             self.free.put(slot)
-            raise ValueError(f"batch of {n} exceeds the compositor's capacity {len(slot.d_table)}")
-        slot.d_table[:n].copy_to_device(table, stream=self.compute)
+            raise ValueError(f"batch of {n} samples ({len(table)} objects) does not fit the compositor's buffers")
+        m = len(table)
+        slot.d_table[:m].copy_to_device(table, stream=self.compute)
         outs = {name: d[:n] for name, d in slot.device.items()}
-        composite_batch_cuda(
-            self.d_bg, self.d_bg_depth, prepared.atlas, slot.d_table[:n], self.threshold,
-            outs["images"], outs["masks"], outs["depth"], outs.get("alpha"),
-            stream=self.compute, host_table=table, occlusion=self.occlusion,
-        )
-        if self.blend is not None:
+        if prepared.objects is None:
+            composite_batch_cuda(
+                self.d_bg, self.d_bg_depth, prepared.atlas, slot.d_table[:n], self.threshold,
+                outs["images"], outs["masks"], outs["depth"], outs.get("alpha"),
+                stream=self.compute, host_table=table, occlusion=self.occlusion,
+            )
+        else:
+            offset = prepared.objects.offset
+            slot.d_offset[: n + 1].copy_to_device(offset, stream=self.compute)
+            composite_objects_batch_cuda(
+                self.d_bg, self.d_bg_depth, prepared.atlas, slot.d_table[:m], slot.d_offset[: n + 1],
+                self.threshold, outs["images"], outs["masks"], outs["depth"], outs["instances"], outs.get("alpha"),
+                stream=self.compute, host_table=table, host_offset=offset, occlusion=self.occlusion,
+            )
+        if self.blend is not None:  # one row per sample: --blend is refused with several objects
             with self.clock(BLEND_PASS):
                 self._blend_device(outs["images"], table, prepared.atlas)
         slot.computed.record(self.compute)
@@ -292,7 +311,7 @@ class CudaCompositor(Compositor):
             ready=slot.copied.synchronize, release=lambda: self.free.put(slot),
             encode_jpeg=self._jpeg_encoder(outs["images"]) if self.jpeg_on_device else None,
             compressed={name: self._device_chunks(slot.device[name], n) for name in self.on_device},
-            count=n,
+            count=n, instances=hosts.get("instances"), objects=prepared.batch_objects(),
         )
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch

@@ -145,6 +145,10 @@ def generate(
     config = resolve_jpeg_encoder(config, device, hw)
     blend_spec(config)  # a blending mode that cannot run fails here, before any output exists
     ranks = ranks or Ranks()
+    if config.multi_object and ranks.shared:
+        # the flat per-object metadata is shared by neighbouring shards: one process writes it
+        raise ConfigError("--objects-per-image with several ranks (torchrun, --shard) is not supported yet: "
+                          "generate with one process")
     where = locate(out)
     out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
     assets = load_assets(config)
@@ -190,7 +194,7 @@ def generate(
     if device == "cuda":
         log.info("compositing on %s; compressing on the %s", device_name(), "GPU (nvCOMP)" if compressor == "nvcomp" else "CPU")
         lay = writer.layout
-        slot_bytes = lay.shard_size * lay.height * lay.width * (3 + 1 + 2 + int(config.save_alpha))
+        slot_bytes = lay.shard_size * lay.height * lay.width * (3 + 1 + 2 + int(config.save_alpha) + 2 * int(config.multi_object))
         compositor: Compositor = CudaCompositor(
             assets, depth, config, capacity=lay.shard_size, slots=choose_slots(writer_threads, slot_bytes, hw),
             compressor=device_compressor,
@@ -230,8 +234,11 @@ def generate(
         if progress:
             progress(n, done_samples, share)
 
+    # several objects per image: each shard's objects, else its placements
+    shard_plan = plan.objects if config.multi_object else plan.placements
+
     def prepare(i: int) -> Prepared:
-        return compositor.prepare(plan.placements(*writer.layout.shard_range(todo[i])))
+        return compositor.prepare(shard_plan(*writer.layout.shard_range(todo[i])))
 
     # On the GPU the host side of shard k+1 (placement table, new atlas entries)
     # is prepared in a thread while shard k composites, off the main thread's
@@ -244,7 +251,7 @@ def generate(
                 start, stop = writer.layout.shard_range(index)
                 with clock(MAIN):
                     if upcoming is None:
-                        batch = compositor.composite(plan.placements(start, stop))
+                        batch = compositor.composite(shard_plan(start, stop))
                     else:
                         with clock(WAIT_HOST):
                             prepared = upcoming.result()

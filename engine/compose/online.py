@@ -83,6 +83,9 @@ class OnlineSamples:
     def __init__(self, config: GenerateConfig, device: str = "cpu", capacity: int = 256) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if config.multi_object:
+            raise ConfigError("composing online does not place several objects per image yet "
+                              "(a store made with --objects-per-image): train from the store (--source store)")
         self.device = resolve_device(device)
         self.config = config
         assets = load_assets(config)

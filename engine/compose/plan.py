@@ -22,6 +22,12 @@ inside the scale range and keep the object inside the image, so the scale
 range still bounds the sizes, and a full-size car never stands at the horizon. No state is carried from one sample to
 the next, so any index range can be planned alone (resume, sharding across
 processes and GPUs).
+
+Several objects per image (``--objects-per-image MIN MAX``,
+:meth:`SamplePlan.objects_at`): object 0 is the sample's placement above;
+the sample's count and each extra object's foreground, flip and three
+placement draws come from streams 63 and up of ``(seed, index)``, so they
+never reuse the grid's streams (1..3 of the placement key).
 """
 
 from __future__ import annotations
@@ -83,6 +89,50 @@ class Placements:
         return len(self.bg)
 
 
+#: draws of an extra object before it is dropped for overlapping the others
+OVERLAP_TRIES = 8
+
+
+@dataclass(frozen=True)
+class ObjectPlacements:
+    """Every object of a range of samples (``--objects-per-image``).
+
+    Attributes:
+        samples: ``(B,)`` each sample's object 0 (its grid placement).
+        objects: ``(M,)`` every kept object, sample by sample, in object order
+            (object 0 first); ``objects.bg`` is its sample's background.
+        offset: ``(B + 1,) int64``: sample ``b``'s objects are rows
+            ``offset[b]:offset[b + 1]`` of ``objects``; its instance ids are
+            ``1 ..`` its count, in that order.
+    """
+
+    samples: Placements
+    objects: Placements
+    offset: np.ndarray
+
+    @property
+    def sample_of(self) -> np.ndarray:
+        """``(M,) int64`` the batch row of each object."""
+        return np.repeat(np.arange(len(self.offset) - 1, dtype=np.int64), np.diff(self.offset))
+
+    @property
+    def instance_id(self) -> np.ndarray:
+        """``(M,) int64`` each object's instance id: its index in its sample + 1."""
+        return np.arange(self.offset[-1], dtype=np.int64) - self.offset[:-1][self.sample_of] + 1
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def _overlap(p: Placements, other: dict[str, np.ndarray]) -> np.ndarray:
+    """``(B,) float64`` intersection of ``p``'s boxes with ``other``'s, over the smaller box's area."""
+    ix = np.minimum(p.x + p.w, other["x"] + other["w"]) - np.maximum(p.x, other["x"])
+    iy = np.minimum(p.y + p.h, other["y"] + other["h"]) - np.maximum(p.y, other["y"])
+    inter = np.maximum(ix, 0) * np.maximum(iy, 0)
+    smaller = np.minimum(p.h * p.w, other["h"] * other["w"])
+    return inter / np.maximum(smaller, 1)
+
+
 class SamplePlan:
     """Addressable, deterministic plan of every sample of a store.
 
@@ -132,6 +182,8 @@ class SamplePlan:
             self.horizon = np.array([g.horizon for g in grounds], dtype=np.float64)
             self.camera_height = np.array([g.camera_height for g in grounds], dtype=np.float64)
             self.object_height, self.height_jitter = config.object_height, config.height_jitter
+        self.objects_min, self.objects_max = config.objects_min, config.objects_max
+        self.max_overlap = config.max_overlap
         grid = self.n_bg * self.n_fg * self.n_flip * self.positions
         self.n_grid = grid
         self.n_samples = grid if config.limit is None else min(grid, config.limit)
@@ -166,35 +218,42 @@ class SamplePlan:
         pos = t // self.n_flip
         key = (pos * self.n_bg + bg) * self.n_fg + fg  # shared by plain and flipped
 
+        u = [uniform(self.seed, key, stream) for stream in (1, 2, 3)]
+        return self._place(bg, fg, flip, *u)
+
+    def _place(self, bg: np.ndarray, fg: np.ndarray, flip: np.ndarray,
+               u1: np.ndarray, u2: np.ndarray, u3: np.ndarray) -> Placements:
+        """Placements of ``fg`` on ``bg`` from three uniform draws per row (size, column, row)."""
         if self.perspective:
-            return self._perspective(key, bg, fg, flip)
+            return self._perspective(bg, fg, flip, u1, u2, u3)
         H, W = self.height, self.width
         fg_h = self.fg_sizes[fg, 0].astype(np.float64)
         fg_w = self.fg_sizes[fg, 1].astype(np.float64)
-        s = self.scale_min + uniform(self.seed, key, 1) * (self.scale_max - self.scale_min)
+        s = self.scale_min + u1 * (self.scale_max - self.scale_min)
         h = np.clip(np.floor(s * H + 0.5), 1, H).astype(np.int64)
         # Keep the foreground inside: lower the height where its width would not fit.
         h = np.where(np.floor(h * fg_w / fg_h + 0.5) > W, np.maximum(1, np.floor(W * fg_h / fg_w)), h).astype(np.int64)
         w = np.clip(np.floor(h * fg_w / fg_h + 0.5), 1, W).astype(np.int64)
 
-        x = np.minimum(np.floor(uniform(self.seed, key, 2) * (W - w + 1)), W - w).astype(np.int64)
+        x = np.minimum(np.floor(u2 * (W - w + 1)), W - w).astype(np.int64)
         # Stand on the ground: the bottom row lies at or below the first ground row.
         lo = np.maximum(h - 1, self.first_ground_rows[bg])
         span = H - lo  # rows available for the bottom edge: lo .. H-1
-        bottom = lo + np.minimum(np.floor(uniform(self.seed, key, 3) * span), span - 1).astype(np.int64)
+        bottom = lo + np.minimum(np.floor(u3 * span), span - 1).astype(np.int64)
         y = bottom - h + 1
         return Placements(
             bg=bg, fg=fg, flip=flip, x=x, y=y, h=h, w=w, scale=(h / H).astype(np.float32),
         )
 
-    def _perspective(self, key: np.ndarray, bg: np.ndarray, fg: np.ndarray, flip: np.ndarray) -> Placements:
+    def _perspective(self, bg: np.ndarray, fg: np.ndarray, flip: np.ndarray,
+                     u1: np.ndarray, u2: np.ndarray, u3: np.ndarray) -> Placements:
         """Placements by the perspective rule (module docstring), vectorised."""
         H, W = self.height, self.width
         fg_h = self.fg_sizes[fg, 0].astype(np.float64)
         fg_w = self.fg_sizes[fg, 1].astype(np.float64)
         horizon, cam = self.horizon[bg], self.camera_height[bg]
         # pixels of height per row below the horizon: h = k * (row + 0.5 - horizon)
-        k = self.object_height * (1 + self.height_jitter * (2 * uniform(self.seed, key, 1) - 1)) / cam
+        k = self.object_height * (1 + self.height_jitter * (2 * u1 - 1)) / cam
         h_lo = np.maximum(1.0, self.scale_min * H)
         h_hi = np.minimum(self.scale_max * H, np.floor(W * fg_h / fg_w))  # the width must fit too
         # rows whose height lies in [h_lo, h_hi], that see the ground, and keep the top inside (h <= row + 1)
@@ -205,14 +264,70 @@ class SamplePlan:
         lo = np.clip(lo, 0, H - 1)
         hi = np.clip(np.maximum(hi, lo), 0, H - 1)
         span = hi - lo + 1
-        bottom = (lo + np.minimum(np.floor(uniform(self.seed, key, 3) * span), span - 1)).astype(np.int64)
+        bottom = (lo + np.minimum(np.floor(u3 * span), span - 1)).astype(np.int64)
         h = np.floor(k * (bottom + 0.5 - horizon) + 0.5)
         h = np.clip(h, 1, np.minimum(np.minimum(bottom + 1, H), np.maximum(1, np.floor(W * fg_h / fg_w))))
         h = h.astype(np.int64)
         w = np.clip(np.floor(h * fg_w / fg_h + 0.5), 1, W).astype(np.int64)
-        x = np.minimum(np.floor(uniform(self.seed, key, 2) * (W - w + 1)), W - w).astype(np.int64)
+        x = np.minimum(np.floor(u2 * (W - w + 1)), W - w).astype(np.int64)
         y = bottom - h + 1
         return Placements(bg=bg, fg=fg, flip=flip, x=x, y=y, h=h, w=w, scale=(h / H).astype(np.float32))
+
+    def objects(self, start: int, stop: int) -> ObjectPlacements:
+        """Every object of samples ``start ≤ i < stop`` (see :meth:`objects_at`)."""
+        if not 0 <= start <= stop <= self.n_samples:
+            raise ValueError(f"range [{start}, {stop}) outside the plan of {self.n_samples} samples")
+        return self.objects_at(np.arange(start, stop, dtype=np.int64))
+
+    def objects_at(self, indices: np.ndarray) -> ObjectPlacements:
+        """The objects of samples ``indices`` (``--objects-per-image``), sample by sample.
+
+        Object 0 of a sample is its grid placement (:meth:`placements_at`).
+        The sample draws its count ``n`` in ``[objects_min, objects_max]``;
+        extra object ``j`` draws its foreground, flip and placement (same rule)
+        from streams of ``(seed, index)`` of its own. Its box may overlap
+        each box kept before it by at most ``max_overlap`` of the smaller box:
+        else it is re-drawn (up to :data:`OVERLAP_TRIES` draws, each from its
+        own streams), and dropped when none fits. Each sample depends only on
+        ``(seed, index)``.
+        """
+        first = self.placements_at(indices)
+        i = np.asarray(indices).astype(np.int64)
+        B, K = len(i), self.objects_max
+        count = self.objects_min + np.minimum(
+            np.floor(uniform(self.seed, i, 63) * (K - self.objects_min + 1)), K - self.objects_min).astype(np.int64)
+        cols = ("bg", "fg", "flip", "x", "y", "h", "w", "scale")
+        table = {name: np.zeros((B, K), getattr(first, name).dtype) for name in cols}
+        kept = np.zeros((B, K), bool)
+        for name in cols:
+            table[name][:, 0] = getattr(first, name)
+        kept[:, 0] = True
+        for j in range(1, K):
+            want = count > j
+            for attempt in range(OVERLAP_TRIES):
+                rows = np.flatnonzero(want & ~kept[:, j])
+                if rows.size == 0:
+                    break
+                base = 64 + (j * OVERLAP_TRIES + attempt) * 8
+                key = i[rows]
+                fg = np.minimum(np.floor(uniform(self.seed, key, base) * self.n_fg), self.n_fg - 1).astype(np.int64)
+                flip = ((uniform(self.seed, key, base + 1) < 0.5) & (self.n_flip == 2)).astype(np.uint8)
+                u = [uniform(self.seed, key, base + s) for s in (2, 3, 4)]
+                p = self._place(first.bg[rows], fg, flip, *u)
+                ok = np.ones(rows.size, bool)
+                for other in range(j):
+                    overlap = _overlap(p, {n: table[n][rows, other] for n in ("x", "y", "h", "w")})
+                    ok &= ~kept[rows, other] | (overlap <= self.max_overlap)
+                good = rows[ok]
+                for name in cols:
+                    table[name][good, j] = getattr(p, name)[ok]
+                kept[good, j] = True
+        flat = kept.reshape(-1)
+        objects = Placements(**{name: table[name].reshape(-1)[flat] for name in cols})
+        per_sample = kept.sum(axis=1)
+        offset = np.zeros(B + 1, np.int64)
+        np.cumsum(per_sample, out=offset[1:])
+        return ObjectPlacements(samples=first, objects=objects, offset=offset)
 
     def shard_ranges(self, shard_size: int) -> list[tuple[int, int]]:
         """``[start, stop)`` of every shard of ``shard_size`` samples."""

@@ -9,7 +9,9 @@ exported; a damaged shard stops the export with one line naming it.
 Labels follow from the store's arrays:
 
 - instances: the store's ``instances`` map (uint16, 0 = background) where it
-  has one; otherwise its union mask is one instance, the sample's foreground;
+  has one (``--objects-per-image``), each instance with its own foreground
+  (``meta/objects/fg_index``); otherwise its union mask is one instance, the
+  sample's foreground;
 - a category per foreground folder: ``builtin:car/00001`` → ``car``,
   ``sedans/a.png`` → ``sedans``; files at the top of the foreground folder are
   ``object``;
@@ -234,6 +236,14 @@ class StoreSamples:
         meta = group["meta"]
         bg = np.asarray(meta["bg_index"][:], dtype=np.int64)
         self.fg_index = np.asarray(meta["fg_index"][:], dtype=np.int64)
+        #: several objects per image: sample i's instance k is object object_offset[i] + k - 1
+        self.object_offset: np.ndarray | None = None
+        self.object_fg: np.ndarray | None = None
+        if "instances" in self.arrays:
+            if "object_offset" not in meta or "objects" not in meta:
+                raise StoreError(f"{self.root}: an 'instances' array without meta/object_offset and meta/objects")
+            self.object_offset = np.asarray(meta["object_offset"][:], dtype=np.int64)
+            self.object_fg = np.asarray(meta["objects"]["fg_index"][:], dtype=np.int64)
         selected = np.zeros(len(bg), bool)
         for k in self.shards.done:
             start, stop = self.shards.sample_range(k)
@@ -276,15 +286,18 @@ class StoreSamples:
         return self.shards.guard(name, [shard], lambda: self.arrays[name][start:stop])
 
     def instances_of(self, block: SampleBlock, row: int) -> list[tuple[int, np.ndarray]]:
-        """``[(foreground index, (H, W) bool visible mask), ...]`` of sample ``row`` of ``block``.
+        """``[(foreground index, (H, W) bool visible mask), ...]`` of sample ``row`` of
+        ``block``: its visible instances, in instance id order (a fully occluded
+        one has no pixel in the map, so it is not listed).
 
         A store without an ``instances`` map has one instance per sample: its mask.
         """
         if block.instances is None:
             return [(int(block.fg[row]), block.masks[row] > 0)]
         ids = block.instances[row]
-        # multi-object stores record each instance's foreground in meta (not yet written by generate)
-        return [(int(block.fg[row]), ids == i) for i in np.unique(ids[ids > 0]).tolist()]
+        first = int(self.object_offset[block.indices[row]]) - 1  # type: ignore[index]
+        return [(int(self.object_fg[first + i]), ids == i)  # type: ignore[index]
+                for i in np.unique(ids[ids > 0]).tolist()]
 
 
 # -- writing ---------------------------------------------------------------------------

@@ -162,7 +162,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     The samples show every background and foreground when ``n`` allows
     (:func:`pick_covering`); ``n`` is capped so the sheet and the samples read
     stay within :data:`MAX_SHEET_PIXELS` and :data:`MAX_READ_PIXELS`
-    (``sheet.info["samples"]`` says how many were drawn). Each sample is a row triplet ``image | mask | depth``; triplets are laid in
+    (``sheet.info["samples"]`` says how many were drawn). Each sample is a row triplet ``image | mask | depth``
+    (plus ``| instances``, one colour per object, for stores of several objects per image); triplets are laid in
     a grid that is roughly square. ``tile`` scales each tile to that height.
     Depth colours span the shown samples' own range (:func:`depth_range`),
     keyed by a colour bar at the bottom.
@@ -198,28 +199,47 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
         images = shards.guard("images_jpeg", index // shard, decode)
     masks = read("masks")
     depth = read("depth").astype(np.float32)
+    instances = read("instances") if "instances" in group else None  # several objects per image
     near, far = depth_range(depth)
     height, width = images.shape[1:3]
     th = tile or height
     tw = max(1, round(width * th / height))
     label_h = LABEL_HEIGHT
-    cols = max(1, round(math.sqrt(len(index) / 3)))
+    per = 3 if instances is None else 4  # tiles per sample
+    cols = max(1, round(math.sqrt(len(index) / per)))
     rows = -(-len(index) // cols)
-    sheet = Image.new("RGB", (cols * 3 * tw, rows * (th + label_h)), (24, 24, 24))
+    sheet = Image.new("RGB", (cols * per * tw, rows * (th + label_h)), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
     for k, i in enumerate(index):
         r, c = divmod(k, cols)
-        x0, y0 = c * 3 * tw, r * (th + label_h)
+        x0, y0 = c * per * tw, r * (th + label_h)
         tiles = [images[k], np.repeat(masks[k][..., None], 3, axis=2), depth_to_rgb(depth[k], near, far)]
+        if instances is not None:
+            tiles.append(instance_colours(instances[k]))
         for j, t in enumerate(tiles):
             im = Image.fromarray(t)
             if (th, tw) != (height, width):
-                im = im.resize((tw, th), Image.Resampling.BILINEAR)
+                # ids are labels: never blend two into a third colour
+                nearest = j == 3
+                im = im.resize((tw, th), Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR)
             sheet.paste(im, (x0 + j * tw, y0 + label_h))
-        draw.text((x0 + 3, y0 + 1), f"#{i}  image | mask | depth", fill=(220, 220, 220))
+        label = "image | mask | depth" + (" | instances" if instances is not None else "")
+        draw.text((x0 + 3, y0 + 1), f"#{i}  {label}", fill=(220, 220, 220))
     sheet = with_colour_bar(sheet, near, far)
     sheet.info["samples"] = len(index)  # may be fewer than asked: the sheet's size is capped
     return sheet
+
+
+#: colours of instance ids 1, 2, ... (cycling); id 0 (background) is black
+INSTANCE_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                             [145, 30, 180], [70, 240, 240], [240, 50, 230]], np.uint8)
+
+
+def instance_colours(ids: np.ndarray) -> np.ndarray:
+    """``(H, W) uint16`` instance ids → ``(H, W, 3) uint8`` one colour per id, black for 0."""
+    out = INSTANCE_PALETTE[(ids.astype(np.int64) - 1) % len(INSTANCE_PALETTE)]
+    out[ids == 0] = 0
+    return out
 
 
 def _pick(group: object, ranges: list[tuple[int, int]], n: int) -> np.ndarray:

@@ -7,7 +7,11 @@ Layout (a documented contract; see the README)::
     masks         (N, H, W) uint8           0/255
     depth         (N, H, W) float16         metres
     alpha         (N, H, W) uint8           soft alpha (--save-alpha)
+    instances     (N, H, W) uint16          instance ids, 0 = background (--objects-per-image MAX > 1)
     meta/{bg_index, fg_index, flip, x, y, h, w, scale}   (N,)
+    meta/object_offset (N + 1,) int64, meta/objects/{fg_index, x, y, h, w, flip,
+        depth, visible_pixels} (M,), meta/objects/box (M, 4) int32
+        (several objects: sample i's objects are rows object_offset[i]:object_offset[i + 1])
     assets/bg (NB, H, W, 3) uint8, assets/bg_depth (NB, H, W) float16,
     assets/fg (NF, Hf, Wf, 4) uint8 (zero-padded), assets/fg_size (NF, 2) int32
     zarr.json     attributes["fgbg"]: format, versions, config, inputs, depth, progress
@@ -60,6 +64,9 @@ META_FIELDS = ("bg_index", "fg_index", "flip", "x", "y", "h", "w", "scale")
 #: samples per metadata chunk, and chunks per metadata shard
 META_CHUNK = 65536
 META_CHUNKS_PER_SHARD = 64
+#: per-object fields known only after compositing, written shard by shard (unsharded chunks of this many objects)
+OBJECT_RESULTS = {"depth": np.float32, "visible_pixels": np.int32, "box": np.int32}
+OBJECT_CHUNK = 16384
 
 
 def _zarr():
@@ -146,6 +153,14 @@ class ZarrWriter:
         # Shards of fixed-size arrays are encoded here, chunks compressed on every
         # core (engine/store/shard_codec.py); variable-length JPEG bytes go through zarr.
         self.specs = {name: shard_spec(json.loads((root / name / "zarr.json").read_text())) for name in self.arrays}
+        #: several objects per image: the per-object results, written under a lock (shards share their chunks)
+        self.object_arrays: dict[str, Any] = {}
+        self.object_offset: np.ndarray | None = None
+        self._objects_lock = threading.Lock()
+        if config.multi_object:
+            self.object_offset = np.asarray(zarr.open_array(root / "meta" / "object_offset", mode="r")[:], np.int64)
+            self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+")
+                                  for name in OBJECT_RESULTS}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
 
     def close(self) -> None:
@@ -264,7 +279,11 @@ class ZarrWriter:
             per_sample("depth", (H, W), np.float16, lossless_codecs(label_codec, level), ("y", "x"))
             if config.save_alpha:
                 per_sample("alpha", (H, W), np.uint8, lossless_codecs(label_codec, level), ("y", "x"))
+            if config.multi_object:
+                per_sample("instances", (H, W), np.uint16, lossless_codecs(label_codec, level), ("y", "x"))
             _write_meta(group, plan, codec=lossless_codecs("zstd", level))
+            if config.multi_object:
+                _write_object_meta(group["meta"], plan, codec=lossless_codecs("zstd", level))
             _write_assets(group, assets, bg_depth, lossless_codecs("zstd", level))
             attrs = {
                 "format_version": FORMAT_VERSION,
@@ -373,6 +392,8 @@ class ZarrWriter:
             arrays["images"] = batch.images
         if self.config.save_alpha:
             arrays["alpha"] = batch.alpha
+        if self.config.multi_object:
+            arrays["instances"] = batch.instances
         written = []
         try:
             for name, data in arrays.items():
@@ -388,6 +409,8 @@ class ZarrWriter:
                 else:
                     self.arrays[name][start:stop] = data
                     _fsync(path)
+            if self.config.multi_object:
+                written += self._write_objects(start, stop, batch)
             if self.mirror is not None:  # before mark_done copies the progress that records them
                 self.mirror.put(written)
         except OSError as e:
@@ -395,6 +418,34 @@ class ZarrWriter:
                 f"{self.root}: writing shard {index} failed ({e.strerror or e}); "
                 "finished shards are kept: free space and run again with --resume"
             ) from None
+
+    def _write_objects(self, start: int, stop: int, batch: Batch) -> list[Path]:
+        """Write the per-object results of samples ``start:stop`` (plane depth,
+        visible pixels and box, from the batch's instance map) and fsync them;
+        returns the chunk files written."""
+        from kernels.composite import instance_stats  # numba: only when writing
+
+        offset = self.object_offset
+        objects = batch.objects
+        if offset is None or objects is None or batch.instances is None:
+            raise ValueError("a store of several objects per image needs each batch's instances and objects")
+        lo, hi = int(offset[start]), int(offset[stop])
+        if not np.array_equal(np.asarray(objects["offset"]) + lo, offset[start : stop + 1]):
+            raise ValueError(f"samples {start}:{stop}: the batch's objects differ from the store's plan")
+        visible, box = instance_stats(batch.instances, np.asarray(objects["offset"], np.int64))
+        values = {"depth": np.asarray(objects["depth"], np.float32), "visible_pixels": visible.astype(np.int32),
+                  "box": box}
+        paths = []
+        with self._objects_lock:  # neighbouring shards share chunks: zarr rewrites a chunk whole
+            for name, array in self.object_arrays.items():
+                array[lo:hi] = values[name]
+                for k in range(lo // OBJECT_CHUNK, -(-hi // OBJECT_CHUNK)):
+                    path = self.root / "meta" / "objects" / name / "c" / str(k)
+                    path = path / "0" if array.ndim == 2 else path
+                    if path.exists():  # zarr writes no file for a chunk of fill values only (it deletes it)
+                        _fsync(path)
+                        paths.append(path)
+        return paths
 
     def record_writer(self, compressor: str, jpeg_encoder: str | None) -> None:
         """Record in the attributes what compresses (and JPEG-encodes) this run's
@@ -499,6 +550,8 @@ def data_array_names(config: GenerateConfig) -> tuple[str, ...]:
     names = ["images_jpeg" if config.image_codec == "jpeg" else "images", "masks", "depth"]
     if config.save_alpha:
         names.append("alpha")
+    if config.multi_object:
+        names.append("instances")
     return tuple(names)
 
 
@@ -542,6 +595,35 @@ def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
                   "h": p.h, "w": p.w, "scale": p.scale}
         for name, array in arrays.items():
             array[start : start + len(p)] = values[name].astype(dtypes[name])
+
+
+def _write_object_meta(meta: Any, plan: SamplePlan, codec: list[Any]) -> None:
+    """``meta/object_offset`` and ``meta/objects/*``: what the plan says of every
+    object now, and empty per-object results the shards fill in."""
+    N = plan.n_samples
+    counts = np.zeros(N, np.int64)
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in ("fg_index", "x", "y", "h", "w", "flip")}
+    for start in range(0, N, META_CHUNK):
+        o = plan.objects(start, min(start + META_CHUNK, N))
+        counts[start : start + len(o)] = np.diff(o.offset)
+        p = o.objects
+        for name, values in (("fg_index", p.fg), ("x", p.x), ("y", p.y), ("h", p.h), ("w", p.w), ("flip", p.flip)):
+            parts[name].append(values)
+    offset = np.zeros(N + 1, np.int64)
+    np.cumsum(counts, out=offset[1:])
+    M = int(offset[-1])
+    meta.create_array("object_offset", data=offset, chunks=(min(META_CHUNK, N + 1),), compressors=codec,
+                      dimension_names=("sample_edge",))
+    objects = meta.create_group("objects")
+    chunk = min(META_CHUNK, M)
+    for name, values in parts.items():
+        dtype = np.uint8 if name == "flip" else np.int32
+        objects.create_array(name, data=np.concatenate(values).astype(dtype), chunks=(chunk,), compressors=codec,
+                             dimension_names=("object",))
+    for name, dtype in OBJECT_RESULTS.items():
+        shape = (M, 4) if name == "box" else (M,)
+        objects.create_array(name, shape=shape, dtype=dtype, chunks=(min(OBJECT_CHUNK, M), *shape[1:]),
+                             compressors=codec, fill_value=0, dimension_names=("object", "xywh")[: len(shape)])
 
 
 #: assets per shard file (one chunk per asset inside it): 10,000 foregrounds are
@@ -664,6 +746,8 @@ def estimate_store_bytes(config: GenerateConfig, n_samples: int) -> int:
     labels = pixels / (MASK_RATIO if lossless else 1) + 2 * pixels / (DEPTH_RATIO if lossless else 1)
     if config.save_alpha:
         labels += pixels / (ALPHA_RATIO if lossless else 1)
+    if config.multi_object:  # ids compress about as masks do, at twice the bytes
+        labels += 2 * pixels / (MASK_RATIO if lossless else 1)
     meta = 29 * n_samples / 2  # 8 small fields per sample, zstd
     return int(images + labels + meta)
 

@@ -60,3 +60,38 @@ def test_lookup_refuses_keys_it_cannot_code() -> None:
     atlas = ForegroundAtlas([np.zeros((4, 4, 4), np.uint8)])
     with pytest.raises(ValueError, match="sizes in 1..65535"):
         atlas.lookup(np.array([0]), np.array([70_000]), np.array([4]))
+
+
+@pytest.mark.parametrize("occlusion", ["none", "background"])
+def test_several_objects_composite_far_to_near_as_the_reference(occlusion: str) -> None:
+    """Real plan, real atlas and plane depth: the compositor's batch equals the
+    plain reference fed the objects in plan order (it sorts them itself)."""
+    from engine.compose.compositor import Compositor
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import load_assets
+    from engine.compose.plan import plan_for
+    from engine.config import GenerateConfig
+    from kernels import placement as P
+    from kernels.reference import composite_objects_reference
+
+    config = GenerateConfig(builtin_backgrounds=2, builtin_foregrounds=3, height=32, width=48, positions=2,
+                            objects_min=2, objects_max=4, max_overlap=1.0, occlusion=occlusion, save_alpha=True)
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    compositor = Compositor(assets, depth, config)
+    objects = plan.objects(0, plan.n_samples)
+    batch = compositor.composite(objects)
+    table = compositor.table(objects.objects)  # plan order
+    table = np.concatenate([table, objects.instance_id[:, None]], axis=1)
+    want = composite_objects_reference(compositor.bg_images, compositor.bg_depth16, compositor.atlas.view(), table,
+                                       objects.offset, config.mask_threshold, occlusion == "background")
+    np.testing.assert_array_equal(batch.images, want[0])
+    np.testing.assert_array_equal(batch.masks, want[1])
+    np.testing.assert_array_equal(batch.depth.view(np.uint16), want[2])
+    np.testing.assert_array_equal(batch.instances, want[3])
+    assert np.abs(batch.alpha.astype(int) - want[4].astype(int)).max() <= 1
+    np.testing.assert_array_equal(batch.objects["offset"], objects.offset)
+    np.testing.assert_array_equal(np.float16(batch.objects["depth"]).view(np.uint16), table[:, P.DEPTH])
+    # up to four objects per image, all of them seen somewhere
+    assert len(np.unique(batch.instances)) == 5 and (np.diff(objects.offset) > 1).all()

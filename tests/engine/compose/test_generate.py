@@ -425,3 +425,68 @@ def test_stage_times_and_the_bottleneck_line(tmp_path: Path) -> None:
     assert line() == "nothing was written"
     host_bound = line(**{MAIN: 10.0, WAIT_HOST: 6.0, HOST_TABLES: 9.5})
     assert host_bound.startswith("host tables limit: the main thread waited 60% of the time")
+
+
+# -- several objects per image -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def objects_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "objects.zarr"
+    generate(small(objects_min=1, objects_max=3, max_overlap=0.6, occlusion="background"), out)
+    return out
+
+
+def test_one_object_stores_have_no_object_arrays_or_fields(store: Path) -> None:
+    g = zarr.open_group(store, mode="r")
+    assert "instances" not in g and "object_offset" not in g["meta"] and "objects" not in g["meta"]
+    assert not {"objects_min", "objects_max", "max_overlap"} & set(g.attrs["fgbg"]["config"])
+
+
+def test_objects_store_labels_agree_with_each_other(objects_store: Path) -> None:
+    g = zarr.open_group(objects_store, mode="r")
+    ids, masks, depth = g["instances"][:], g["masks"][:], g["depth"][:]
+    assert ids.dtype == np.uint16 and ids.shape == masks.shape and g["instances"].shards == (16, 32, 48)
+    offset = g["meta/object_offset"][:]
+    counts = np.diff(offset)
+    assert offset[0] == 0 and len(offset) == 49 and counts.min() >= 1 and counts.max() == 3
+    o = {name: g[f"meta/objects/{name}"][:] for name in ("fg_index", "x", "y", "h", "w", "flip", "depth",
+                                                       "visible_pixels", "box")}
+    assert o["box"].shape == (offset[-1], 4) and o["box"].dtype == np.int32
+    np.testing.assert_array_equal(o["fg_index"][offset[:-1]], g["meta/fg_index"][:])
+    np.testing.assert_array_equal(o["x"][offset[:-1]], g["meta/x"][:])
+    np.testing.assert_array_equal(masks > 0, ids > 0)
+    assert (counts > 1).sum() > 10 and len(np.unique(ids)) == 4
+    for i in range(48):
+        assert ids[i].max() <= counts[i]
+        for k in range(counts[i]):
+            m = offset[i] + k
+            rr, cc = np.nonzero(ids[i] == k + 1)
+            assert o["visible_pixels"][m] == rr.size
+            if rr.size:
+                assert o["box"][m].tolist() == [cc.min(), rr.min(), cc.max() - cc.min() + 1, rr.max() - rr.min() + 1]
+                # inside its placement box, at its plane depth
+                assert o["x"][m] <= cc.min() and cc.max() < o["x"][m] + o["w"][m]
+                assert o["y"][m] <= rr.min() and rr.max() < o["y"][m] + o["h"][m]
+                assert (depth[i][rr, cc] == np.float16(o["depth"][m])).all()
+
+
+def test_objects_store_resumes_to_the_same_bytes(objects_store: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "objects.zarr"
+    config = small(objects_min=1, objects_max=3, max_overlap=0.6, occlusion="background")
+    real = ZarrWriter.write_shard
+
+    def disk_full_on_shard_1(self, index, batch):
+        if index == 1:
+            raise OSError(28, "No space left on device")
+        return real(self, index, batch)
+
+    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full_on_shard_1)
+    with pytest.raises(OSError):
+        generate(config, out, RunOptions(writer_threads=1))
+    monkeypatch.setattr(ZarrWriter, "write_shard", real)
+    generate(config, out, RunOptions(resume=True))
+    assert tree(out) == tree(objects_store)
+    info = inspect_store(out)
+    assert info.complete and "instances" in info.arrays

@@ -121,3 +121,12 @@ def test_missing_kornia_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "kornia.filters", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match="--blend motion needs Kornia"):
         blend_spec(small(blend="motion"))
+
+
+def test_blend_modes_need_one_object_per_image() -> None:
+    """The post-pass reads one placement row per sample; several objects are refused, not mis-blended."""
+    for options in ({"blend": "feather"}, {"blend": "poisson"}, {"harmonize": True}):
+        with pytest.raises(ConfigError, match="one object per image"):
+            small(objects_min=1, objects_max=3, **options)
+    small(objects_min=1, objects_max=3)  # alpha with several objects is fine
+    small(blend="motion")  # and blending with one

@@ -25,7 +25,10 @@ def tiny(**overrides) -> GenerateConfig:
     return GenerateConfig(**{**base, **overrides})
 
 
-@pytest.mark.parametrize("overrides", [{}, {"save_alpha": True, "image_codec": "none", "occlusion": "background"}])
+@pytest.mark.parametrize("overrides", [
+    {}, {"save_alpha": True, "image_codec": "none", "occlusion": "background"},
+    {"objects_min": 2, "objects_max": 3, "max_overlap": 0.8, "save_alpha": True, "occlusion": "background"},
+])
 def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     report = generate(tiny(**overrides), tmp_path / "cuda.zarr", RunOptions(device="cuda", writer_threads=1))
@@ -70,7 +73,10 @@ def nvcomp_stand_in(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     return batches
 
 
-@pytest.mark.parametrize("overrides", [{}, {"save_alpha": True, "occlusion": "background", "chunk_size": 2, "shard_size": 6}])
+@pytest.mark.parametrize("overrides", [
+    {}, {"save_alpha": True, "occlusion": "background", "chunk_size": 2, "shard_size": 6},
+    {"objects_max": 3, "max_overlap": 0.8, "chunk_size": 2, "shard_size": 6},
+])
 def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_stand_in: list, overrides: dict) -> None:
     """Chunks compressed on the device (edge chunks padded there), assembled
     into shards: the same shard files as the CPU store, and nothing came back raw."""
@@ -86,6 +92,8 @@ def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_
     assert writers == [{"compressor": "host-zstd-stand-in", "jpeg_encoder": None}]
     assert nvcomp_stand_in and all(b.images is None and b.masks is None and b.depth is None and b.alpha is None
                                    for b in nvcomp_stand_in)
+    # instances come back raw: the host counts each object's visible pixels from them
+    assert all((b.instances is not None) == ("objects_max" in overrides) for b in nvcomp_stand_in)
 
 
 def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,3 +179,8 @@ def test_read_device_at_full_size_equals_read() -> None:
         np.testing.assert_array_equal(images.cpu().numpy(), want[0])
         np.testing.assert_array_equal(depth.cpu().numpy().view(np.uint16), want[1].view(np.uint16))
         np.testing.assert_array_equal(masks.cpu().numpy(), want[2])
+
+
+def test_several_objects_per_image_are_refused_with_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="--source store"):
+        OnlineSamples(tiny(objects_max=2))

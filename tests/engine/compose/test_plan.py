@@ -231,3 +231,91 @@ def test_stores_without_a_placement_key_were_uniform() -> None:
         GenerateConfig(placement="random")
     with pytest.raises(ConfigError, match="--object-height"):
         GenerateConfig(object_height=0)
+
+
+def object_fields(o) -> np.ndarray:
+    return np.concatenate([fields(o.objects), o.sample_of[:, None], o.instance_id[:, None]], axis=1)
+
+
+def multi_plan(**overrides) -> SamplePlan:
+    return make_plan(**{"objects_min": 1, "objects_max": 4, "max_overlap": 0.3, **overrides})
+
+
+def test_objects_of_any_range_equal_the_slice_of_the_whole() -> None:
+    plan = multi_plan()
+    whole = plan.objects(0, plan.n_samples)
+    for start, stop in [(0, 1), (7, 19), (33, plan.n_samples)]:
+        part = plan.objects(start, stop)
+        rows = slice(whole.offset[start], whole.offset[stop])
+        np.testing.assert_array_equal(fields(part.objects), fields(whole.objects)[rows])
+        np.testing.assert_array_equal(part.offset, whole.offset[start : stop + 1] - whole.offset[start])
+    indices = np.array([5, 2, 5, plan.n_samples - 1])
+    picked = plan.objects_at(indices)
+    want = np.concatenate([fields(whole.objects)[whole.offset[i] : whole.offset[i + 1]] for i in indices])
+    np.testing.assert_array_equal(fields(picked.objects), want)
+
+
+def test_object_zero_is_the_grid_placement_and_counts_stay_in_range() -> None:
+    plan = multi_plan(objects_min=2, max_overlap=1.0)
+    o = plan.objects(0, plan.n_samples)
+    first = plan.placements(0, plan.n_samples)
+    np.testing.assert_array_equal(fields(o.objects)[o.offset[:-1]], fields(first))
+    counts = np.diff(o.offset)
+    assert counts.min() == 2 and counts.max() == 4  # max_overlap 1: nothing dropped
+    assert len(set(counts.tolist())) == 3
+    np.testing.assert_array_equal(o.objects.bg, np.repeat(first.bg, counts))
+    assert (o.objects.x >= 0).all() and (o.objects.x + o.objects.w <= plan.width).all()
+    assert (o.objects.y >= 0).all() and (o.objects.y + o.objects.h <= plan.height).all()
+    assert len(np.unique(o.objects.fg)) == plan.n_fg and set(o.objects.flip.tolist()) == {0, 1}
+
+
+def test_extra_objects_respect_max_overlap_or_are_dropped() -> None:
+    for limit in (0.0, 0.3):
+        plan = multi_plan(max_overlap=limit)
+        o = plan.objects(0, plan.n_samples)
+        p = o.objects
+        for b in range(len(o)):
+            rows = range(o.offset[b], o.offset[b + 1])
+            for i in rows:
+                for j in rows:
+                    if i < j:
+                        ix = min(p.x[i] + p.w[i], p.x[j] + p.w[j]) - max(p.x[i], p.x[j])
+                        iy = min(p.y[i] + p.h[i], p.y[j] + p.h[j]) - max(p.y[i], p.y[j])
+                        inter = max(ix, 0) * max(iy, 0)
+                        assert inter <= limit * min(p.h[i] * p.w[i], p.h[j] * p.w[j]) + 1e-9
+    tight = np.diff(multi_plan(max_overlap=0.0).objects(0, plan.n_samples).offset).sum()
+    loose = np.diff(multi_plan(max_overlap=1.0).objects(0, plan.n_samples).offset).sum()
+    assert tight < loose  # some objects found no free place
+
+
+def test_one_object_per_image_plans_exactly_the_grid() -> None:
+    plan = make_plan()
+    o = plan.objects(0, plan.n_samples)
+    np.testing.assert_array_equal(o.offset, np.arange(plan.n_samples + 1))
+    np.testing.assert_array_equal(fields(o.objects), fields(plan.placements(0, plan.n_samples)))
+
+
+def test_extra_objects_follow_the_perspective_rule() -> None:
+    from engine.assets.camera import GroundPlane
+
+    config = GenerateConfig(height=128, width=160, positions=3, objects_max=3, max_overlap=1.0,
+                            placement="perspective", height_jitter=0.1)
+    fg_sizes = np.array([[60, 120], [50, 90]])
+    plan = SamplePlan(config, fg_sizes, 2, np.full(2, 50), [GroundPlane(48.0, 160.0, 1.6)] * 2)
+    p = plan.objects(0, plan.n_samples).objects
+    # h = k (bottom + 0.5 - horizon), k = object_height (1 +/- jitter) / camera_height
+    k = p.h / (p.y + p.h - 1 + 0.5 - 48.0)
+    inside = (p.h > 2) & (p.h < 0.6 * 128 - 1)
+    assert (np.abs(k[inside] - 1.5 / 1.6) <= 0.1 * 1.5 / 1.6 + 1.0 / p.h[inside] + 1e-9).all()
+
+
+def test_object_fields_are_saved_only_for_several_objects() -> None:
+    one = GenerateConfig().to_dict()
+    assert "objects_max" not in one and GenerateConfig.from_dict(one) == GenerateConfig()
+    several = GenerateConfig(objects_min=2, objects_max=5, max_overlap=0.25)
+    d = several.to_dict()
+    assert (d["objects_min"], d["objects_max"], d["max_overlap"]) == (2, 5, 0.25)
+    assert GenerateConfig.from_dict(d) == several
+    for bad in ({"objects_min": 0}, {"objects_min": 3, "objects_max": 2}, {"objects_max": 65}, {"max_overlap": -0.1}):
+        with pytest.raises(ConfigError):
+            GenerateConfig(**bad)

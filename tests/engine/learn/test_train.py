@@ -458,3 +458,12 @@ def test_cuda_graphs_on_a_gpu_capture_and_train_like_eager(store: Path, tmp_path
     for key, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][key], tensor, rtol=1e-3, atol=1e-5, msg=key)
     np.testing.assert_allclose(losses(tmp_path / "graphs"), losses(tmp_path / "eager"), rtol=1e-3)
+
+
+def test_trains_on_a_store_of_several_objects_per_image(tmp_path: Path) -> None:
+    """Loaders read images, masks and depth only: the extra arrays change nothing for them."""
+    out = tmp_path / "objects.zarr"
+    generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=64, width=64, positions=2,
+                            shard_size=8, objects_min=2, objects_max=3), out)
+    report = train(config(out, tmp_path / "t", steps=3, batch=4, eval_every=3, checkpoint_every=3, eval_samples=4))
+    assert report.steps_run == 3 and np.isfinite(losses(tmp_path / "t")).all()

@@ -207,3 +207,50 @@ def test_cli_export(stores: dict[str, Path], tmp_path: Path):
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     result = runner.invoke(app, ["export", "--help"])
     assert result.exit_code == 0 and "coco" in result.output and "folders" in result.output
+
+
+@pytest.fixture(scope="module")
+def objects_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Several objects per image, with two foreground categories (the store's
+    foreground names renamed as if from two sub-folders: export reads the names)."""
+    out = tmp_path_factory.mktemp("export") / "objects.zarr"
+    generate(GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=2, height=32, width=48, positions=4,
+                            shard_size=16, chunk_size=4, objects_min=2, objects_max=4, max_overlap=1.0), out)
+    doc = json.loads((out / "zarr.json").read_text())
+    for record, name in zip(doc["attributes"]["fgbg"]["inputs"]["foregrounds"], ("sedans/a.png", "vans/b.png")):
+        record["name"] = name
+    (out / "zarr.json").write_text(json.dumps(doc))
+    return out
+
+
+def test_coco_export_of_several_objects_per_image(objects_store: Path, tmp_path: Path):
+    report = export_store(ExportConfig(store=str(objects_store), out=str(tmp_path / "coco"), kind="coco"))
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    g = zarr.open_group(str(objects_store), mode="r")
+    ids, offset = g["instances"][:], g["meta/object_offset"][:]
+    fg, visible, box = (g[f"meta/objects/{n}"][:] for n in ("fg_index", "visible_pixels", "box"))
+    assert [c["name"] for c in doc["categories"]] == ["sedans", "vans"]
+    assert (visible == 0).any()  # some objects are hidden by nearer ones: they get no annotation
+    assert len(doc["annotations"]) == report.instances == int((visible > 0).sum())
+    by_image: dict[int, list[dict]] = {}
+    for a in doc["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    for i in range(48):
+        shown = [m for m in range(offset[i], offset[i + 1]) if visible[m] > 0]
+        got = by_image.get(i, [])
+        assert len(got) == len(shown)
+        for a, m in zip(got, shown):  # in instance id order
+            np.testing.assert_array_equal(decode_rle(a["segmentation"]), ids[i] == m - offset[i] + 1)
+            assert a["bbox"] == box[m].tolist() and a["area"] == visible[m]
+            assert a["category_id"] == int(fg[m]) + 1  # sedans (fg 0) = 1, vans (fg 1) = 2
+    assert {a["category_id"] for a in doc["annotations"]} == {1, 2}
+
+
+def test_folders_export_writes_the_instance_map_as_16_bit_png(objects_store: Path, tmp_path: Path):
+    out = tmp_path / "folders"
+    export_store(ExportConfig(store=str(objects_store), out=str(out), kind="folders", limit=6))
+    ids = zarr.open_group(str(objects_store), mode="r")["instances"][:6]
+    for i in range(6):
+        png = Image.open(out / "instances" / f"{i:08d}.png")
+        assert png.mode.startswith("I")
+        np.testing.assert_array_equal(np.asarray(png), ids[i])

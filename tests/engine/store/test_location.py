@@ -100,3 +100,12 @@ def test_an_interrupted_url_store_resumes_to_the_same_bytes(
 def test_several_ranks_need_a_shared_folder(url: str) -> None:
     with pytest.raises(ConfigError, match="not to a URL"):
         generate(small(), url, ranks=Ranks(rank=0, world=2))
+
+
+def test_a_several_objects_store_at_a_url_has_the_local_bytes(url: str, tmp_path: Path) -> None:
+    """The per-object results (written shard by shard into shared chunks) are copied too."""
+    config = small(objects_max=3, max_overlap=0.8)
+    generate(config, tmp_path / "local.zarr")
+    generate(config, url, RunOptions(work_dir=str(tmp_path / "work")))
+    assert remote_tree(url) == tree(tmp_path / "local.zarr")
+    assert zarr.open_group(url, mode="r")["meta/objects/visible_pixels"][:].sum() > 0

@@ -1,0 +1,74 @@
+"""Images/s of ``generate`` with several objects per image, side by side.
+
+    python benchmarks/bench_objects.py                        # defaults below
+    python benchmarks/bench_objects.py --variants "1 1,1 3,3 3" --samples 4000
+
+Each variant (``--objects-per-image MIN MAX``) writes ``--samples`` samples of
+the built-in assets to a scratch store; the variants alternate, ``--repeats``
+rounds, so a machine's drift hits them alike. Reported: median images/s of the
+store-writing phase (the same figure ``generate`` prints) and mean objects per
+image (cars of 0.1-0.3 of the height by default: at generate's default
+0.25-0.6 they span most of the width, and few extra ones fit). Results: table on stdout and ``benchmarks/results/objects.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+from pathlib import Path
+
+from common import RESULTS, save, scratch  # first: puts the checkout on sys.path
+
+# isort: split
+from engine.compose.generate import generate
+from engine.config import GenerateConfig, RunOptions
+
+SCRATCH = scratch("objects")  # emptied at the end
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default="1 1,1 3,3 3", help="comma-separated 'MIN MAX' pairs")
+    parser.add_argument("--samples", type=int, default=1920)
+    parser.add_argument("--size", type=int, default=128, help="square output size")
+    parser.add_argument("--shard-size", type=int, default=256)
+    parser.add_argument("--scale-min", type=float, default=0.1,
+                        help="smaller cars than generate's default, so several fit side by side")
+    parser.add_argument("--scale-max", type=float, default=0.3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    variants = [tuple(int(v) for v in pair.split()) for pair in args.variants.split(",")]
+    rates: dict[str, list[float]] = {f"{lo} {hi}": [] for lo, hi in variants}
+    objects: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for lo, hi in variants:
+            name = f"{lo} {hi}"
+            config = GenerateConfig(builtin_backgrounds=10, builtin_foregrounds=10, height=args.size, width=args.size,
+                                    limit=args.samples, shard_size=args.shard_size, objects_min=lo, objects_max=hi,
+                                    scale_min=args.scale_min, scale_max=args.scale_max)
+            out = SCRATCH / "s.zarr"
+            report = generate(config, out, RunOptions(device=args.device, overwrite=True))
+            rates[name].append(report.writing_images_per_second)
+            if hi > 1:
+                import zarr
+
+                offset = zarr.open_group(out, mode="r")["meta/object_offset"][:]
+                objects[name] = float(offset[-1]) / (len(offset) - 1)
+            else:
+                objects[name] = 1.0
+    shutil.rmtree(SCRATCH, ignore_errors=True)
+    results = {name: {"images_per_s_writing_median": statistics.median(r), "runs": r, "objects_per_image": objects[name]}
+               for name, r in rates.items()}
+    print(f"{'--objects-per-image':>20} {'objects/image':>14} {'images/s (median)':>18}  runs")
+    for name, r in results.items():
+        runs = ", ".join(f"{v:,.0f}" for v in r["runs"])
+        print(f"{name:>20} {r['objects_per_image']:>14.2f} {r['images_per_s_writing_median']:>18,.0f}  {runs}")
+    save("objects", {"device": args.device, "samples": args.samples, "size": args.size,
+                     "scale": [args.scale_min, args.scale_max], **results}, args.results_dir)
+
+
+if __name__ == "__main__":
+    main()
