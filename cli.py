@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from engine.errors import FgbgError
+from engine.errors import ConfigError, FgbgError
 
 app = typer.Typer(
     help="fgbg: paste foregrounds onto backgrounds at scale, with exact masks and depth, into Zarr.",
@@ -196,7 +196,7 @@ def _setup_logging(verbose: bool) -> None:
 def generate(
     out: Annotated[str, typer.Option("--out", "-o", help="Output Zarr store: a folder, or an fsspec URL (s3://, gs://, memory://, file://; built in --work-dir and copied there file by file).")],
     bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
-    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks.")] = None,
+    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks; its sub-folders are categories (COCO export, --object-heights).")] = None,
     fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
     size: Annotated[int, typer.Option(help="Output height and width in pixels (square); see --width.")] = 224,
     width: Annotated[int | None, typer.Option(help="Output width if not square.")] = None,
@@ -206,6 +206,7 @@ def generate(
     scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
     placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.")] = Placement.auto,
     object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).")] = 1.5,
+    object_heights: Annotated[str | None, typer.Option(help="Heights per category instead, CATEGORY=METRES,... (e.g. car=1.5,person=1.75,truck=3.2); a category is a sub-folder of --fg (the built-in cars: car).")] = None,
     height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).")] = 0.1,
     objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).")] = (1, 1),
     max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).")] = 0.5,
@@ -287,6 +288,7 @@ def generate(
             builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
             height=size, width=width or size, positions=positions, flip=flip,
             scale_min=scale_min, scale_max=scale_max, placement=_value(placement), object_height=object_height,
+            object_heights=_category_values(object_heights, "--object-heights"),
             height_jitter=height_jitter, objects_min=objects_per_image[0], objects_max=objects_per_image[1],
             max_overlap=max_overlap, limit=limit, seed=seed,
             mask_threshold=mask_threshold, save_alpha=save_alpha, depth_source=_value(depth_source),
@@ -805,7 +807,6 @@ def _bench_run(quick: bool, stages: str | None, device: str, scratch: Path, quie
     from benchmarks.suite.runner import BenchSettings, run_bench
     from benchmarks.suite.stages import select
     from engine.compose.compositor_cuda import resolve_device
-    from engine.errors import ConfigError
 
     try:
         chosen = select([s.strip() for s in stages.split(",") if s.strip()] if stages else None)
@@ -840,7 +841,6 @@ def _bench_run(quick: bool, stages: str | None, device: str, scratch: Path, quie
 def _bench_compare(refs: list[str], out: Path) -> None:
     from benchmarks.suite import record as records
     from benchmarks.suite import report as reports
-    from engine.errors import ConfigError
 
     if len(refs) > 2:
         raise ConfigError(f"--compare takes one or two records, got {len(refs)}")
@@ -906,8 +906,6 @@ def _value(option: object) -> str:
 
 
 def _size_pair(text: str | None, flag: str) -> tuple[int, int] | None:
-    from engine.errors import ConfigError
-
     if text is None:
         return None
     try:
@@ -917,9 +915,23 @@ def _size_pair(text: str | None, flag: str) -> tuple[int, int] | None:
     return h, w
 
 
-def _triple(text: str, flag: str) -> tuple[float, float, float]:
-    from engine.errors import ConfigError
+def _category_values(text: str | None, flag: str) -> tuple[tuple[str, float], ...]:
+    """``"car=1.5,person=1.75"`` → ``(("car", 1.5), ("person", 1.75))``; ``None`` → ``()``."""
+    if not text:
+        return ()
+    pairs = []
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        try:
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise ConfigError(f"{flag} takes CATEGORY=METRES pairs separated by commas, got {item!r}") from None
+        if not name.strip():
+            raise ConfigError(f"{flag} takes CATEGORY=METRES pairs separated by commas, got {item!r}")
+    return tuple(pairs)
 
+
+def _triple(text: str, flag: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:

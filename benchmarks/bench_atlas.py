@@ -39,7 +39,7 @@ def main() -> None:
     config = GenerateConfig(builtin_backgrounds=args.backgrounds, builtin_foregrounds=args.foregrounds, limit=args.samples)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     compositor = Compositor(assets, depth, config)
     t0 = time.perf_counter()
     for start in range(0, plan.n_samples, config.shard_size):

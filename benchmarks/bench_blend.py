@@ -47,7 +47,7 @@ def main() -> None:
     config = GenerateConfig(**base)
     assets = load_assets(config)
     depth = make_depth_source(config, assets, args.device)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     placements = plan.placements(0, batch)
     sync = None
     if args.device == "cuda":

@@ -171,7 +171,7 @@ def main() -> None:
     config = GenerateConfig(builtin_backgrounds=args.assets, builtin_foregrounds=args.assets)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     batch = Compositor(assets, depth, config).composite(plan.placements(0, args.samples))
     arrays = {"images": batch.images, "masks": batch.masks, "depth": batch.depth}
     chunk = config.samples_per_chunk

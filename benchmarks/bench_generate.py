@@ -53,7 +53,7 @@ def stage_breakdown(config: GenerateConfig, out: Path) -> dict[str, float]:
 
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     n = min(config.shard_size, plan.n_samples)
     stages: dict[str, float] = {}
     t = timed(lambda: plan.placements(0, n), repeats=5)
@@ -109,7 +109,7 @@ def main() -> None:
     config = GenerateConfig(**base)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     cores = os.cpu_count() or 1
     naive = naive_baselines(assets, plan, args.naive_samples, cores, SCRATCH, args.repeats)
     naive_rate = naive["naive_single"].items / naive["naive_single"].timing.median_s

@@ -358,7 +358,7 @@ def naive_rates(config, samples: int, cores: int) -> dict[str, float]:
 
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     p = plan.placements(0, min(samples, plan.n_samples))
     t0 = time.perf_counter()
     naive_generate(assets.bg_images, assets.fg_images, p, SCRATCH / "naive.zip")
@@ -439,7 +439,7 @@ def main() -> None:
                             shard_size=max(sizes))
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     comp = CudaCompositor(assets, depth, config, capacity=max(sizes), slots=1)
     per_sample_out = size * size * (3 + 1 + 2)
     slot = comp.free.get()

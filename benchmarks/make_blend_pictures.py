@@ -52,7 +52,7 @@ def main() -> None:
     config = GenerateConfig(**base)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     placements = plan.placements_at(np.array(SAMPLES))
     th, tw = TILE
     sheet = Image.new("RGB", (tw * len(COLUMNS), LABEL + th * len(SAMPLES)), "white")

@@ -67,7 +67,7 @@ def main() -> None:
     config = GenerateConfig(builtin_backgrounds=40, builtin_foregrounds=40, seed=123)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     compositor = Compositor(assets, depth, config)
     model = TinyDepth()
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)

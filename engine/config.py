@@ -58,6 +58,9 @@ class GenerateConfig:
             independently, the original dataset's rule) or ``auto``
             (perspective where the backgrounds have a ground model, else uniform).
         object_height: real height of the foregrounds, metres (perspective).
+        object_heights: ``((category, metres), ...)``: the height of the
+            foregrounds of a category (their sub-folder of ``--fg``; ``car``
+            for the built-in ones) instead of ``object_height``.
         height_jitter: relative spread of that height, ``h · (1 ± jitter)`` (perspective).
         objects_min: fewest objects (foregrounds) per image.
         objects_max: most objects per image; above 1, extra objects are drawn
@@ -137,6 +140,7 @@ class GenerateConfig:
     scale_max: float = 0.6
     placement: str = "auto"
     object_height: float = 1.5
+    object_heights: tuple[tuple[str, float], ...] = ()
     height_jitter: float = 0.1
     objects_min: int = 1
     objects_max: int = 1
@@ -227,6 +231,7 @@ class GenerateConfig:
         for key in ("teacher_size", "teacher_mean", "teacher_std"):  # JSON turns tuples into lists
             if isinstance(data.get(key), list):
                 data[key] = tuple(data[key])
+        data["object_heights"] = tuple((str(k), float(v)) for k, v in data.get("object_heights", ()))
         return cls(**data)
 
     def identity(self) -> dict[str, Any]:
@@ -257,6 +262,9 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(c.placement in PLACEMENTS, f"--placement must be one of {', '.join(PLACEMENTS)}, got {c.placement!r}")
     need(0 < c.object_height <= 1000, f"--object-height must be in (0, 1000] metres, got {c.object_height}")
     need(0 <= c.height_jitter < 1, f"--height-jitter must be in [0, 1), got {c.height_jitter}")
+    need(all(k and 0 < v <= 1000 for k, v in c.object_heights),
+         f"--object-heights needs CATEGORY=METRES pairs with 0 < METRES <= 1000, got {c.object_heights}")
+    need(len({k for k, _ in c.object_heights}) == len(c.object_heights), "--object-heights names a category twice")
     need(1 <= c.objects_min <= c.objects_max <= MAX_OBJECTS,
          f"--objects-per-image needs 1 <= MIN <= MAX <= {MAX_OBJECTS}, got {c.objects_min} {c.objects_max}")
     need(0 <= c.max_overlap <= 1, f"--max-overlap must be in [0, 1], got {c.max_overlap}")

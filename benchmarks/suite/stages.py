@@ -129,7 +129,7 @@ class Context:
     def plan(self):
         from engine.compose.plan import plan_for
 
-        return plan_for(self.config(), self.assets.fg_sizes, len(self.assets.bg_images), self.depth)
+        return plan_for(self.config(), self.assets, self.depth)
 
     @cached_property
     def placements(self):

@@ -91,8 +91,9 @@ class AssetSet:
         return np.array([fg.shape[:2] for fg in self.fg_images], dtype=np.int64).reshape(-1, 2)
 
 
-def list_images(folder: str | Path, role: str) -> list[Path]:
-    """Non-hidden regular files of ``folder``, sorted by name.
+def list_images(folder: str | Path, role: str, recursive: bool = False) -> list[Path]:
+    """Non-hidden regular files of ``folder`` (and, ``recursive``, of its non-hidden
+    sub-folders), sorted by path relative to ``folder``.
 
     Raises:
         InputError: the folder is missing, not a folder, or holds no files.
@@ -102,7 +103,9 @@ def list_images(folder: str | Path, role: str) -> list[Path]:
         raise InputError(path, f"{role} folder does not exist")
     if not path.is_dir():
         raise InputError(path, f"{role} folder is not a folder")
-    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.is_file())
+    found = path.rglob("*") if recursive else path.iterdir()
+    files = sorted((p for p in found if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(path).parts)), key=lambda p: p.relative_to(path).as_posix())
     if not files:
         raise InputError(path, f"{role} folder is empty")
     return files
@@ -222,13 +225,29 @@ def load_backgrounds(
     return images, [g[1] for g in good], bad  # type: ignore[index]
 
 
+def category_of(name: str) -> str:
+    """A foreground's category: the folder it sits in, from its recorded name.
+
+    ``"builtin:car/00001"`` → ``"car"``; ``"sedans/a.png"`` → ``"sedans"``;
+    ``"a.png"`` (a file at the top of ``--fg``) → ``"object"``.
+    """
+    parts = name.split(":", 1)[-1].replace("\\", "/").split("/")
+    return parts[-2] if len(parts) > 1 and parts[-2] else "object"
+
+
+def _relative_stem(path: Path, folder: Path) -> str:
+    """``sedans/a`` for ``folder/sedans/a.png``: what pairs a foreground with its mask."""
+    return path.relative_to(folder).with_suffix("").as_posix()
+
+
 def _mask_files(mask_folder: Path) -> dict[str, Path]:
-    """Map file stem → mask path; two masks with one stem are ambiguous."""
+    """Map relative stem (``a``, ``sedans/a``) → mask path; two masks with one stem are ambiguous."""
     by_stem: dict[str, Path] = {}
-    for path in list_images(mask_folder, "foreground mask"):
-        if path.stem in by_stem:
-            raise InputError(path, f"two masks named {path.stem}.*: {by_stem[path.stem].name} and {path.name}")
-        by_stem[path.stem] = path
+    for path in list_images(mask_folder, "foreground mask", recursive=True):
+        stem = _relative_stem(path, mask_folder)
+        if stem in by_stem:
+            raise InputError(path, f"two masks named {stem}.*: {by_stem[stem].name} and {path.name}")
+        by_stem[stem] = path
     return by_stem
 
 
@@ -240,21 +259,24 @@ def load_foregrounds(
     max_pixels: int,
     on_bad_input: str = "error",
 ) -> tuple[list[np.ndarray], list[InputFile], list[BadInput]]:
-    """Load every image of ``folder`` as a foreground.
+    """Load every image of ``folder`` and its sub-folders as a foreground.
 
-    A foreground's alpha is its mask from ``mask_folder`` (same file stem) when
-    one exists there, else its own alpha channel; having neither is an error.
+    A foreground's alpha is its mask from ``mask_folder`` (same file stem, in
+    the same sub-folder) when one exists there, else its own alpha channel;
+    having neither is an error. Its recorded name is its path relative to
+    ``folder`` (``a.png``, ``sedans/b.png``): the sub-folder is its category.
 
     Returns:
         Canonical ``(h_i, w_i, 4) uint8`` RGBA arrays, input records, skipped files.
     """
-    files = list_images(folder, "foreground")
+    files = list_images(folder, "foreground", recursive=True)
     masks = _mask_files(Path(mask_folder)) if mask_folder is not None else {}
 
     def load(path: Path) -> tuple[np.ndarray, InputFile]:
         image, digest = read_image(path, max_pixels)
-        record = InputFile(path.name, digest)
-        mask_path = masks.get(path.stem)
+        name = path.relative_to(folder).as_posix()  # a top-level file: its name, as before sub-folders
+        record = InputFile(name, digest)
+        mask_path = masks.get(_relative_stem(path, Path(folder)))
         if mask_path is not None:
             mask, mask_digest = read_image(mask_path, max_pixels)
             if mask.size != image.size:
@@ -266,7 +288,7 @@ def load_foregrounds(
             rgba = np.asarray(image.convert("RGB"), dtype=np.uint8)
             alpha = np.asarray(mask.convert("L"), dtype=np.uint8)
             rgba = np.concatenate([rgba, alpha[..., None]], axis=2)
-            record = InputFile(path.name, digest, mask_path.name, mask_digest)
+            record = InputFile(name, digest, mask_path.relative_to(mask_folder).as_posix(), mask_digest)
         elif "A" in image.getbands() or "transparency" in image.info:
             rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
         else:

@@ -155,7 +155,7 @@ def generate(
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
-    plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(config, assets, depth)
     joins = ranks.shared and ranks.world > ranks.group_size  # --shard: other jobs may have made the store
     if ranks.leader and (not out.exists() or run.overwrite or run.resume or joins):
         space = plan_space(out, config, plan.n_samples, run.force, run.resume or joins)  # raises when too small

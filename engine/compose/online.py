@@ -90,7 +90,7 @@ class OnlineSamples:
         self.config = config
         assets = load_assets(config)
         depth = make_depth_source(config, assets, self.device)
-        self.plan = plan_for(config, assets.fg_sizes, len(assets.bg_images), depth)
+        self.plan = plan_for(config, assets, depth)
         self.n_backgrounds = len(assets.bg_images)
         self.skipped = [f"{b.path}: {b.reason}" for b in assets.skipped]
         self.height, self.width = config.height, config.width

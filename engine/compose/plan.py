@@ -145,6 +145,8 @@ class SamplePlan:
         grounds: the backgrounds' cameras over flat ground, one per
             background, or ``None``; ``config.placement`` ``perspective``
             needs them, ``auto`` uses them when given.
+        fg_heights: ``(NF,) float64`` real height of each foreground in metres
+            (perspective), or ``None``: ``config.object_height`` for all.
 
     Raises:
         ConfigError: ``--placement perspective`` without ground planes.
@@ -157,6 +159,7 @@ class SamplePlan:
         n_backgrounds: int,
         first_ground_rows: np.ndarray | None,
         grounds: Sequence[GroundPlane] | None = None,
+        fg_heights: np.ndarray | None = None,
     ) -> None:
         self.seed = config.seed
         self.height, self.width = config.height, config.width
@@ -181,7 +184,11 @@ class SamplePlan:
                 raise ValueError("grounds needs one entry per background")
             self.horizon = np.array([g.horizon for g in grounds], dtype=np.float64)
             self.camera_height = np.array([g.camera_height for g in grounds], dtype=np.float64)
-            self.object_height, self.height_jitter = config.object_height, config.height_jitter
+            self.height_jitter = config.height_jitter
+            self.fg_heights = (np.full(self.n_fg, config.object_height) if fg_heights is None
+                               else np.asarray(fg_heights, dtype=np.float64))
+            if self.fg_heights.shape != (self.n_fg,):
+                raise ValueError("fg_heights needs one entry per foreground")
         self.objects_min, self.objects_max = config.objects_min, config.objects_max
         self.max_overlap = config.max_overlap
         grid = self.n_bg * self.n_fg * self.n_flip * self.positions
@@ -253,7 +260,7 @@ class SamplePlan:
         fg_w = self.fg_sizes[fg, 1].astype(np.float64)
         horizon, cam = self.horizon[bg], self.camera_height[bg]
         # pixels of height per row below the horizon: h = k * (row + 0.5 - horizon)
-        k = self.object_height * (1 + self.height_jitter * (2 * u1 - 1)) / cam
+        k = self.fg_heights[fg] * (1 + self.height_jitter * (2 * u1 - 1)) / cam
         h_lo = np.maximum(1.0, self.scale_min * H)
         h_hi = np.minimum(self.scale_max * H, np.floor(W * fg_h / fg_w))  # the width must fit too
         # rows whose height lies in [h_lo, h_hi], that see the ground, and keep the top inside (h <= row + 1)
@@ -334,8 +341,29 @@ class SamplePlan:
         return [(s, min(s + shard_size, self.n_samples)) for s in range(0, self.n_samples, shard_size)]
 
 
-def plan_for(config: GenerateConfig, fg_sizes: np.ndarray, n_backgrounds: int, depth: Any) -> SamplePlan:
-    """The plan of ``config`` over these assets and a depth source (anything with
-    ``first_ground_rows()`` and a ``grounds`` attribute, e.g. :mod:`engine.compose.depth`'s):
-    what ``generate``, online compositing and the benchmarks all plan with."""
-    return SamplePlan(config, fg_sizes, n_backgrounds, depth.first_ground_rows(), getattr(depth, "grounds", None))
+def foreground_heights(config: GenerateConfig, names: Sequence[str]) -> np.ndarray:
+    """``(NF,) float64`` metres per foreground: ``config.object_heights`` by category
+    (:func:`~engine.assets.images.category_of` of its recorded name), else ``config.object_height``.
+
+    Raises:
+        ConfigError: ``--object-heights`` names a category no foreground has.
+    """
+    from engine.assets.images import category_of
+
+    categories = [category_of(n) for n in names]
+    by_category = dict(config.object_heights)
+    unknown = sorted(set(by_category) - set(categories))
+    if unknown:
+        raise ConfigError(f"--object-heights: no foreground of category {', '.join(unknown)} "
+                          f"(categories: {', '.join(sorted(set(categories)))}; a category is a sub-folder of --fg)")
+    return np.array([by_category.get(c, config.object_height) for c in categories], dtype=np.float64)
+
+
+def plan_for(config: GenerateConfig, assets: Any, depth: Any) -> SamplePlan:
+    """The plan of ``config`` over ``assets`` (an :class:`~engine.assets.images.AssetSet`)
+    and a depth source (anything with ``first_ground_rows()`` and a ``grounds``
+    attribute, e.g. :mod:`engine.compose.depth`'s): what ``generate``, online
+    compositing and the benchmarks all plan with."""
+    heights = foreground_heights(config, [f.name for f in assets.fg_files]) if config.object_heights else None
+    return SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows(),
+                      getattr(depth, "grounds", None), fg_heights=heights)

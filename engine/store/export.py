@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.assets.images import category_of
 from engine.errors import ConfigError, StoreError
 
 #: what every export writes at its top, and what ``--overwrite`` looks for
@@ -43,7 +44,6 @@ from engine.errors import ConfigError, StoreError
 MARKER = "fgbg-export.json"
 #: the KITTI depth PNG convention: metres × 256 in uint16, 0 = unknown
 DEPTH_PNG_SCALE = 256.0
-CATEGORY_FALLBACK = "object"
 IMAGE_FORMATS = ("auto", "png", "jpeg")
 SPLITS = ("all", "train", "val")
 
@@ -92,16 +92,6 @@ def check_export_config(c: ExportConfig) -> None:
 
 
 # -- labels ------------------------------------------------------------------------
-
-
-def category_of(name: str) -> str:
-    """Category of a foreground from its recorded name: the folder it sits in.
-
-    ``"builtin:car/00001"`` → ``"car"``; ``"sedans/a.png"`` → ``"sedans"``;
-    ``"a.png"`` → ``"object"``.
-    """
-    parts = name.split(":", 1)[-1].replace("\\", "/").split("/")
-    return parts[-2] if len(parts) > 1 and parts[-2] else CATEGORY_FALLBACK
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -163,3 +163,25 @@ def test_unreadable_file_names_the_file(folders: tuple[Path, Path], monkeypatch:
     monkeypatch.setattr(Path, "read_bytes", deny)
     with pytest.raises(InputError, match="street2.png: cannot read file \\(Permission denied\\)"):
         load_backgrounds(folders[0], 32, 48, 10**7)
+
+
+def test_foreground_sub_folders_are_categories(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    """Files in sub-folders load too, named by their relative path; masks pair by relative stem."""
+    from engine.assets.images import category_of
+
+    fg = folders[1]
+    (fg / "vans").mkdir()
+    (fg / "vans" / ".hidden").mkdir()
+    save(fg / "vans" / "v1.png", car(25, 60, seed=3))
+    save(fg / "vans" / ".hidden" / "x.png", car(seed=4))
+    rgb = car(25, 40, seed=5)
+    (fg / "people").mkdir()
+    save(fg / "people" / "car1.jpg", rgb[..., :3])  # same stem as a top-level file: its own mask
+    masks = tmp_path / "masks"
+    (masks / "people").mkdir(parents=True)
+    save(masks / "people" / "car1.png", rgb[..., 3])
+    fgs, files, _ = load_foregrounds(fg, masks, 224, 224, 10**7)
+    assert [f.name for f in files] == ["car1.png", "car2.png", "people/car1.jpg", "vans/v1.png"]
+    assert files[2].mask == "people/car1.png" and files[0].mask is None
+    assert fgs[2].shape == (25, 40, 4) and fgs[3].shape == (25, 60, 4)
+    assert [category_of(f.name) for f in files] == ["object", "object", "people", "vans"]

@@ -241,7 +241,7 @@ def test_teacher_composite_waits_for_the_copy_back(tmp_path: Path) -> None:
     cfg = teacher_config(script(Brightness(), tmp_path / "b.pt"), "teacher-composite")
     assets = load_assets(cfg)
     depth = make_depth_source(cfg, assets)
-    plan = plan_for(cfg, assets.fg_sizes, len(assets.bg_images), depth)
+    plan = plan_for(cfg, assets, depth)
     comp = Compositor(assets, depth, cfg)
     p = plan.placements(0, 4)
     done = comp.composite(p)

@@ -73,7 +73,7 @@ def test_metadata_is_the_plan(store: Path) -> None:
     config = small()
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    p = plan_for(config, assets.fg_sizes, 3, depth).placements(0, 48)
+    p = plan_for(config, assets, depth).placements(0, 48)
     np.testing.assert_array_equal(g["meta/bg_index"][:], p.bg)
     np.testing.assert_array_equal(g["meta/x"][:], p.x)
     np.testing.assert_array_equal(g["meta/flip"][:], p.flip)

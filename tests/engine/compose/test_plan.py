@@ -153,7 +153,7 @@ def street_plan():
     config = GenerateConfig(builtin_backgrounds=12, builtin_foregrounds=6, positions=8, height=96, width=128)
     assets = load_assets(config)
     depth = make_depth_source(config, assets)
-    return config, plan_for(config, assets.fg_sizes, len(assets.bg_images), depth), depth.grounds
+    return config, plan_for(config, assets, depth), depth.grounds
 
 
 def test_auto_placement_is_perspective_on_the_built_in_scenes(street_plan) -> None:
@@ -319,3 +319,42 @@ def test_object_fields_are_saved_only_for_several_objects() -> None:
     for bad in ({"objects_min": 0}, {"objects_min": 3, "objects_max": 2}, {"objects_max": 65}, {"max_overlap": -0.1}):
         with pytest.raises(ConfigError):
             GenerateConfig(**bad)
+
+
+def test_object_heights_per_category() -> None:
+    """--object-heights: each foreground's category sets its real height; h * Z / focal follows it."""
+    from types import SimpleNamespace
+
+    from engine.assets.camera import GroundPlane
+    from engine.compose.plan import foreground_heights, plan_for
+
+    config = GenerateConfig(height=128, width=160, positions=40, object_heights=(("people", 1.8), ("trucks", 3.5)),
+                            height_jitter=0.0, scale_min=0.05, scale_max=0.9)
+    names = ["a.png", "people/p.png", "trucks/t.png", "people/q.png"]
+    np.testing.assert_array_equal(foreground_heights(config, names), [1.5, 1.8, 3.5, 1.8])
+    with pytest.raises(ConfigError, match="no foreground of category bikes"):
+        foreground_heights(GenerateConfig(object_heights=(("bikes", 1.0),)), names)
+    ground = GroundPlane(50.0, 160.0, 1.6)
+    depth = SimpleNamespace(first_ground_rows=lambda: np.full(2, ground.first_ground_row()), grounds=[ground] * 2)
+    assets = SimpleNamespace(fg_sizes=np.array([[60, 40], [80, 30], [60, 90], [80, 30]]), bg_images=np.zeros((2, 1)),
+                             fg_files=[SimpleNamespace(name=n) for n in names])
+    p = plan_for(config, assets, depth).placements(0, 2 * 4 * 2 * 40)
+    metres = p.h * ground.ground_depth(p.contact_row) / ground.focal
+    expected = np.array([1.5, 1.8, 3.5, 1.8])[p.fg]
+    ok = np.abs(metres - expected) <= 0.5 * ground.ground_depth(p.contact_row) / ground.focal + 1e-9
+    assert ok.mean() > 0.9
+
+
+def test_object_heights_round_trip_and_checks() -> None:
+    config = GenerateConfig(object_heights=(("car", 1.5), ("truck", 3.0)))
+    assert GenerateConfig.from_dict(json_round_trip(config.to_dict())) == config
+    with pytest.raises(ConfigError, match="--object-heights"):
+        GenerateConfig(object_heights=(("car", 0.0),))
+    with pytest.raises(ConfigError, match="twice"):
+        GenerateConfig(object_heights=(("car", 1.0), ("car", 2.0)))
+
+
+def json_round_trip(d: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(d))

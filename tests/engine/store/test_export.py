@@ -15,6 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli import app
+from engine.assets.images import category_of
 from engine.compose.generate import generate
 from engine.config import GenerateConfig
 from engine.errors import ConfigError, StoreError
@@ -22,7 +23,6 @@ from engine.splits import held_out_backgrounds
 from engine.store.export import (
     MARKER,
     ExportConfig,
-    category_of,
     decode_rle,
     depth_to_png16,
     encode_rle,
@@ -254,3 +254,32 @@ def test_folders_export_writes_the_instance_map_as_16_bit_png(objects_store: Pat
         png = Image.open(out / "instances" / f"{i:08d}.png")
         assert png.mode.startswith("I")
         np.testing.assert_array_equal(np.asarray(png), ids[i])
+
+
+def test_coco_categories_are_the_foreground_sub_folders(tmp_path: Path):
+    """User foregrounds in sub-folders: one COCO category per sub-folder, each instance in its own;
+    --object-heights takes those categories, and a bad value is one line at the CLI."""
+    rng = np.random.default_rng(0)
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    for sub in ("vans", "people"):
+        (fg / sub).mkdir(parents=True)
+    bg.mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(bg / f"b{i}.png")
+    for name in ("vans/v1.png", "vans/v2.png", "people/p1.png"):
+        rgba = rng.integers(0, 256, (20, 16, 4), dtype=np.uint8)
+        rgba[..., 3] = 255
+        Image.fromarray(rgba).save(fg / name)
+    store = tmp_path / "user.zarr"
+    generate(GenerateConfig(bg_dir=str(bg), fg_dir=str(fg), height=32, width=48, positions=2, shard_size=8,
+                            object_heights=(("people", 1.8),)), store)
+    export_store(ExportConfig(store=str(store), out=str(tmp_path / "coco"), kind="coco"))
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    names = {c["id"]: c["name"] for c in doc["categories"]}
+    assert sorted(names.values()) == ["people", "vans"]
+    fg_index = zarr.open_group(str(store), mode="r")["meta"]["fg_index"][:]
+    fg_names = ["people/p1.png", "vans/v1.png", "vans/v2.png"]  # sorted by relative path
+    for a in doc["annotations"]:
+        assert names[a["category_id"]] == fg_names[fg_index[a["image_id"]]].split("/")[0]
+    result = runner.invoke(app, ["generate", "--out", str(tmp_path / "x.zarr"), "--object-heights", "car"])
+    assert result.exit_code == 2 and "CATEGORY=METRES" in result.output
