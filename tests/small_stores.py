@@ -17,3 +17,19 @@ def small(**overrides) -> GenerateConfig:
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root``: relative path → bytes."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def disk_full_at_shard(monkeypatch, shard: int):
+    """Make ``ZarrWriter.write_shard`` fail with ENOSPC on store shard ``shard``;
+    returns the real method (``monkeypatch.setattr`` it back to write again)."""
+    from engine.store.zarr_store import ZarrWriter
+
+    real = ZarrWriter.write_shard
+
+    def disk_full(self, index, batch):
+        if index == shard:
+            raise OSError(28, "No space left on device")
+        return real(self, index, batch)
+
+    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full)
+    return real

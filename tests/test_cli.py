@@ -128,7 +128,8 @@ def test_existing_output_needs_overwrite_or_resume(store: Path) -> None:
     assert result.exit_code == 0 and "completed 0 samples" in result.output
 
 
-def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
+def folders_with_a_broken_background(tmp_path: Path) -> tuple[Path, Path]:
+    """``bg/`` with one good image and one broken JPEG, ``fg/`` with one sprite."""
     bg, fg = tmp_path / "bg", tmp_path / "fg"
     bg.mkdir()
     fg.mkdir()
@@ -137,6 +138,11 @@ def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
     sprite = np.zeros((20, 20, 4), np.uint8)
     sprite[4:16, 4:16] = 255
     Image.fromarray(sprite).save(fg / "a.png")
+    return bg, fg
+
+
+def test_bad_input_skip_lists_the_files(tmp_path: Path) -> None:
+    bg, fg = folders_with_a_broken_background(tmp_path)
     common = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "32", "--positions", "2", "-q"]
     result = runner.invoke(app, [*common, "--out", str(tmp_path / "a.zarr")])
     assert result.exit_code == 2 and "broken.jpg" in result.output and "Traceback" not in result.output
@@ -187,14 +193,7 @@ def test_generate_prints_the_size_estimate_and_refuses_a_full_disk(tmp_path: Pat
 
 def test_skipped_files_are_listed_once(tmp_path: Path) -> None:
     """The engine logged each skipped file as a warning and the CLI listed it again."""
-    bg, fg = tmp_path / "bg", tmp_path / "fg"
-    bg.mkdir()
-    fg.mkdir()
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bg / "ok.png")
-    (bg / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
-    sprite = np.zeros((20, 20, 4), np.uint8)
-    sprite[4:16, 4:16] = 255
-    Image.fromarray(sprite).save(fg / "a.png")
+    bg, fg = folders_with_a_broken_background(tmp_path)
     args = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "32", "--positions", "2", "-q",
             "--device", "cpu", "--on-bad-input", "skip", "--out", str(tmp_path / "s.zarr")]
     out = subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, capture_output=True, text=True, check=False)

@@ -24,7 +24,7 @@ from engine.store.zarr_store import ZarrWriter, inspect_store
 from kernels import placement as P
 from kernels.reference import composite_reference
 from kernels.resample import resize_rgba
-from tests.small_stores import small, tree
+from tests.small_stores import disk_full_at_shard, small, tree
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -179,14 +179,7 @@ def test_overwrite_keeps_the_old_store_until_the_new_one_is_complete(
     out = tmp_path / "o.zarr"
     generate(small(limit=5), out)
     before = tree(out)
-    real = ZarrWriter.write_shard
-
-    def disk_full_on_shard_1(self, index, batch):
-        if index == 1:
-            raise OSError(28, "No space left on device")
-        return real(self, index, batch)
-
-    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full_on_shard_1)
+    real = disk_full_at_shard(monkeypatch, 1)
     with pytest.raises(OSError):
         generate(small(), out, RunOptions(overwrite=True))
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("o.zarr.old-")]
@@ -254,14 +247,7 @@ def test_a_disk_too_small_is_refused_unless_forced(tmp_path: Path, monkeypatch: 
 
 def test_write_error_leaves_a_resumable_store(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "fail.zarr"
-    real = ZarrWriter.write_shard
-
-    def disk_full_on_shard_2(self, index, batch):
-        if index == 2:
-            raise OSError(28, "No space left on device")
-        return real(self, index, batch)
-
-    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full_on_shard_2)
+    real = disk_full_at_shard(monkeypatch, 2)
     with pytest.raises(OSError):
         generate(small(), out)
     info = inspect_store(out)
@@ -475,14 +461,7 @@ def test_objects_store_resumes_to_the_same_bytes(objects_store: Path, tmp_path: 
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "objects.zarr"
     config = small(objects_min=1, objects_max=3, max_overlap=0.6, occlusion="background")
-    real = ZarrWriter.write_shard
-
-    def disk_full_on_shard_1(self, index, batch):
-        if index == 1:
-            raise OSError(28, "No space left on device")
-        return real(self, index, batch)
-
-    monkeypatch.setattr(ZarrWriter, "write_shard", disk_full_on_shard_1)
+    real = disk_full_at_shard(monkeypatch, 1)
     with pytest.raises(OSError):
         generate(config, out, RunOptions(writer_threads=1))
     monkeypatch.setattr(ZarrWriter, "write_shard", real)

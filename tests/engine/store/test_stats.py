@@ -18,7 +18,7 @@ from engine.config import RunOptions
 from engine.errors import StoreError
 from engine.store import stats as S
 from engine.store.zarr_store import ZarrWriter
-from tests.small_stores import small
+from tests.small_stores import disk_full_at_shard, small
 
 
 def reference(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,14 +81,7 @@ def test_streaming_pass_decodes_a_jpeg_store(tmp_path: Path) -> None:
 
 def test_resumed_store_stats_cover_every_sample(lossless: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "r.zarr"
-    real = ZarrWriter.write_shard
-
-    def fail_on_shard_2(self, index, batch):
-        if index == 2:
-            raise OSError(28, "No space left on device")
-        return real(self, index, batch)
-
-    monkeypatch.setattr(ZarrWriter, "write_shard", fail_on_shard_2)
+    real = disk_full_at_shard(monkeypatch, 2)
     with pytest.raises(OSError):
         generate(small(), out)
     assert S.read_stats(out) is None  # saved only when the store completes
