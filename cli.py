@@ -206,7 +206,7 @@ def generate(
     scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
     placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.")] = Placement.auto,
     object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).")] = 1.5,
-    object_heights: Annotated[str | None, typer.Option(help="Heights per category instead, CATEGORY=METRES,... (e.g. car=1.5,person=1.75,truck=3.2); a category is a sub-folder of --fg (the built-in cars: car).")] = None,
+    object_heights: Annotated[str | None, typer.Option(help="Heights per category or file instead, NAME=METRES,... (e.g. car=1.5,person=1.75,trucks/tanker.png=3.6); a category is a sub-folder of --fg (the built-in cars: car), a file its path below --fg (extension optional). A file's entry wins over its category's; these win over a heights.csv (NAME,METRES lines) at the top of --fg.")] = None,
     height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).")] = 0.1,
     objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).")] = (1, 1),
     max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).")] = 0.5,
@@ -925,9 +925,10 @@ def _category_values(text: str | None, flag: str) -> tuple[tuple[str, float], ..
         try:
             pairs.append((name.strip(), float(value)))
         except ValueError:
-            raise ConfigError(f"{flag} takes CATEGORY=METRES pairs separated by commas, got {item!r}") from None
+            raise ConfigError(f"{flag} takes CATEGORY=METRES or FILE=METRES pairs separated by commas, "
+                              f"got {item!r}") from None
         if not name.strip():
-            raise ConfigError(f"{flag} takes CATEGORY=METRES pairs separated by commas, got {item!r}")
+            raise ConfigError(f"{flag} takes CATEGORY=METRES or FILE=METRES pairs separated by commas, got {item!r}")
     return tuple(pairs)
 
 
