@@ -714,7 +714,7 @@ class ImageFormat(str, Enum):
 
 @app.command(short_help="Write a store as COCO instances or plain image/mask/depth folders.")
 def export(
-    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention).")],
+    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention), plus instances/ (16-bit PNG ids) and alpha/ (8-bit PNG soft alpha) when the store has them.")],
     store: Annotated[Path, typer.Argument(help="A store written by generate (its finished shards are exported).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).")],
     image_format: Annotated[ImageFormat, typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).")] = ImageFormat.auto,
