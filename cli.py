@@ -425,6 +425,8 @@ def info(
                f"{lay['shard_size']} per shard, {lay['chunk_size']} per chunk)")
     typer.echo(f"  inputs    {len(inputs['backgrounds'])} backgrounds x {len(inputs['foregrounds'])} foregrounds "
                f"({source}); seed {a['seed']}")
+    if "heights" in inputs:  # --fg's heights.csv: the metres each foreground got are in info --json
+        typer.echo(f"  heights   from {inputs['heights']['name']} (per foreground: info --json, inputs.heights.metres)")
     depth = a["depth"]
     how = depth["source"] if depth.get("geometry") in (None, depth["source"]) else f"{depth['source']}: {depth['geometry']}"
     if depth.get("teacher"):

@@ -320,6 +320,7 @@ def test_generate_with_heights_per_file_and_a_heights_file(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     attrs = zarr.open_group(tmp_path / "h.zarr", mode="r").attrs["fgbg"]
     assert attrs["config"]["object_heights"] == [["vans/v", 2.0]] and attrs["inputs"]["heights"]["metres"] == [1.1, 2.0]
+    assert "heights   from heights.csv" in runner.invoke(app, ["info", str(tmp_path / "h.zarr")]).output
     result = runner.invoke(app, [*common, "--object-heights", "vans/w=2.0", "--out", str(tmp_path / "u.zarr")])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and "no foreground or category named vans/w" in lines[0]
