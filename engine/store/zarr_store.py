@@ -343,7 +343,9 @@ class ZarrWriter:
             raise StoreError(f"{root}: made with different settings ({', '.join(differ)}); "
                              "resume with the same options, or use --overwrite")
         if attrs["inputs"] != inputs:
-            raise StoreError(f"{root}: made from different input files; resume with the same inputs, or use --overwrite")
+            changed = sorted(k for k in {*attrs["inputs"], *inputs} if attrs["inputs"].get(k) != inputs.get(k))
+            raise StoreError(f"{root}: made from different input files ({', '.join(changed)}); "
+                             "resume with the same inputs, or use --overwrite")
         if owned is None:
             remove_partial_files(root)
         group = zarr.open_group(root, mode="r+")

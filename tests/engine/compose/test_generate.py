@@ -382,7 +382,7 @@ def test_heights_file_in_fg_is_read_recorded_and_checked_on_resume(tmp_path: Pat
     assert plan_for(config, assets, make_depth_source(config, assets)).fg_heights.tolist() == [3.0, 3.5, 1.2]
     assert generate(config, out, RunOptions(resume=True)).samples_written == 0
     (fg / "heights.csv").write_text("trucks,3.1\nvans/v1,1.2\n")
-    with pytest.raises(StoreError, match="different input files"):
+    with pytest.raises(StoreError, match=r"different input files \(heights\)"):
         generate(config, out, RunOptions(resume=True))
 
 
