@@ -206,7 +206,7 @@ def generate(
     scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
     placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.")] = Placement.auto,
     object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).")] = 1.5,
-    object_heights: Annotated[str | None, typer.Option(help="Heights per category instead, CATEGORY=METRES,... (e.g. car=1.5,person=1.75,truck=3.2); a category is a sub-folder of --fg (the built-in cars: car).")] = None,
+    object_heights: Annotated[str | None, typer.Option(help="Heights per category or file instead, NAME=METRES,... (e.g. car=1.5,person=1.75,trucks/tanker.png=3.6); a category is a sub-folder of --fg (the built-in cars: car), a file its path below --fg (extension optional). A file's entry wins over its category's; these win over a heights.csv (NAME,METRES lines) at the top of --fg.")] = None,
     height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).")] = 0.1,
     objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).")] = (1, 1),
     max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).")] = 0.5,
@@ -425,6 +425,8 @@ def info(
                f"{lay['shard_size']} per shard, {lay['chunk_size']} per chunk)")
     typer.echo(f"  inputs    {len(inputs['backgrounds'])} backgrounds x {len(inputs['foregrounds'])} foregrounds "
                f"({source}); seed {a['seed']}")
+    if "heights" in inputs:  # --fg's heights.csv: the metres each foreground got are in info --json
+        typer.echo(f"  heights   from {inputs['heights']['name']} (per foreground: info --json, inputs.heights.metres)")
     depth = a["depth"]
     how = depth["source"] if depth.get("geometry") in (None, depth["source"]) else f"{depth['source']}: {depth['geometry']}"
     if depth.get("teacher"):
@@ -714,7 +716,7 @@ class ImageFormat(str, Enum):
 
 @app.command(short_help="Write a store as COCO instances or plain image/mask/depth folders.")
 def export(
-    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention).")],
+    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention), plus instances/ (16-bit PNG ids) and alpha/ (8-bit PNG soft alpha) when the store has them.")],
     store: Annotated[Path, typer.Argument(help="A store written by generate (its finished shards are exported).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).")],
     image_format: Annotated[ImageFormat, typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).")] = ImageFormat.auto,
@@ -925,9 +927,10 @@ def _category_values(text: str | None, flag: str) -> tuple[tuple[str, float], ..
         try:
             pairs.append((name.strip(), float(value)))
         except ValueError:
-            raise ConfigError(f"{flag} takes CATEGORY=METRES pairs separated by commas, got {item!r}") from None
+            raise ConfigError(f"{flag} takes CATEGORY=METRES or FILE=METRES pairs separated by commas, "
+                              f"got {item!r}") from None
         if not name.strip():
-            raise ConfigError(f"{flag} takes CATEGORY=METRES pairs separated by commas, got {item!r}")
+            raise ConfigError(f"{flag} takes CATEGORY=METRES or FILE=METRES pairs separated by commas, got {item!r}")
     return tuple(pairs)
 
 

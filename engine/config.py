@@ -58,9 +58,12 @@ class GenerateConfig:
             independently, the original dataset's rule) or ``auto``
             (perspective where the backgrounds have a ground model, else uniform).
         object_height: real height of the foregrounds, metres (perspective).
-        object_heights: ``((category, metres), ...)``: the height of the
+        object_heights: ``((name, metres), ...)``: the height of the
             foregrounds of a category (their sub-folder of ``--fg``; ``car``
-            for the built-in ones) instead of ``object_height``.
+            for the built-in ones) or of one foreground (its path below
+            ``--fg``, with or without extension) instead of ``object_height``;
+            a file's entry wins over its category's, and these over a
+            ``heights.csv`` in ``--fg`` (:mod:`engine.assets.heights`).
         height_jitter: relative spread of that height, ``h · (1 ± jitter)`` (perspective).
         objects_min: fewest objects (foregrounds) per image.
         objects_max: most objects per image; above 1, extra objects are drawn
@@ -263,8 +266,9 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(0 < c.object_height <= 1000, f"--object-height must be in (0, 1000] metres, got {c.object_height}")
     need(0 <= c.height_jitter < 1, f"--height-jitter must be in [0, 1), got {c.height_jitter}")
     need(all(k and 0 < v <= 1000 for k, v in c.object_heights),
-         f"--object-heights needs CATEGORY=METRES pairs with 0 < METRES <= 1000, got {c.object_heights}")
-    need(len({k for k, _ in c.object_heights}) == len(c.object_heights), "--object-heights names a category twice")
+         f"--object-heights needs CATEGORY=METRES or FILE=METRES pairs with 0 < METRES <= 1000, got {c.object_heights}")
+    twice = sorted({k for k, _ in c.object_heights if [n for n, _ in c.object_heights].count(k) > 1})
+    need(not twice, f"--object-heights names {', '.join(twice)} twice")
     need(1 <= c.objects_min <= c.objects_max <= MAX_OBJECTS,
          f"--objects-per-image needs 1 <= MIN <= MAX <= {MAX_OBJECTS}, got {c.objects_min} {c.objects_max}")
     need(0 <= c.max_overlap <= 1, f"--max-overlap must be in [0, 1], got {c.max_overlap}")

@@ -14,6 +14,11 @@ def small(**overrides) -> GenerateConfig:
     return GenerateConfig(**{**base, **overrides})
 
 
+def several_objects(**overrides) -> GenerateConfig:
+    """:func:`small` with 2 to 4 objects per image, overlapping freely (48 samples, 3 shards of 16)."""
+    return small(**{"objects_min": 2, "objects_max": 4, "max_overlap": 1.0, **overrides})
+
+
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root``: relative path → bytes."""
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

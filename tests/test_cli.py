@@ -300,3 +300,32 @@ def test_generate_several_objects_per_image_then_info_and_verify(tmp_path: Path)
 def test_generate_refuses_bad_object_options(tmp_path: Path, args: list[str]) -> None:
     result = runner.invoke(app, ["generate", *SMALL, *args, "--out", str(tmp_path / "x.zarr")])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_generate_with_heights_per_file_and_a_heights_file(tmp_path: Path) -> None:
+    """--object-heights FILE=METRES and --fg's heights.csv end to end; a bad line or an unknown
+    name is one line, exit 2."""
+    import zarr
+
+    bg, fg = folders_with_a_broken_background(tmp_path)
+    (bg / "broken.jpg").unlink()
+    (fg / "vans").mkdir()
+    sprite = np.zeros((20, 30, 4), np.uint8)
+    sprite[2:18, 2:28] = 255
+    Image.fromarray(sprite).save(fg / "vans" / "v.png")
+    (fg / "heights.csv").write_text("a.png,1.1\nvans,2.4\n")
+    common = ["generate", "--bg", str(bg), "--fg", str(fg), "--size", "32", "--positions", "2", "--horizon", "0.4",
+              "-q"]
+    result = runner.invoke(app, [*common, "--object-heights", "vans/v=2.0", "--out", str(tmp_path / "h.zarr")])
+    assert result.exit_code == 0, result.output
+    attrs = zarr.open_group(tmp_path / "h.zarr", mode="r").attrs["fgbg"]
+    assert attrs["config"]["object_heights"] == [["vans/v", 2.0]] and attrs["inputs"]["heights"]["metres"] == [1.1, 2.0]
+    assert "heights   from heights.csv" in runner.invoke(app, ["info", str(tmp_path / "h.zarr")]).output
+    result = runner.invoke(app, [*common, "--object-heights", "vans/w=2.0", "--out", str(tmp_path / "u.zarr")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "no foreground or category named vans/w" in lines[0]
+    assert "vans/v.png" in lines[0], result.output
+    (fg / "heights.csv").write_text("a.png,1.1\nvans 2.4\n")
+    result = runner.invoke(app, [*common, "--out", str(tmp_path / "b.zarr")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and f"{fg / 'heights.csv'}, line 2: " in lines[0], result.output

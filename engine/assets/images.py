@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 #: canonical foreground box is ``height × FG_WIDTH_FACTOR·width``
 FG_WIDTH_FACTOR = 3
+#: the optional ``name,metres`` file at the top of ``--fg`` (read by :mod:`engine.assets.heights`)
+HEIGHTS_FILE = "heights.csv"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class AssetSet:
             (0 = unknown); else ``None``.
         skipped: bad inputs left out.
         depth_files: the depth maps' input records (``bg-maps``).
+        heights: ``(name, metres)`` entries of ``--fg``'s heights file
+            (:mod:`engine.assets.heights`), empty without one.
+        heights_file: that file's input record, or ``None``.
     """
 
     bg_images: np.ndarray
@@ -84,6 +89,8 @@ class AssetSet:
     bg_depth: np.ndarray | None = None
     skipped: list[BadInput] = field(default_factory=list)
     depth_files: list[InputFile] = field(default_factory=list)
+    heights: tuple[tuple[str, float], ...] = ()
+    heights_file: InputFile | None = None
 
     @property
     def fg_sizes(self) -> np.ndarray:
@@ -265,11 +272,12 @@ def load_foregrounds(
     the same sub-folder) when one exists there, else its own alpha channel;
     having neither is an error. Its recorded name is its path relative to
     ``folder`` (``a.png``, ``sedans/b.png``): the sub-folder is its category.
+    The heights file at its top (:data:`HEIGHTS_FILE`) is not a foreground.
 
     Returns:
         Canonical ``(h_i, w_i, 4) uint8`` RGBA arrays, input records, skipped files.
     """
-    files = list_images(folder, "foreground", recursive=True)
+    files = [p for p in list_images(folder, "foreground", recursive=True) if p != Path(folder) / HEIGHTS_FILE]
     masks = _mask_files(Path(mask_folder)) if mask_folder is not None else {}
 
     def load(path: Path) -> tuple[np.ndarray, InputFile]:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.assets.heights import read_heights_file
 from engine.assets.images import AssetSet, builtin_assets, load_backgrounds, load_depth_maps, load_foregrounds
 from engine.compose.compositor import HOST_TABLES, Batch, Compositor, Prepared, blend_spec
 from engine.compose.compositor_cuda import CudaCompositor, device_name, resolve_device
@@ -91,7 +92,7 @@ class GenerateReport:
 
 
 def load_assets(config: GenerateConfig) -> AssetSet:
-    """The built-in assets, or the user's folders, as ``config`` says."""
+    """The built-in assets, or the user's folders (with ``--fg``'s heights file, if any), as ``config`` says."""
     if config.builtin:
         return builtin_assets(
             config.seed, config.builtin_backgrounds, config.builtin_foregrounds, config.height, config.width
@@ -113,6 +114,9 @@ def load_assets(config: GenerateConfig) -> AssetSet:
             bg_images=bg[kept], fg_images=fg, bg_files=[bg_files[i] for i in kept], fg_files=fg_files,
             bg_depth=maps, skipped=bad_bg + bad_fg + bad_maps, depth_files=map_files,
         )
+    heights = read_heights_file(config.fg_dir)  # type: ignore[arg-type]
+    if heights is not None:
+        assets = dataclasses.replace(assets, heights=heights[0], heights_file=heights[1])
     return assets
 
 

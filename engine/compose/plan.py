@@ -341,22 +341,21 @@ class SamplePlan:
         return [(s, min(s + shard_size, self.n_samples)) for s in range(0, self.n_samples, shard_size)]
 
 
-def foreground_heights(config: GenerateConfig, names: Sequence[str]) -> np.ndarray:
-    """``(NF,) float64`` metres per foreground: ``config.object_heights`` by category
-    (:func:`~engine.assets.images.category_of` of its recorded name), else ``config.object_height``.
+def foreground_heights(
+    config: GenerateConfig, names: Sequence[str], from_file: Sequence[tuple[str, float]] = (),
+) -> np.ndarray:
+    """``(NF,) float64`` metres per foreground: ``config.object_heights`` by file
+    or category (:func:`~engine.assets.images.category_of` of its recorded name),
+    then ``from_file`` (the entries of ``--fg``'s heights file) likewise, else
+    ``config.object_height`` (see :mod:`engine.assets.heights`).
 
     Raises:
-        ConfigError: ``--object-heights`` names a category no foreground has.
+        ConfigError: a key names no foreground and no category.
     """
-    from engine.assets.images import category_of
+    from engine.assets.heights import HEIGHTS_FILE, resolve_heights
 
-    categories = [category_of(n) for n in names]
-    by_category = dict(config.object_heights)
-    unknown = sorted(set(by_category) - set(categories))
-    if unknown:
-        raise ConfigError(f"--object-heights: no foreground of category {', '.join(unknown)} "
-                          f"(categories: {', '.join(sorted(set(categories)))}; a category is a sub-folder of --fg)")
-    return np.array([by_category.get(c, config.object_height) for c in categories], dtype=np.float64)
+    source = HEIGHTS_FILE if config.fg_dir is None else f"{config.fg_dir}/{HEIGHTS_FILE}"
+    return resolve_heights(names, config.object_height, config.object_heights, from_file, source)
 
 
 def plan_for(config: GenerateConfig, assets: Any, depth: Any) -> SamplePlan:
@@ -364,6 +363,8 @@ def plan_for(config: GenerateConfig, assets: Any, depth: Any) -> SamplePlan:
     and a depth source (anything with ``first_ground_rows()`` and a ``grounds``
     attribute, e.g. :mod:`engine.compose.depth`'s): what ``generate``, online
     compositing and the benchmarks all plan with."""
-    heights = foreground_heights(config, [f.name for f in assets.fg_files]) if config.object_heights else None
+    from_file = getattr(assets, "heights", ())
+    heights = (foreground_heights(config, [f.name for f in assets.fg_files], from_file)
+               if config.object_heights or from_file else None)
     return SamplePlan(config, assets.fg_sizes, len(assets.bg_images), depth.first_ground_rows(),
                       getattr(depth, "grounds", None), fg_heights=heights)

@@ -19,7 +19,9 @@ Labels follow from the store's arrays:
   left out;
 - depth as 16-bit PNG in KITTI's convention: ``uint16 = round(metres · 256)``,
   0 = unknown, so 0–255.99 m at 4 mm steps (the store's float16 is coarser
-  than that beyond 8 m).
+  than that beyond 8 m);
+- the soft ``alpha`` (``--save-alpha``; with several objects their union
+  coverage) as an 8-bit PNG per sample in ``folders``, as stored; COCO leaves it out.
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ class SampleBlock:
     ``indices``: ``(k,) int64`` store indices; ``images``: ``(k, H, W, 3) uint8``
     or ``(k,) object`` JPEG ``bytes``; ``masks``: ``(k, H, W) uint8``;
     ``depth``: ``(k, H, W)`` float; ``instances``: ``(k, H, W) uint16`` or ``None``;
-    ``fg``: ``(k,) int64`` foreground of each sample.
+    ``fg``: ``(k,) int64`` foreground of each sample; ``alpha``: ``(k, H, W) uint8``
+    or ``None`` (the store has none, or it was not asked for).
     """
 
     indices: np.ndarray
@@ -193,17 +196,20 @@ class SampleBlock:
     depth: np.ndarray
     instances: np.ndarray | None
     fg: np.ndarray
+    alpha: np.ndarray | None = None
 
 
 class StoreSamples:
     """The done, selected samples of a store, read a chunk at a time.
+
+    ``alpha``: also read the store's ``alpha`` array, when it has one.
 
     Raises:
         StoreError: not a store, no done shard, or arrays the export needs missing.
     """
 
     def __init__(self, path: str | Path, split: str = "all", val_fraction: float = 0.1, split_seed: int = 0,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, alpha: bool = False) -> None:
         import zarr
 
         from engine.store.verify import StoreShards
@@ -220,6 +226,8 @@ class StoreSamples:
         self.arrays = {name: group[name] for name in (self.image_name, "masks", "depth")}
         if "instances" in group:
             self.arrays["instances"] = group["instances"]
+        if alpha and "alpha" in group:
+            self.arrays["alpha"] = group["alpha"]
         self.height, self.width = (int(s) for s in self.arrays["depth"].shape[1:3])
         self.chunk = int(self.arrays["depth"].chunks[0])
         self.fg_names = [f["name"] for f in self.attrs["inputs"]["foregrounds"]]
@@ -269,7 +277,8 @@ class StoreSamples:
             rows = picked - start
             yield SampleBlock(indices=picked, images=read[self.image_name][rows], masks=read["masks"][rows],
                               depth=read["depth"][rows], instances=read["instances"][rows] if "instances" in read
-                              else None, fg=self.fg_index[picked])
+                              else None, fg=self.fg_index[picked],
+                              alpha=read["alpha"][rows] if "alpha" in read else None)
 
     def _read(self, name: str, start: int, stop: int) -> np.ndarray:
         shard = start // self.shards.shard_size
@@ -372,7 +381,8 @@ def export_store(config: ExportConfig, overwrite: bool = False, threads: int | N
         StoreError: the store cannot be read (a damaged shard is named).
     """
     check_export_config(config)
-    samples = StoreSamples(config.store, config.split, config.val_fraction, config.split_seed, config.limit)
+    samples = StoreSamples(config.store, config.split, config.val_fraction, config.split_seed, config.limit,
+                           alpha=config.kind == "folders")
     out = Path(config.out)
     prepare_out(out, overwrite)
     names = sorted({category_of(n) for n in samples.fg_names})
@@ -386,8 +396,9 @@ def export_store(config: ExportConfig, overwrite: bool = False, threads: int | N
     if config.kind == "folders":
         (out / "masks").mkdir()
         (out / "depth").mkdir()
-        if samples.arrays.get("instances") is not None:
-            (out / "instances").mkdir()
+        for name in ("instances", "alpha"):
+            if name in samples.arrays:
+                (out / name).mkdir()
         coco = None
     else:
         coco = CocoWriter(out / "annotations.json", info,
@@ -409,6 +420,8 @@ def export_store(config: ExportConfig, overwrite: bool = False, threads: int | N
                     if block.instances is not None:
                         labels.append(pool.submit(_write_png, out / "instances" / f"{stem}.png",
                                                   block.instances[row]))
+                    if block.alpha is not None:
+                        labels.append(pool.submit(_write_png, out / "alpha" / f"{stem}.png", block.alpha[row]))
             for row, (stem, job) in enumerate(zip(stems, images)):
                 ext, data = job.result()
                 _write(image_dir / f"{stem}.{ext}", data)

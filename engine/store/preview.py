@@ -141,15 +141,15 @@ def pick_covering(done: np.ndarray, bg: np.ndarray, fg: np.ndarray, n: int, seed
     return np.sort(done[chosen])
 
 
-def sheet_capacity(tile_height: int, tile_width: int, store_pixels: int) -> int:
-    """How many ``image | mask | depth`` triplets of this tile size fit in
-    :data:`MAX_SHEET_PIXELS`, reading samples of ``store_pixels`` (H*W) each
-    within :data:`MAX_READ_PIXELS` (at least one).
+def sheet_capacity(tile_height: int, tile_width: int, store_pixels: int, tiles: int = 3) -> int:
+    """How many samples of ``tiles`` tiles (``image | mask | depth``, ...) of this
+    tile size fit in :data:`MAX_SHEET_PIXELS`, reading samples of ``store_pixels``
+    (H*W) each within :data:`MAX_READ_PIXELS` (at least one).
 
     Raises:
         StoreError: not even one fits (``--tile`` too large).
     """
-    per_sample = 3 * tile_width * (tile_height + LABEL_HEIGHT)
+    per_sample = tiles * tile_width * (tile_height + LABEL_HEIGHT)
     if per_sample > MAX_SHEET_PIXELS:
         raise StoreError(f"--tile {tile_height}: one sample would be {per_sample:,} pixels, "
                          f"more than a sheet's {MAX_SHEET_PIXELS:,}; use a smaller --tile")
@@ -163,7 +163,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     (:func:`pick_covering`); ``n`` is capped so the sheet and the samples read
     stay within :data:`MAX_SHEET_PIXELS` and :data:`MAX_READ_PIXELS`
     (``sheet.info["samples"]`` says how many were drawn). Each sample is a row triplet ``image | mask | depth``
-    (plus ``| instances``, one colour per object, for stores of several objects per image); triplets are laid in
+    (plus ``| instances``, one colour per object, for stores of several objects per image, and ``| alpha``,
+    grey, for stores with ``--save-alpha``); the samples are laid in
     a grid that is roughly square. ``tile`` scales each tile to that height.
     Depth colours span the shown samples' own range (:func:`depth_range`),
     keyed by a colour bar at the bottom.
@@ -181,7 +182,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     ranges = [(k * shard, min((k + 1) * shard, lay["n_samples"])) for k in attrs["progress"]["shards_done"]]
     th0 = tile or lay["height"]
     tw0 = max(1, round(lay["width"] * th0 / lay["height"]))
-    n = min(n, sheet_capacity(th0, tw0, lay["height"] * lay["width"]))
+    arrays = lay.get("data_arrays", ())
+    n = min(n, sheet_capacity(th0, tw0, lay["height"] * lay["width"], 3 + ("instances" in arrays) + ("alpha" in arrays)))
     group = zarr.open_group(Path(path), mode="r")
     index = _pick(group, sorted(ranges), n)
     shards = StoreShards(path, attrs)  # a done shard's missing or damaged file is an error, not black tiles
@@ -200,12 +202,13 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     masks = read("masks")
     depth = read("depth").astype(np.float32)
     instances = read("instances") if "instances" in group else None  # several objects per image
+    alpha = read("alpha") if "alpha" in group else None  # --save-alpha: soft (union) coverage
     near, far = depth_range(depth)
     height, width = images.shape[1:3]
     th = tile or height
     tw = max(1, round(width * th / height))
     label_h = LABEL_HEIGHT
-    per = 3 if instances is None else 4  # tiles per sample
+    per = 3 + (instances is not None) + (alpha is not None)  # tiles per sample
     cols = max(1, round(math.sqrt(len(index) / per)))
     rows = -(-len(index) // cols)
     sheet = Image.new("RGB", (cols * per * tw, rows * (th + label_h)), (24, 24, 24))
@@ -216,14 +219,17 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
         tiles = [images[k], np.repeat(masks[k][..., None], 3, axis=2), depth_to_rgb(depth[k], near, far)]
         if instances is not None:
             tiles.append(instance_colours(instances[k]))
+        if alpha is not None:
+            tiles.append(np.repeat(alpha[k][..., None], 3, axis=2))
         for j, t in enumerate(tiles):
             im = Image.fromarray(t)
             if (th, tw) != (height, width):
                 # ids are labels: never blend two into a third colour
-                nearest = j == 3
+                nearest = j == 3 and instances is not None
                 im = im.resize((tw, th), Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR)
             sheet.paste(im, (x0 + j * tw, y0 + label_h))
-        label = "image | mask | depth" + (" | instances" if instances is not None else "")
+        label = ("image | mask | depth" + (" | instances" if instances is not None else "")
+                 + (" | alpha" if alpha is not None else ""))
         draw.text((x0 + 3, y0 + 1), f"#{i}  {label}", fill=(220, 220, 220))
     sheet = with_colour_bar(sheet, near, far)
     sheet.info["samples"] = len(index)  # may be fewer than asked: the sheet's size is capped

@@ -343,7 +343,9 @@ class ZarrWriter:
             raise StoreError(f"{root}: made with different settings ({', '.join(differ)}); "
                              "resume with the same options, or use --overwrite")
         if attrs["inputs"] != inputs:
-            raise StoreError(f"{root}: made from different input files; resume with the same inputs, or use --overwrite")
+            changed = sorted(k for k in {*attrs["inputs"], *inputs} if attrs["inputs"].get(k) != inputs.get(k))
+            raise StoreError(f"{root}: made from different input files ({', '.join(changed)}); "
+                             "resume with the same inputs, or use --overwrite")
         if owned is None:
             remove_partial_files(root)
         group = zarr.open_group(root, mode="r+")
@@ -563,7 +565,8 @@ def _record(f: Any) -> dict[str, Any]:
 
 
 def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
-    """The ``inputs`` attribute: every input file's name and hash (compared on resume)."""
+    """The ``inputs`` attribute: every input file's name and hash (compared on resume);
+    with a heights file in ``--fg``, also the metres each foreground got (``heights.metres``)."""
     records: dict[str, Any] = {
         "backgrounds": [_record(f) for f in assets.bg_files],
         "foregrounds": [_record(f) for f in assets.fg_files],
@@ -574,6 +577,13 @@ def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
         from engine.assets.images import file_record
 
         records["teacher"] = _record(file_record(config.teacher, "teacher model"))
+    if assets.heights_file is not None:
+        from engine.assets.heights import resolve_heights
+
+        # the metres each foreground got, so the store says what it was made with
+        metres = resolve_heights([f.name for f in assets.fg_files], config.object_height, config.object_heights,
+                                 assets.heights, f"{config.fg_dir}/{assets.heights_file.name}")
+        records["heights"] = {**_record(assets.heights_file), "metres": metres.tolist()}
     return records
 
 

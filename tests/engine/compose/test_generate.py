@@ -48,6 +48,7 @@ def test_store_contract_readable_with_plain_zarr(store: Path) -> None:
     assert attrs["format_version"] == 1 and attrs["progress"]["complete"] is True
     assert attrs["config"]["seed"] == 0 and len(attrs["inputs"]["backgrounds"]) == 3
     assert all(len(r["sha256"]) == 64 for r in attrs["inputs"]["foregrounds"])
+    assert "heights" not in attrs["inputs"]  # only with a heights file in --fg
     assert set(np.unique(g["masks"][:])) <= {0, 255} and (g["masks"][:] > 0).any()
     # sharded: one file per shard per array, not one per chunk
     assert len(list((store / "images" / "c").rglob("*"))) == 3 + 3 * 3  # 3 shard files + dirs
@@ -354,6 +355,35 @@ def test_user_folders_end_to_end(tmp_path: Path) -> None:
     depth = g["depth"][:].astype(np.float32)
     # above the horizon (rows 0..12) the background is sky: max depth
     assert (depth[:, :12][g["masks"][:, :12] == 0] == 80).all()
+
+
+def test_heights_file_in_fg_is_read_recorded_and_checked_on_resume(tmp_path: Path) -> None:
+    """--fg's heights.csv: not a foreground; the metres each foreground got are in the inputs
+    (the command line's file entry winning); a changed file stops --resume."""
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    bg.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(bg / f"b{i}.jpg")
+    sprite = np.zeros((30, 40, 4), np.uint8)
+    sprite[5:25, 5:35] = (200, 30, 30, 255)
+    for name in ("trucks/t1.png", "trucks/t2.png", "vans/v1.png"):
+        (fg / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(sprite).save(fg / name)
+    (fg / "heights.csv").write_text("name,metres\ntrucks,3.0\nvans/v1,1.2\n")
+    config = GenerateConfig(bg_dir=str(bg), fg_dir=str(fg), height=32, width=32, positions=2, shard_size=8,
+                            horizon=0.4, scale_min=0.05, scale_max=0.9, object_heights=(("trucks/t2.png", 3.5),))
+    out = tmp_path / "h.zarr"
+    assert generate(config, out).n_samples == 2 * 3 * 2 * 2
+    inputs = zarr.open_group(out, mode="r").attrs["fgbg"]["inputs"]
+    assert [f["name"] for f in inputs["foregrounds"]] == ["trucks/t1.png", "trucks/t2.png", "vans/v1.png"]
+    assert inputs["heights"]["name"] == "heights.csv" and inputs["heights"]["metres"] == [3.0, 3.5, 1.2]
+    assets = load_assets(config)
+    assert plan_for(config, assets, make_depth_source(config, assets)).fg_heights.tolist() == [3.0, 3.5, 1.2]
+    assert generate(config, out, RunOptions(resume=True)).samples_written == 0
+    (fg / "heights.csv").write_text("trucks,3.1\nvans/v1,1.2\n")
+    with pytest.raises(StoreError, match=r"different input files \(heights\)"):
+        generate(config, out, RunOptions(resume=True))
 
 
 @pytest.mark.slow

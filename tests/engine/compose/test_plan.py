@@ -332,7 +332,7 @@ def test_object_heights_per_category() -> None:
                             height_jitter=0.0, scale_min=0.05, scale_max=0.9)
     names = ["a.png", "people/p.png", "trucks/t.png", "people/q.png"]
     np.testing.assert_array_equal(foreground_heights(config, names), [1.5, 1.8, 3.5, 1.8])
-    with pytest.raises(ConfigError, match="no foreground of category bikes"):
+    with pytest.raises(ConfigError, match="no foreground or category named bikes"):
         foreground_heights(GenerateConfig(object_heights=(("bikes", 1.0),)), names)
     ground = GroundPlane(50.0, 160.0, 1.6)
     depth = SimpleNamespace(first_ground_rows=lambda: np.full(2, ground.first_ground_row()), grounds=[ground] * 2)
@@ -345,12 +345,41 @@ def test_object_heights_per_category() -> None:
     assert ok.mean() > 0.9
 
 
+def test_object_heights_per_file_and_from_the_heights_file() -> None:
+    """A file's height (--object-heights, or --fg's heights.csv entries on the assets) wins over its
+    category's, the command line over the file; h * Z / focal follows the height each file got."""
+    from types import SimpleNamespace
+
+    from engine.assets.camera import GroundPlane
+    from engine.compose.plan import foreground_heights, plan_for
+
+    names = ["a.png", "trucks/tanker.png", "trucks/van.png", "people/p.png"]
+    config = GenerateConfig(height=128, width=160, positions=40, height_jitter=0.0, scale_min=0.05, scale_max=0.9,
+                            object_heights=(("trucks/tanker", 3.6), ("trucks", 2.2)))
+    from_file = (("people", 1.8), ("trucks/van.png", 2.6), ("a.png", 1.1))
+    expected = np.array([1.1, 3.6, 2.2, 1.8])
+    np.testing.assert_array_equal(foreground_heights(config, names, from_file), expected)
+    with pytest.raises(ConfigError, match=r"^fg/heights\.csv: no foreground or category named bikes/b"):
+        foreground_heights(GenerateConfig(bg_dir="bg", fg_dir="fg"), names, (("bikes/b", 1.0),))
+    ground = GroundPlane(50.0, 160.0, 1.6)
+    depth = SimpleNamespace(first_ground_rows=lambda: np.full(2, ground.first_ground_row()), grounds=[ground] * 2)
+    assets = SimpleNamespace(fg_sizes=np.array([[60, 40], [80, 60], [60, 90], [80, 30]]), bg_images=np.zeros((2, 1)),
+                             fg_files=[SimpleNamespace(name=n) for n in names], heights=from_file)
+    p = plan_for(config, assets, depth).placements(0, 2 * 4 * 2 * 40)
+    z = ground.ground_depth(p.contact_row)
+    ok = np.abs(p.h * z / ground.focal - expected[p.fg]) <= 0.5 * z / ground.focal + 1e-9
+    assert ok.mean() > 0.9 and all(ok[p.fg == f].any() for f in range(4))
+    # the heights file alone (no --object-heights) is used too
+    alone = plan_for(GenerateConfig(height=128, width=160, positions=40, height_jitter=0.0), assets, depth)
+    np.testing.assert_array_equal(alone.fg_heights, [1.1, 1.5, 2.6, 1.8])
+
+
 def test_object_heights_round_trip_and_checks() -> None:
     config = GenerateConfig(object_heights=(("car", 1.5), ("truck", 3.0)))
     assert GenerateConfig.from_dict(json_round_trip(config.to_dict())) == config
     with pytest.raises(ConfigError, match="--object-heights"):
         GenerateConfig(object_heights=(("car", 0.0),))
-    with pytest.raises(ConfigError, match="twice"):
+    with pytest.raises(ConfigError, match="names car twice"):
         GenerateConfig(object_heights=(("car", 1.0), ("car", 2.0)))
 
 

@@ -29,6 +29,7 @@ from engine.store.export import (
     export_store,
     visible_box,
 )
+from tests.small_stores import several_objects
 
 runner = CliRunner()
 # pycocotools' decode trips numpy 2's copy-keyword deprecation; its results are what is tested
@@ -283,3 +284,49 @@ def test_coco_categories_are_the_foreground_sub_folders(tmp_path: Path):
         assert names[a["category_id"]] == fg_names[fg_index[a["image_id"]]].split("/")[0]
     result = runner.invoke(app, ["generate", "--out", str(tmp_path / "x.zarr"), "--object-heights", "car"])
     assert result.exit_code == 2 and "CATEGORY=METRES" in result.output
+
+
+@pytest.fixture(scope="module")
+def alpha_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``objects_store``'s config with --save-alpha (its foreground names not renamed)."""
+    out = tmp_path_factory.mktemp("export") / "alpha.zarr"
+    generate(several_objects(save_alpha=True), out)
+    return out
+
+
+def test_save_alpha_with_several_objects_is_their_union_coverage_and_changes_nothing_else(
+        alpha_store: Path, objects_store: Path):
+    g, plain = zarr.open_group(str(alpha_store), mode="r"), zarr.open_group(str(objects_store), mode="r")
+    assert g.attrs["fgbg"]["layout"]["data_arrays"] == ["images", "masks", "depth", "alpha", "instances"]
+    for name in ("images", "masks", "depth", "instances", "meta/objects/box", "meta/objects/visible_pixels"):
+        np.testing.assert_array_equal(g[name][:], plain[name][:], err_msg=name)
+    alpha, masks, ids = g["alpha"][:], g["masks"][:], g["instances"][:]
+    assert alpha.dtype == np.uint8 and alpha.shape == masks.shape
+    assert (alpha[masks == 255] > 127).all() and (masks[ids > 0] == 255).all()
+    assert ((alpha > 0) & (masks == 0)).any()  # soft rims outside the mask
+    offset = g["meta/object_offset"][:]
+    x, y, h, w = (g[f"meta/objects/{n}"][:] for n in ("x", "y", "h", "w"))
+    covered = np.zeros(masks.shape, bool)
+    for i in range(len(masks)):
+        for m in range(offset[i], offset[i + 1]):
+            covered[i, y[m] : y[m] + h[m], x[m] : x[m] + w[m]] = True
+    assert not alpha[~covered].any()  # no coverage outside every object's box
+
+
+def test_folders_export_writes_alpha_as_8_bit_png_and_coco_ignores_it(alpha_store: Path, objects_store: Path,
+                                                                      tmp_path: Path):
+    out = tmp_path / "folders"
+    report = export_store(ExportConfig(store=str(alpha_store), out=str(out), kind="folders", limit=6))
+    alpha = zarr.open_group(str(alpha_store), mode="r")["alpha"][:6]
+    assert report.files == 6 * 5  # image, mask, depth, instances, alpha
+    for i in range(6):
+        png = Image.open(out / "alpha" / f"{i:08d}.png")
+        assert png.mode == "L"
+        np.testing.assert_array_equal(np.asarray(png), alpha[i])
+    annotations = []
+    for store, name in ((alpha_store, "a"), (objects_store, "b")):
+        export_store(ExportConfig(store=str(store), out=str(tmp_path / name), kind="coco"))
+        assert not (tmp_path / name / "alpha").exists()
+        doc = json.loads((tmp_path / name / "annotations.json").read_text())
+        annotations.append([{k: a[k] for k in ("image_id", "bbox", "area", "segmentation")} for a in doc["annotations"]])
+    assert annotations[0] == annotations[1]

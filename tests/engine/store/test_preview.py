@@ -59,6 +59,20 @@ def test_a_huge_n_is_capped_to_the_sheet_budget(store: Path, monkeypatch: pytest
     assert sheet.info["samples"] == 10 and sheet.width * sheet.height <= 10 * per_sample + bar
 
 
+def test_a_store_with_alpha_and_instances_shows_both(tmp_path: Path) -> None:
+    """image | mask | depth | instances | alpha: the last tile is the stored alpha, in grey."""
+    from tests.small_stores import several_objects
+
+    out = tmp_path / "alpha.zarr"
+    generate(several_objects(save_alpha=True), out)
+    sheet = contact_sheet(out, n=1)
+    assert sheet.info["samples"] == 1 and sheet.width == 5 * 48
+    index = preview._pick(zarr.open_group(out, mode="r"), [(0, 48)], 1)
+    alpha = zarr.open_group(out, mode="r")["alpha"][int(index[0])]
+    tile = np.asarray(sheet)[preview.LABEL_HEIGHT : preview.LABEL_HEIGHT + 32, 4 * 48 :]
+    np.testing.assert_array_equal(tile, np.repeat(alpha[..., None], 3, axis=2))
+
+
 def test_a_tile_too_large_for_one_sheet_is_a_store_error(store: Path) -> None:
     with pytest.raises(StoreError, match="smaller --tile"):
         preview.contact_sheet(store, n=4, tile=100_000)

@@ -21,7 +21,7 @@ from engine.learn.data import StoreImages, load_split
 from engine.store.preview import contact_sheet
 from engine.store.verify import StoreShards
 from engine.store.zarr_store import inspect_store
-from tests.small_stores import small, tree
+from tests.small_stores import several_objects, small, tree
 
 runner = CliRunner()
 
@@ -95,6 +95,15 @@ def test_verify_checks_every_array_and_decodes_jpegs(stores: dict[str, Path], tm
     problems = StoreShards(jpeg).check("full")
     assert [(p.array, p.shard) for p in problems] == [("images_jpeg", 2)] and "JPEG" in problems[0].reason
     assert StoreShards(jpeg).check("full", decode_jpeg=False) == []
+
+
+def test_verify_checks_alpha_and_instances_of_several_objects(tmp_path: Path) -> None:
+    store = tmp_path / "alpha.zarr"
+    generate(several_objects(save_alpha=True), store)
+    shards = StoreShards(store)
+    assert shards.names == ("images", "masks", "depth", "alpha", "instances") and shards.check("full") == []
+    flip_first_byte(shards.path("alpha", 1))
+    assert [(p.array, p.shard) for p in StoreShards(store).check("full")] == [("alpha", 1)]
 
 
 def test_verify_exit_2_for_what_is_not_a_store(tmp_path: Path) -> None:
