@@ -215,11 +215,13 @@ def _child_with_rank(parent: int, rank: int) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find a rank's process")
-def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra, port", [((), 29563), (("--objects-per-image", "1", "3", "--max-overlap", "0.6"), 29565)],
+                         ids=["one-object", "several-objects"])
+def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path, extra: tuple[str, ...], port: int) -> None:
     args = ["--builtin-backgrounds", "6", "--builtin-foregrounds", "6", "--size", "64", "--positions", "20",
-            "--shard-size", "32", "--device", "cpu", "-q"]
+            "--shard-size", "32", "--device", "cpu", "-q", *extra]
     killed, clean = tmp_path / "killed.zarr", tmp_path / "clean.zarr"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29563",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
            str(ROOT / "cli.py"), "generate", *args, "--out", str(killed)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -235,6 +237,8 @@ def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path) -> Non
     assert victim is not None and proc.returncode != 0, "the run ended before rank 1 could be killed"
     info = inspect_store(killed)
     assert not info.complete and 3 <= info.shards_done < 45
+    if extra:  # every done shard's per-object results wait in a side file (a killed shard's may be there too)
+        assert len(list(marker_dir(killed).glob("objects-*.npz"))) >= info.shards_done
     subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", *args, "--out", str(killed), "--resume"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", *args, "--out", str(clean)],
