@@ -88,7 +88,7 @@ def read_objects(root: Path, shard: int) -> dict[str, np.ndarray] | None:
     try:
         with np.load(objects_path(root, shard), allow_pickle=False) as f:
             return {name: f[name] for name in f.files}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
