@@ -2,6 +2,7 @@
 
     python benchmarks/bench_objects.py                        # defaults below
     python benchmarks/bench_objects.py --variants "1 1,1 3,3 3" --samples 4000
+    python benchmarks/bench_objects.py --online               # train --source online's reads instead
 
 Each variant (``--objects-per-image MIN MAX``) writes ``--samples`` samples of
 the built-in assets to a scratch store; the variants alternate, ``--repeats``
@@ -9,6 +10,12 @@ rounds, so a machine's drift hits them alike. Reported: median images/s of the
 store-writing phase (the same figure ``generate`` prints) and mean objects per
 image (cars of 0.1-0.3 of the height by default: at generate's default
 0.25-0.6 they span most of the width, and few extra ones fit). Results: table on stdout and ``benchmarks/results/objects.json``.
+
+``--online`` times ``OnlineSamples.read`` instead (what ``train --source
+online`` composites per batch): ``--reads`` batches of ``--batch`` random
+indices of the first ``--samples`` samples per round, the atlas filled first
+(the steady state); images/s of those reads, median over rounds. Results in
+``benchmarks/results/objects_online.json``.
 """
 
 from __future__ import annotations
@@ -39,16 +46,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--online", action="store_true", help="time OnlineSamples.read (train --source online)")
+    parser.add_argument("--batch", type=int, default=64, help="--online: samples per read")
+    parser.add_argument("--reads", type=int, default=4, help="--online: reads timed per round")
     args = parser.parse_args()
     variants = [tuple(int(v) for v in pair.split()) for pair in args.variants.split(",")]
+    if args.online:
+        online(args, variants)
+        return
     rates: dict[str, list[float]] = {f"{lo} {hi}": [] for lo, hi in variants}
     objects: dict[str, float] = {}
     for _ in range(args.repeats):
         for lo, hi in variants:
             name = f"{lo} {hi}"
-            config = GenerateConfig(builtin_backgrounds=10, builtin_foregrounds=10, height=args.size, width=args.size,
-                                    limit=args.samples, shard_size=args.shard_size, objects_min=lo, objects_max=hi,
-                                    scale_min=args.scale_min, scale_max=args.scale_max)
+            config = variant_config(args, lo, hi)
             out = SCRATCH / "s.zarr"
             report = generate(config, out, RunOptions(device=args.device, overwrite=True))
             rates[name].append(report.writing_images_per_second)
@@ -68,6 +79,48 @@ def main() -> None:
         print(f"{name:>20} {r['objects_per_image']:>14.2f} {r['images_per_s_writing_median']:>18,.0f}  {runs}")
     save("objects", {"device": args.device, "samples": args.samples, "size": args.size,
                      "scale": [args.scale_min, args.scale_max], **results}, args.results_dir)
+
+
+def variant_config(args: argparse.Namespace, lo: int, hi: int) -> GenerateConfig:
+    """The config of variant ``--objects-per-image lo hi``."""
+    return GenerateConfig(builtin_backgrounds=10, builtin_foregrounds=10, height=args.size, width=args.size,
+                          limit=args.samples, shard_size=args.shard_size, objects_min=lo, objects_max=hi,
+                          scale_min=args.scale_min, scale_max=args.scale_max)
+
+
+def online(args: argparse.Namespace, variants: list[tuple[int, ...]]) -> None:
+    """``--online``: images/s of ``OnlineSamples.read`` per variant (atlas filled, compiled)."""
+    import time
+
+    import numpy as np
+
+    from engine.compose.online import OnlineSamples
+
+    sources, objects = {}, {}
+    for lo, hi in variants:
+        name = f"{lo} {hi}"
+        sources[name] = OnlineSamples(variant_config(args, lo, hi), device=args.device, capacity=args.batch)
+        sources[name].fill_atlas()
+        sources[name].read(np.arange(min(args.batch, sources[name].n_samples)))  # compiles the kernel
+        o = sources[name].plan.objects(0, sources[name].n_samples)
+        objects[name] = float(o.offset[-1]) / (len(o.offset) - 1)
+    rng = np.random.default_rng(0)
+    rates: dict[str, list[float]] = {name: [] for name in sources}
+    for _ in range(args.repeats):
+        for name, source in sources.items():
+            draws = [rng.integers(0, source.n_samples, args.batch) for _ in range(args.reads)]
+            t0 = time.perf_counter()
+            for indices in draws:
+                source.read(indices)
+            rates[name].append(args.batch * args.reads / (time.perf_counter() - t0))
+    results = {name: {"images_per_s_median": statistics.median(r), "runs": r, "objects_per_image": objects[name]}
+               for name, r in rates.items()}
+    print(f"{'--objects-per-image':>20} {'objects/image':>14} {'online images/s (median)':>25}  runs")
+    for name, r in results.items():
+        runs = ", ".join(f"{v:,.0f}" for v in r["runs"])
+        print(f"{name:>20} {r['objects_per_image']:>14.2f} {r['images_per_s_median']:>25,.0f}  {runs}")
+    save("objects_online", {"device": args.device, "samples": args.samples, "size": args.size, "batch": args.batch,
+                            "scale": [args.scale_min, args.scale_max], **results}, args.results_dir)
 
 
 if __name__ == "__main__":

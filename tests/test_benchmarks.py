@@ -186,3 +186,8 @@ def test_bench_objects_runs(tmp_path: Path) -> None:
     assert "objects/image" in stdout
     doc = json.loads((tmp_path / "objects.json").read_text())
     assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_writing_median"] > 0
+    stdout = run("bench_objects.py", "--online", "--variants", "1 1,2 2", "--samples", "16", "--size", "32",
+                 "--batch", "4", "--reads", "1", "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "online images/s" in stdout
+    doc = json.loads((tmp_path / "objects_online.json").read_text())
+    assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_median"] > 0

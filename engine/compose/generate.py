@@ -149,10 +149,6 @@ def generate(
     config = resolve_jpeg_encoder(config, device, hw)
     blend_spec(config)  # a blending mode that cannot run fails here, before any output exists
     ranks = ranks or Ranks()
-    if config.multi_object and ranks.shared:
-        # the flat per-object metadata is shared by neighbouring shards: one process writes it
-        raise ConfigError("--objects-per-image with several ranks (torchrun, --shard) is not supported yet: "
-                          "generate with one process")
     where = locate(out)
     out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
     assets = load_assets(config)

@@ -20,6 +20,10 @@ What runs where:
   back to host arrays; :meth:`OnlineSamples.read_device` writes them straight
   into CUDA torch tensors, on torch's current stream, with no host round trip.
 
+Several objects per image (``--objects-per-image``) take the same path with
+the plan's objects and the objects kernel; the instance map is not returned
+(training reads images, masks and depth).
+
 What a store has that these samples do not: JPEG stores hold the encoded
 images (these are the composites before encoding), and ``teacher-composite``
 depth is the network's output for a different grouping of images (equal only
@@ -39,7 +43,7 @@ from engine.compose.compositor import Compositor, Prepared
 from engine.compose.compositor_cuda import CudaCompositor, resolve_device
 from engine.compose.depth import make_depth_source
 from engine.compose.generate import load_assets
-from engine.compose.plan import plan_for
+from engine.compose.plan import ObjectPlacements, Placements, plan_for
 from engine.config import GenerateConfig
 from engine.errors import ConfigError
 
@@ -83,9 +87,6 @@ class OnlineSamples:
     def __init__(self, config: GenerateConfig, device: str = "cpu", capacity: int = 256) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
-        if config.multi_object:
-            raise ConfigError("composing online does not place several objects per image yet "
-                              "(a store made with --objects-per-image): train from the store (--source store)")
         self.device = resolve_device(device)
         self.config = config
         assets = load_assets(config)
@@ -148,7 +149,10 @@ class OnlineSamples:
         about 5,400 sizes (270 MiB). Returns ``False`` (and does nothing) when
         they would not fit the atlas's memory budget.
         """
-        p = self.plan.placements(0, self.n_samples)
+        if self.config.multi_object:
+            p = self.plan.objects(0, self.n_samples).objects  # every object's size, not just object 0's
+        else:
+            p = self.plan.placements(0, self.n_samples)
         keys = np.unique(np.stack([p.fg, p.h, p.w], axis=1), axis=0)
         atlas = self.compositor.atlas
         if int((keys[:, 1] * keys[:, 2] * 4).sum()) > atlas.max_bytes:
@@ -177,7 +181,7 @@ class OnlineSamples:
         with self._lock:
             for a in range(0, n, step):
                 b = min(a + step, n)
-                batch = self.compositor.composite(self.plan.placements_at(idx[a:b]))
+                batch = self.compositor.composite(self._plan_at(idx[a:b]))
                 try:
                     batch.ready()  # a GPU batch is still copying back into pinned buffers
                     images[a:b] = batch.images
@@ -186,6 +190,13 @@ class OnlineSamples:
                 finally:
                     batch.release()  # the pinned buffers go back to the compositor
         return images, depth, masks
+
+    def _plan_at(self, indices: np.ndarray) -> Placements | ObjectPlacements:
+        """What the compositor takes for samples ``indices``: their objects
+        (``--objects-per-image``), else their placements."""
+        if self.config.multi_object:
+            return self.plan.objects_at(indices)
+        return self.plan.placements_at(indices)
 
     def read_device(self, indices: np.ndarray) -> tuple[Any, Any, Any]:
         """:meth:`read` as CUDA torch tensors, composited straight into them
@@ -214,32 +225,55 @@ class OnlineSamples:
         masks = torch.empty((n, H, W), dtype=torch.uint8, device="cuda")
         stream = cuda.external_stream(torch.cuda.current_stream().cuda_stream)
         with self._lock:
-            prepared = self.compositor.prepare(p)
-            # torch's allocator keeps the table alive until this stream has used it
+            prepared = self.compositor.prepare(self._plan_at(indices))
+            # torch's allocator keeps these alive until this stream has used them
             d_table = torch.from_numpy(prepared.table).to("cuda")
-            self.launch(prepared, d_table, images, masks, depth.view(torch.uint16), stream)
+            d_offset = instances = None
+            if prepared.objects is not None:  # the instance map is the kernel's scratch here: training reads no ids
+                d_offset = torch.from_numpy(prepared.objects.offset).to("cuda")
+                instances = torch.empty((n, H, W), dtype=torch.uint16, device="cuda")
+            self.launch(prepared, d_table, images, masks, depth.view(torch.uint16), stream, d_offset, instances)
         return images, depth, masks
 
-    def launch(self, prepared: Prepared, d_table: Any, images: Any, masks: Any, depth_bits: Any, stream: Any) -> None:
+    def launch(self, prepared: Prepared, d_table: Any, images: Any, masks: Any, depth_bits: Any, stream: Any,
+               d_offset: Any = None, instances: Any = None) -> None:
         """Composite ``prepared`` into device outputs on ``stream`` (``cuda`` only).
 
         Args:
             prepared: from ``self.compositor.prepare`` (its atlas is on the device).
-            d_table: ``(B, 8) int64`` device copy of ``prepared.table``.
+            d_table: device copy of ``prepared.table``: ``(B, 8) int64``, or
+                ``(M, 9) int64`` with several objects per image.
             images, masks, depth_bits: ``(B, H, W, 3) uint8``, ``(B, H, W) uint8``
                 and ``(B, H, W) uint16`` (float16 bits) device arrays: anything with
                 ``__cuda_array_interface__`` (Numba arrays, torch tensors).
             stream: Numba stream the kernel is queued on.
+            d_offset: several objects per image (``prepared.objects``): ``(B + 1,)
+                int64`` device copy of ``prepared.objects.offset``; else unused.
+            instances: several objects per image: ``(B, H, W) uint16`` device
+                array the instance ids are written to; else unused.
+
+        Raises:
+            ConfigError: not on CUDA.
+            ValueError: several objects without ``d_offset`` and ``instances``.
         """
-        from kernels.composite_cuda import composite_batch_cuda
+        from kernels.composite_cuda import composite_batch_cuda, composite_objects_batch_cuda
 
         c = self.compositor
         if not isinstance(c, CudaCompositor):
             raise ConfigError("launch needs the cuda device")
+        if prepared.objects is not None and (d_offset is None or instances is None):
+            raise ValueError("several objects per image: launch needs d_offset and instances")
         # Backgrounds and new atlas entries were uploaded on the compositor's own
         # stream: they must be there before another stream's kernel reads them.
         c.compute.synchronize()
-        composite_batch_cuda(
-            c.d_bg, c.d_bg_depth, prepared.atlas, d_table, c.threshold, images, masks, depth_bits,
-            stream=stream, host_table=prepared.table, occlusion=c.occlusion,
-        )
+        if prepared.objects is None:
+            composite_batch_cuda(
+                c.d_bg, c.d_bg_depth, prepared.atlas, d_table, c.threshold, images, masks, depth_bits,
+                stream=stream, host_table=prepared.table, occlusion=c.occlusion,
+            )
+        else:
+            composite_objects_batch_cuda(
+                c.d_bg, c.d_bg_depth, prepared.atlas, d_table, d_offset, c.threshold, images, masks, depth_bits,
+                instances, stream=stream, host_table=prepared.table, host_offset=prepared.objects.offset,
+                occlusion=c.occlusion,
+            )

@@ -12,16 +12,28 @@ Readers see markers as done shards (:func:`merge_markers`, used by
 ``read_attrs``). Once every shard is done, one process folds the markers into
 the attributes and deletes them (:func:`fold_markers`), which leaves the store
 byte-identical to one written by a single process.
+
+Stores of several objects per image keep per-object results in flat arrays
+(``meta/objects/{depth, visible_pixels, box}``) whose chunks neighbouring
+shards share, so ranks cannot write them. Each rank writes its shard's rows to
+a side file, ``<store>/.fgbg-progress/objects-<k>.npz``, before the shard's
+marker; the process that completes the store copies them into the flat arrays
+(:meth:`engine.store.zarr_store.ZarrWriter.finalise`). A marker of such a
+store thus promises its side file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +68,28 @@ def write_marker(root: Path, shard: int, writer: dict[str, Any] | None, histogra
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def objects_path(root: Path, shard: int) -> Path:
+    """The side file of shard ``shard``'s per-object results (see the module docstring)."""
+    return marker_dir(root) / f"objects-{shard:07d}.npz"
+
+
+def encode_objects(values: dict[str, np.ndarray]) -> bytes:
+    """``values`` (per-object result name → array) as the bytes of an ``.npz`` file."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **values)
+    return buffer.getvalue()
+
+
+def read_objects(root: Path, shard: int) -> dict[str, np.ndarray] | None:
+    """The per-object results shard ``shard``'s side file holds (name → array),
+    or ``None`` when it is missing or unreadable."""
+    try:
+        with np.load(objects_path(root, shard), allow_pickle=False) as f:
+            return {name: f[name] for name in f.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def read_markers(root: Path) -> dict[int, dict[str, Any]]:

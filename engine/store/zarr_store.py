@@ -21,7 +21,10 @@ Per-sample arrays are sharded along N (``shard_size`` samples per shard file,
 A shard is the unit of work and of resume: its files are written (zarr writes
 each file atomically: temp file + rename), fsynced, and only then is the shard
 recorded in ``progress.shards_done``. Metadata is the plan, which is known up
-front, so it is written whole when the store is created.
+front, so it is written whole when the store is created; the per-object results
+(several objects per image) are written with each shard, or, when several
+processes write the store, into side files that the last one copies in
+(:mod:`engine.store.progress`).
 
 This module imports zarr and numpy only (``info`` must stay fast).
 """
@@ -47,7 +50,17 @@ from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
 from engine.store.jpeg import encode_jpeg_pillow
-from engine.store.progress import fold_markers, marker_dir, merge_markers, remove_markers, write_marker
+from engine.store.progress import (
+    encode_objects,
+    fold_markers,
+    marker_dir,
+    merge_markers,
+    objects_path,
+    read_markers,
+    read_objects,
+    remove_markers,
+    write_marker,
+)
 from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -360,12 +373,17 @@ class ZarrWriter:
             attrs = {**attrs, "progress": {**attrs["progress"], "shards_done": mine}}
         shards = StoreShards(root, attrs)
         damaged = shards.damaged_shards(verify)
+        if stored.multi_object:  # a rank's done shard: its per-object results are in its side file
+            candidates = set(owned) if owned is not None else set(attrs["progress"]["shards_done"])
+            lost = {k for k in read_markers(root) if k in candidates and read_objects(root, k) is None}
+            damaged |= lost
         if damaged:
             log.warning("%s: rewriting %d damaged shards: %s", root, len(damaged), sorted(damaged))
         for k in damaged:
             for name in shards.names:
                 shards.path(name, k).unlink(missing_ok=True)
             (marker_dir(root) / f"shard-{k:07d}.json").unlink(missing_ok=True)
+            objects_path(root, k).unlink(missing_ok=True)
         done = set(read_attrs(root)["progress"]["shards_done"]) if owned is not None else set(attrs["progress"]["shards_done"])
         return cls(root, group, layout, stored, done - damaged)
 
@@ -437,17 +455,54 @@ class ZarrWriter:
         visible, box = instance_stats(batch.instances, np.asarray(objects["offset"], np.int64))
         values = {"depth": np.asarray(objects["depth"], np.float32), "visible_pixels": visible.astype(np.int32),
                   "box": box}
-        paths = []
+        if self.shared:  # other processes write neighbouring rows: a side file, copied in by finalise
+            path = objects_path(self.root, start // self.layout.shard_size)
+            atomic_write(path, encode_objects(values))
+            return [path]
         with self._objects_lock:  # neighbouring shards share chunks: zarr rewrites a chunk whole
             for name, array in self.object_arrays.items():
                 array[lo:hi] = values[name]
-                for k in range(lo // OBJECT_CHUNK, -(-hi // OBJECT_CHUNK)):
-                    path = self.root / "meta" / "objects" / name / "c" / str(k)
-                    path = path / "0" if array.ndim == 2 else path
-                    if path.exists():  # zarr writes no file for a chunk of fill values only (it deletes it)
-                        _fsync(path)
-                        paths.append(path)
+            return self._object_chunk_files(lo, hi)
+
+    def _object_chunk_files(self, lo: int, hi: int) -> list[Path]:
+        """fsync the per-object result chunk files holding rows ``lo:hi``; returns them."""
+        paths = []
+        for name, array in self.object_arrays.items():
+            for k in range(lo // OBJECT_CHUNK, -(-hi // OBJECT_CHUNK)):
+                path = self.root / "meta" / "objects" / name / "c" / str(k)
+                path = path / "0" if array.ndim == 2 else path
+                if path.exists():  # zarr writes no file for a chunk of fill values only (it deletes it)
+                    _fsync(path)
+                    paths.append(path)
         return paths
+
+    def _fold_objects(self, shards: Collection[int]) -> None:
+        """Copy the per-object results of ``shards`` from their side files (written
+        by ranks) into the flat arrays, and fsync them: the arrays then hold what
+        one process would have written.
+
+        Raises:
+            StoreError: a side file is missing or unreadable (``--resume`` finds
+                it so and writes its shard again).
+        """
+        offset = self.object_offset
+        if offset is None or not shards:
+            return
+        current = {name: array[:] for name, array in self.object_arrays.items()}
+        for k in sorted(shards):
+            start, stop = self.layout.shard_range(k)
+            values = read_objects(self.root, k)
+            lo, hi = int(offset[start]), int(offset[stop])
+            if values is None or any(len(values.get(n, ())) != hi - lo for n in current):
+                raise StoreError(f"{self.root}: the per-object results of shard {k} are missing or damaged "
+                                 f"({objects_path(self.root, k)}); run again with --resume")
+            for name in current:
+                current[name][lo:hi] = values[name]
+        for name, array in self.object_arrays.items():
+            array[:] = current[name]
+        paths = self._object_chunk_files(0, int(offset[-1]))
+        if self.mirror is not None:
+            self.mirror.put(paths)
 
     def record_writer(self, compressor: str, jpeg_encoder: str | None) -> None:
         """Record in the attributes what compresses (and JPEG-encodes) this run's
@@ -513,6 +568,8 @@ class ZarrWriter:
         folded, markers = fold_markers(self.root, raw)  # type: ignore[arg-type]
         if not markers or not folded["progress"]["complete"]:
             return {}
+        if self.config.multi_object:  # before the markers go: they say which side files there are
+            self._fold_objects(markers)
         try:
             self.group.attrs.update({ATTRS_KEY: folded})
             _fsync(self.root / "zarr.json")

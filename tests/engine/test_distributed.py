@@ -16,7 +16,7 @@ from engine.compose.generate import generate
 from engine.config import RunOptions
 from engine.distributed import Ranks, assigned_shards, discover, parse_shard, pin_local_gpu
 from engine.errors import ConfigError, StoreError
-from engine.store.progress import marker_dir
+from engine.store.progress import marker_dir, objects_path
 from engine.store.zarr_store import inspect_store, read_attrs
 from tests.small_stores import small, tree
 
@@ -113,6 +113,54 @@ def test_shard_jobs_refuse_overwrite_and_other_settings(tmp_path: Path) -> None:
         generate(small(seed=1), out, ranks=discover("1/2", {}))
 
 
+# -- several objects per image: per-object results travel in side files -------------------
+
+
+def objects_config():
+    return small(objects_min=1, objects_max=3, max_overlap=0.6, occlusion="background")
+
+
+@pytest.fixture(scope="module")
+def objects_single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("objects") / "o.zarr"
+    generate(objects_config(), out)
+    return out
+
+
+def test_shard_jobs_of_several_objects_give_the_single_process_bytes(objects_single: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    first = generate(objects_config(), out, ranks=discover("0/2", {}))
+    assert not first.complete
+    # the shared flat arrays are untouched: each shard's rows wait in a side file next to its marker
+    assert sorted(p.name for p in marker_dir(out).iterdir()) == [
+        "objects-0000000.npz", "objects-0000002.npz", "shard-0000000.json", "shard-0000002.json"]
+    assert not (out / "meta" / "objects" / "box" / "c").exists()
+    assert generate(objects_config(), out, ranks=discover("1/2", {})).complete
+    assert not marker_dir(out).exists()
+    assert tree(out) == tree(objects_single)
+
+
+def test_several_objects_resume_from_ranks_and_a_lost_side_file(objects_single: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    generate(objects_config(), out, ranks=discover("0/2", {}))  # shards 0 and 2 by a rank
+    objects_path(out, 2).unlink()  # its results lost: the shard counts as damaged
+    report = generate(objects_config(), out, RunOptions(resume=True))  # one process completes it
+    assert (report.samples_written, report.complete) == (32, True)  # shards 1 and 2
+    assert tree(out) == tree(objects_single)
+
+
+def test_a_lost_side_file_stops_the_completion_and_resume_repairs_it(objects_single: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.zarr"
+    generate(objects_config(), out, ranks=discover("1/2", {}))
+    objects_path(out, 1).unlink()
+    with pytest.raises(StoreError, match="per-object results of shard 1"):
+        generate(objects_config(), out, ranks=discover("0/2", {}))  # the last job folds them in
+    assert not read_attrs(out, markers=False)["progress"]["complete"]
+    report = generate(objects_config(), out, RunOptions(resume=True), ranks=discover("1/2", {}))
+    assert (report.samples_written, report.complete) == (16, True)
+    assert tree(out) == tree(objects_single)
+
+
 def _torchrun(nproc: int, *args: str, port: int) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(port),
            str(ROOT / "cli.py"), *args]
@@ -141,6 +189,15 @@ def test_torchrun_resumes_a_store_a_dead_rank_left_incomplete(single: Path, tmp_
     assert tree(out) == tree(single)
 
 
+def test_torchrun_two_ranks_of_several_objects_give_the_single_process_bytes(objects_single: Path,
+                                                                              tmp_path: Path) -> None:
+    out = tmp_path / "t.zarr"
+    done = _torchrun(2, "generate", *CLI_SMALL, "--objects-per-image", "1", "3", "--max-overlap", "0.6",
+                     "--occlusion", "background", "--out", str(out), port=29564)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert tree(out) == tree(objects_single)
+
+
 def _child_with_rank(parent: int, rank: int) -> int | None:
     """The pid of torchrun's worker with ``RANK=rank`` (Linux /proc), or ``None`` yet."""
     try:
@@ -158,11 +215,13 @@ def _child_with_rank(parent: int, rank: int) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find a rank's process")
-def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra, port", [((), 29563), (("--objects-per-image", "1", "3", "--max-overlap", "0.6"), 29565)],
+                         ids=["one-object", "several-objects"])
+def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path, extra: tuple[str, ...], port: int) -> None:
     args = ["--builtin-backgrounds", "6", "--builtin-foregrounds", "6", "--size", "64", "--positions", "20",
-            "--shard-size", "32", "--device", "cpu", "-q"]
+            "--shard-size", "32", "--device", "cpu", "-q", *extra]
     killed, clean = tmp_path / "killed.zarr", tmp_path / "clean.zarr"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29563",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
            str(ROOT / "cli.py"), "generate", *args, "--out", str(killed)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -178,6 +237,8 @@ def test_kill_9_of_one_rank_then_resume_is_byte_identical(tmp_path: Path) -> Non
     assert victim is not None and proc.returncode != 0, "the run ended before rank 1 could be killed"
     info = inspect_store(killed)
     assert not info.complete and 3 <= info.shards_done < 45
+    if extra:  # every done shard's per-object results wait in a side file (a killed shard's may be there too)
+        assert len(list(marker_dir(killed).glob("objects-*.npz"))) >= info.shards_done
     subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", *args, "--out", str(killed), "--resume"],
                    cwd=ROOT, env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, str(ROOT / "cli.py"), "generate", *args, "--out", str(clean)],

@@ -36,6 +36,17 @@ def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
 
 
+def test_cuda_shard_jobs_of_several_objects_equal_the_cpu_store(tmp_path: Path) -> None:
+    """Two --shard jobs on the GPU path: per-object results through side files, the CPU store's bytes."""
+    from engine.distributed import discover
+
+    config = tiny(objects_min=1, objects_max=3, max_overlap=0.8, occlusion="background")
+    generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    for part in ("1/2", "0/2"):
+        generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda"), ranks=discover(part, {}))
+    assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
+
+
 def test_cuda_atlas_reset_and_growth_keep_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny atlas budget forces resets between batches: the device copy must follow."""
     from engine.compose import compositor

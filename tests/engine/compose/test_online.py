@@ -181,6 +181,65 @@ def test_read_device_at_full_size_equals_read() -> None:
         np.testing.assert_array_equal(masks.cpu().numpy(), want[2])
 
 
-def test_several_objects_per_image_are_refused_with_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="--source store"):
-        OnlineSamples(tiny(objects_max=2))
+# -- several objects per image ----------------------------------------------------------
+
+
+def objects_tiny(**overrides) -> GenerateConfig:
+    return tiny(objects_min=1, objects_max=3, max_overlap=0.8, occlusion="background", **overrides)
+
+
+@pytest.fixture(scope="module")
+def objects_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The arrays of a lossless objects_tiny() store made on the CPU."""
+    import zarr
+
+    path = tmp_path_factory.mktemp("online-objects") / "store.zarr"
+    generate(objects_tiny(), path, RunOptions(device="cpu"))
+    group = zarr.open_group(path, mode="r")
+    arrays = {name: group[name][:] for name in ("images", "depth", "masks", "meta/object_offset")}
+    counts = np.diff(arrays["meta/object_offset"])[INDICES]
+    assert counts.min() == 1 and counts.max() == 3  # the indices read hold one, two and three objects
+    return arrays
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_several_objects_read_equals_the_store(objects_store, device: str) -> None:
+    """On CUDA capacity 4 < 10 indices: three launches of the objects kernel through one slot."""
+    online = OnlineSamples(objects_tiny(), device=device, capacity=4)
+    assert_same_as_store(online.read(INDICES), objects_store, INDICES)
+
+
+def test_several_objects_launch_into_device_arrays_equals_the_store(objects_store) -> None:
+    """The device path of read_device with several objects, Numba arrays for torch's tensors."""
+    from numba import cuda
+
+    online = OnlineSamples(objects_tiny(), device="cuda", capacity=4)
+    indices = INDICES[:5]
+    prepared = online.compositor.prepare(online.plan.objects_at(indices))
+    assert prepared.objects is not None and len(prepared.table) > 5
+    images = cuda.device_array((5, 16, 24, 3), np.uint8)
+    masks = cuda.device_array((5, 16, 24), np.uint8)
+    depth = cuda.device_array((5, 16, 24), np.uint16)
+    stream = cuda.stream()
+    with pytest.raises(ValueError, match="d_offset and instances"):
+        online.launch(prepared, cuda.to_device(prepared.table), images, masks, depth, stream)
+    online.launch(prepared, cuda.to_device(prepared.table), images, masks, depth, stream,
+                  cuda.to_device(prepared.objects.offset), cuda.device_array((5, 16, 24), np.uint16))
+    stream.synchronize()
+    read = images.copy_to_host(), depth.copy_to_host().view(np.float16), masks.copy_to_host()
+    assert_same_as_store(read, objects_store, indices)
+
+
+def test_several_objects_filled_atlas_holds_every_objects_size(objects_store) -> None:
+    online = OnlineSamples(objects_tiny(), device="cpu")
+    assert online.fill_atlas()
+    used = online.compositor.atlas.used
+    assert_same_as_store(online.read(INDICES), objects_store, INDICES)
+    assert online.compositor.atlas.used == used  # extra objects' sizes were resized up front too
+
+
+@pytest.mark.gpu
+def test_several_objects_read_device_equals_the_store(objects_store) -> None:
+    online = OnlineSamples(objects_tiny(), device="cuda", capacity=4)
+    images, depth, masks = online.read_device(INDICES)
+    assert_same_as_store((images.cpu().numpy(), depth.cpu().numpy(), masks.cpu().numpy()), objects_store, INDICES)

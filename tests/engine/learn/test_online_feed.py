@@ -69,3 +69,27 @@ def test_cli_trains_online_from_the_stores_settings(store: Path, tmp_path: Path)
                                       "--device", "cpu", "-q"])
     assert result.exit_code == 0, result.output
     assert load_checkpoint(tmp_path / "r" / "coarse.pt")["train_config"]["source"] == "online"
+
+
+def test_several_objects_per_image_train_online(tmp_path: Path) -> None:
+    """A store of --objects-per-image 1 3: online batches equal its resident ones, and the CLI trains on them."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    settings = {**SETTINGS, "positions": 2, "objects_min": 1, "objects_max": 3, "max_overlap": 0.8}
+    store = tmp_path / "objects.zarr"
+    generate(GenerateConfig(**settings), store)
+    index, _ = split_indices(store, "train", 0.34, 0)
+    mean, std = (0.4, 0.45, 0.5), (0.2, 0.25, 0.3)
+    resident = DeviceSplit.from_arrays(load_split(store, index, (48, 64), (12, 16)), "cpu", 4, 3, mean=mean, std=std)
+    online = OnlineBatches(OnlineSamples(GenerateConfig(**settings)), index, (48, 64), (12, 16), 4, 3, "cpu",
+                           mean=mean, std=std)
+    for epoch, i in [(0, 0), (1, online.batches_per_epoch - 1)]:
+        for a, b in zip(online.batch(epoch, i), resident.batch(epoch, i)):
+            assert torch.equal(a, b), (epoch, i)
+    result = CliRunner().invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "r"), "--source", "online",
+                                      "--input-size", "64", "--steps", "2", "--batch", "4", "--val-fraction", "0.34",
+                                      "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "r" / "coarse.pt")["train_config"]["source"] == "online"
