@@ -92,6 +92,10 @@ class Batch:
             frames in order; such arrays are ``None`` above (they never came
             back raw). Call after ``ready()`` and before ``release()``.
         count: samples in the batch, when no host array says it.
+        histogram: ``(3, 256) int64`` per-channel counts of the images,
+            counted where they are (the GPU), for the store's statistics; or
+            ``None``: count ``images`` on the host. Read after ``ready()``
+            and before ``release()``.
     """
 
     images: np.ndarray | None
@@ -105,6 +109,7 @@ class Batch:
     count: int | None = None
     instances: np.ndarray | None = None
     objects: dict[str, np.ndarray] | None = None
+    histogram: np.ndarray | None = None
 
     def __len__(self) -> int:
         if self.count is not None:

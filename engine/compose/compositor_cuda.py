@@ -153,6 +153,8 @@ class _Slot:
     d_offset: Any
     device: dict[str, Any]
     host: dict[str, np.ndarray]
+    d_counts: Any  #: ``(3, 256) int64`` the images' per-channel histogram
+    h_counts: np.ndarray  #: its pinned host mirror
     computed: Any
     copied: Any
 
@@ -201,6 +203,10 @@ class CudaCompositor(Compositor):
         self.back = [n for n in names if n not in self.on_device
                      and not (n == "images" and self.jpeg_on_device and not depth.per_composite)]
         self.copy_images = "images" in self.back
+        #: lossless images: count their histogram (the store's statistics) on the GPU, so
+        #: neither the writers nor the host need them raw
+        self.count_images = config.image_codec != "jpeg"
+        self.zero_counts = np.zeros((3, 256), np.int64)
         self.compute = cuda.stream()
         self.copy = cuda.stream()
         self.d_bg = cuda.to_device(self.bg_images, stream=self.compute)
@@ -230,6 +236,8 @@ class CudaCompositor(Compositor):
             d_offset=cuda.device_array(n + 1, np.int64),
             device={name: cuda.device_array(shape, dtype) for name, (shape, dtype) in shapes.items()},
             host={name: cuda.pinned_array(*shapes[name]) for name in self.back},
+            d_counts=cuda.device_array((3, 256), np.int64),
+            h_counts=cuda.pinned_array((3, 256), np.int64),
             computed=cuda.event(),
             copied=cuda.event(),
         )
@@ -299,11 +307,18 @@ class CudaCompositor(Compositor):
         if self.blend is not None:  # one row per sample: --blend is refused with several objects
             with self.clock(BLEND_PASS):
                 self._blend_device(outs["images"], table, prepared.atlas)
+        if self.count_images:
+            from kernels.histogram_cuda import channel_histogram_cuda
+
+            slot.d_counts.copy_to_device(self.zero_counts, stream=self.compute)
+            channel_histogram_cuda(outs["images"], slot.d_counts, stream=self.compute)
         slot.computed.record(self.compute)
         slot.computed.wait(self.copy)  # the copy stream waits for this kernel only
         hosts = {name: slot.host[name][:n] for name in self.back}
         for name, h in hosts.items():
             outs[name].copy_to_host(h, stream=self.copy)
+        if self.count_images:
+            slot.d_counts.copy_to_host(slot.h_counts, stream=self.copy)
         slot.copied.record(self.copy)  # recorded after the kernel: ready() implies computed
         batch = Batch(
             images=hosts.get("images"), masks=hosts.get("masks"),
@@ -312,6 +327,7 @@ class CudaCompositor(Compositor):
             encode_jpeg=self._jpeg_encoder(outs["images"]) if self.jpeg_on_device else None,
             compressed={name: self._device_chunks(slot.device[name], n) for name in self.on_device},
             count=n, instances=hosts.get("instances"), objects=prepared.batch_objects(),
+            histogram=slot.h_counts if self.count_images else None,
         )
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch

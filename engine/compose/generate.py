@@ -202,8 +202,8 @@ def generate(
     else:
         compositor = Compositor(assets, depth, config)
     written = 0
-    # channel statistics of lossless stores, counted from host images by the writers
-    # (JPEG stores and images kept on the GPU: left to `info --stats`)
+    # channel statistics of lossless stores: each shard's counts come from the GPU with
+    # its batch, or the writers count the host images (JPEG stores: left to `info --stats`)
     counted: ChannelHistogram | None = ChannelHistogram() if config.image_codec != "jpeg" else None
     parts: dict[int, ChannelHistogram] = {}
     pending: deque[tuple[int, int, Future[None]]] = deque()
@@ -215,7 +215,9 @@ def generate(
             with clock(WAIT_RESULTS):
                 batch.ready()  # GPU batches may still be copying back
             with clock(WRITE):
-                if counted is not None and batch.images is not None:
+                if counted is not None and batch.histogram is not None:
+                    parts[index] = ChannelHistogram().add_counts(batch.histogram, len(batch))
+                elif counted is not None and batch.images is not None:
                     parts[index] = ChannelHistogram().add(batch.images)
                 writer.write_shard(index, batch)
         finally:

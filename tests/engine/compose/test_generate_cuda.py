@@ -99,8 +99,11 @@ def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_
     cpu, gpu = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "gpu.zarr")
     assert cpu.keys() == gpu.keys()
     assert [k for k in cpu if cpu[k] != gpu[k]] == ["zarr.json"]  # only the attributes: who compressed
-    writers = json.loads(gpu["zarr.json"])["attributes"]["fgbg"]["writers"]
-    assert writers == [{"compressor": "host-zstd-stand-in", "jpeg_encoder": None}]
+    attrs, cpu_attrs = (json.loads(t["zarr.json"])["attributes"]["fgbg"] for t in (gpu, cpu))
+    assert attrs["writers"] == [{"compressor": "host-zstd-stand-in", "jpeg_encoder": None}]
+    # the images never came back, yet the statistics were counted (on the device): the CPU store's
+    assert attrs["stats"] == cpu_attrs["stats"] and attrs["stats"]["samples"] == 24
+    assert all(b.histogram is not None for b in nvcomp_stand_in)
     assert nvcomp_stand_in and all(b.images is None and b.masks is None and b.depth is None and b.alpha is None
                                    for b in nvcomp_stand_in)
     # instances come back raw: the host counts each object's visible pixels from them
