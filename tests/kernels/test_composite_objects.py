@@ -137,7 +137,7 @@ def test_instance_stats_match_numpy() -> None:
     (lambda t, o: t.__setitem__((1, P.INSTANCE), 0), "instance ids"),
     (lambda t, o: t.__setitem__((1, P.BG), 1), "share its background"),
     (lambda t, o: o.__setitem__(1, 3), "offset"),
-    (lambda t, o: t.__setitem__((1, P.X), 40), "out of bounds"),
+    (lambda t, o: t.__setitem__((1, P.X), 48), "out of bounds"),  # wholly right of the image
 ])
 def test_rejects_bad_tables(change, message: str) -> None:
     bg, depth, atlas, table, offset = two_boxes()
