@@ -328,6 +328,8 @@ def test_generate_with_truncation_then_export_coco_boxes_lie_inside(tmp_path: Pa
     ids, masks = g["instances"][:], g["masks"][:]
     np.testing.assert_array_equal(ids > 0, masks > 0)
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["preview", str(out), "--n", "4", "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
 
     result = runner.invoke(app, ["export", "coco", str(out), "--out", str(tmp_path / "coco"), "--quiet"])
     assert result.exit_code == 0, result.output
