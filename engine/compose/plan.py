@@ -75,7 +75,8 @@ class Placements:
 
     All arrays have shape ``(B,)``: ``bg``, ``fg``, ``x``, ``y``, ``h``, ``w``,
     ``contact_row`` are ``int64`` (``x, y`` = top-left of the resized
-    foreground in output pixels, ``contact_row`` = its bottom row); ``flip`` is
+    foreground in output pixels, negative or with ``x + w > W`` where
+    ``--truncation`` lets the border cut it; ``contact_row`` = its bottom row); ``flip`` is
     ``uint8`` 0/1; ``scale`` is ``float32`` ``h / H``.
     """
 
@@ -341,7 +342,8 @@ class SamplePlan:
         The sample draws its count ``n`` in ``[objects_min, objects_max]``;
         extra object ``j`` draws its foreground, flip and placement (same rule)
         from streams of ``(seed, index)`` of its own. Its box may overlap
-        each box kept before it by at most ``max_overlap`` of the smaller box:
+        each box kept before it by at most ``max_overlap`` of the smaller box
+        (both clipped to the image):
         else it is re-drawn (up to :data:`OVERLAP_TRIES` draws, each from its
         own streams), and dropped when none fits. Each sample depends only on
         ``(seed, index)``.
