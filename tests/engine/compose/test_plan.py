@@ -367,8 +367,9 @@ def truncation_plan(placement: str, objects_max: int, ground: int | None = None,
     """A plan of a few thousand objects; perspective with a tall object (k > 1: the top can be cut)."""
     from engine.assets.camera import GroundPlane
 
-    config = GenerateConfig(height=128, width=160, positions=40, placement=placement, scale_min=0.1, scale_max=1.0,
-                            objects_max=objects_max, max_overlap=1.0, object_height=3.0, **overrides)
+    config = GenerateConfig(**{"height": 128, "width": 160, "positions": 40, "placement": placement, "scale_min": 0.1,
+                               "scale_max": 1.0, "objects_max": objects_max, "max_overlap": 1.0, "object_height": 3.0,
+                               **overrides})
     rng = np.random.default_rng(0)
     fg_sizes = np.stack([rng.integers(40, 129, 4), rng.integers(30, 400, 4)], axis=1)
     grounds = [GroundPlane(49.0, 160.0, 1.6)] * 5 if placement == "perspective" else None
