@@ -3,13 +3,17 @@
     python benchmarks/bench_objects.py                        # defaults below
     python benchmarks/bench_objects.py --variants "1 1,1 3,3 3" --samples 4000
     python benchmarks/bench_objects.py --online               # train --source online's reads instead
+    python benchmarks/bench_objects.py --variants "1 1,1 3" --truncations 0,0.5   # --truncation too
 
 Each variant (``--objects-per-image MIN MAX``) writes ``--samples`` samples of
 the built-in assets to a scratch store; the variants alternate, ``--repeats``
 rounds, so a machine's drift hits them alike. Reported: median images/s of the
 store-writing phase (the same figure ``generate`` prints) and mean objects per
 image (cars of 0.1-0.3 of the height by default: at generate's default
-0.25-0.6 they span most of the width, and few extra ones fit). Results: table on stdout and ``benchmarks/results/objects.json``.
+0.25-0.6 they span most of the width, and few extra ones fit). With
+``--truncations``, every variant also runs at each ``--truncation`` given.
+Results: table on stdout and ``benchmarks/results/objects.json``
+(``objects-truncation.json`` with ``--truncations``).
 
 ``--online`` times ``OnlineSamples.read`` instead (what ``train --source
 online`` composites per batch): ``--reads`` batches of ``--batch`` random
@@ -44,22 +48,26 @@ def main() -> None:
                         help="smaller cars than generate's default, so several fit side by side")
     parser.add_argument("--scale-max", type=float, default=0.3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--truncations", default="0", help="comma-separated --truncation values, each run per variant")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--online", action="store_true", help="time OnlineSamples.read (train --source online)")
     parser.add_argument("--batch", type=int, default=64, help="--online: samples per read")
     parser.add_argument("--reads", type=int, default=4, help="--online: reads timed per round")
     args = parser.parse_args()
-    variants = [tuple(int(v) for v in pair.split()) for pair in args.variants.split(",")]
+    pairs = [tuple(int(v) for v in pair.split()) for pair in args.variants.split(",")]
     if args.online:
-        online(args, variants)
+        online(args, pairs)
         return
-    rates: dict[str, list[float]] = {f"{lo} {hi}": [] for lo, hi in variants}
+    truncations = [float(v) for v in args.truncations.split(",")]
+    variants = [(lo, hi, t) for lo, hi in pairs for t in truncations]
+    label = lambda lo, hi, t: f"{lo} {hi}" + (f" trunc {t:g}" if t else "")  # noqa: E731
+    rates: dict[str, list[float]] = {label(*v): [] for v in variants}
     objects: dict[str, float] = {}
     for _ in range(args.repeats):
-        for lo, hi in variants:
-            name = f"{lo} {hi}"
-            config = variant_config(args, lo, hi)
+        for lo, hi, t in variants:
+            name = label(lo, hi, t)
+            config = variant_config(args, lo, hi, t)
             out = SCRATCH / "s.zarr"
             report = generate(config, out, RunOptions(device=args.device, overwrite=True))
             rates[name].append(report.writing_images_per_second)
@@ -73,19 +81,19 @@ def main() -> None:
     shutil.rmtree(SCRATCH, ignore_errors=True)
     results = {name: {"images_per_s_writing_median": statistics.median(r), "runs": r, "objects_per_image": objects[name]}
                for name, r in rates.items()}
-    print(f"{'--objects-per-image':>20} {'objects/image':>14} {'images/s (median)':>18}  runs")
+    print(f"{'--objects-per-image':>22} {'objects/image':>14} {'images/s (median)':>18}  runs")
     for name, r in results.items():
         runs = ", ".join(f"{v:,.0f}" for v in r["runs"])
-        print(f"{name:>20} {r['objects_per_image']:>14.2f} {r['images_per_s_writing_median']:>18,.0f}  {runs}")
-    save("objects", {"device": args.device, "samples": args.samples, "size": args.size,
+        print(f"{name:>22} {r['objects_per_image']:>14.2f} {r['images_per_s_writing_median']:>18,.0f}  {runs}")
+    save("objects" if truncations == [0.0] else "objects-truncation", {"device": args.device, "samples": args.samples, "size": args.size,
                      "scale": [args.scale_min, args.scale_max], **results}, args.results_dir)
 
 
-def variant_config(args: argparse.Namespace, lo: int, hi: int) -> GenerateConfig:
-    """The config of variant ``--objects-per-image lo hi``."""
+def variant_config(args: argparse.Namespace, lo: int, hi: int, truncation: float = 0.0) -> GenerateConfig:
+    """The config of variant ``--objects-per-image lo hi`` (``--truncation``)."""
     return GenerateConfig(builtin_backgrounds=10, builtin_foregrounds=10, height=args.size, width=args.size,
                           limit=args.samples, shard_size=args.shard_size, objects_min=lo, objects_max=hi,
-                          scale_min=args.scale_min, scale_max=args.scale_max)
+                          scale_min=args.scale_min, scale_max=args.scale_max, truncation=truncation)
 
 
 def online(args: argparse.Namespace, variants: list[tuple[int, ...]]) -> None:

@@ -29,6 +29,10 @@ COMPRESSORS = ("auto", "cpu", "nvcomp")
 BLEND_MODES = ("alpha", "feather", "motion", "poisson")
 #: fields left out of a one-object config's dict (stores written before them read the same)
 MULTI_OBJECT_FIELDS = ("objects_min", "objects_max", "max_overlap")
+#: fields left out of the config's dict while at their default (stores written before them read the same)
+DEFAULT_OMITTED_FIELDS = {"truncation": 0.0}
+#: most of an object that may lie beyond the image border (``--truncation``)
+MAX_TRUNCATION = 0.9
 #: most objects per image (instance ids are uint16; kept small so a sample's loop stays short)
 MAX_OBJECTS = 64
 
@@ -70,6 +74,11 @@ class GenerateConfig:
             per sample and the store gains ``instances`` and per-object meta.
         max_overlap: most an extra object's box may overlap another's, as a
             fraction of the smaller box (re-drawn up to 8 times, else dropped).
+        truncation: most of an object that may lie beyond the image border,
+            as a fraction of its own width (left or right edge) and height
+            (top edge; under ``uniform`` placement the bottom edge too:
+            ``perspective`` keeps the standing row inside, as its ground
+            depth sets the size). 0 keeps every object inside the image.
         limit: keep only the first ``limit`` samples of the plan.
         seed: seed of the plan and of the built-in assets.
         mask_threshold: mask is 255 where alpha > this (0..254); 127 means α > 0.5.
@@ -148,6 +157,7 @@ class GenerateConfig:
     objects_min: int = 1
     objects_max: int = 1
     max_overlap: float = 0.5
+    truncation: float = 0.0
     limit: int | None = None
     seed: int = 0
     mask_threshold: int = 127
@@ -209,11 +219,15 @@ class GenerateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every field; the several-objects fields only
-        when they differ from one object per image (so one-object stores keep
-        the attributes they always had)."""
+        when they differ from one object per image, and the fields of
+        :data:`DEFAULT_OMITTED_FIELDS` only away from their default (so stores
+        keep the attributes they always had)."""
         d = dataclasses.asdict(self)
         if self.objects_max == 1:
             for key in MULTI_OBJECT_FIELDS:
+                d.pop(key)
+        for key, default in DEFAULT_OMITTED_FIELDS.items():
+            if d[key] == default:
                 d.pop(key)
         return d
 
@@ -272,6 +286,8 @@ def check_generate_config(c: GenerateConfig) -> None:
     need(1 <= c.objects_min <= c.objects_max <= MAX_OBJECTS,
          f"--objects-per-image needs 1 <= MIN <= MAX <= {MAX_OBJECTS}, got {c.objects_min} {c.objects_max}")
     need(0 <= c.max_overlap <= 1, f"--max-overlap must be in [0, 1], got {c.max_overlap}")
+    need(0 <= c.truncation <= MAX_TRUNCATION,
+         f"--truncation must be in [0, {MAX_TRUNCATION}] (a fraction of the object), got {c.truncation}")
     need(c.limit is None or c.limit >= 1, f"--limit must be at least 1, got {c.limit}")
     need(0 <= c.seed < 2**63, f"--seed must be in [0, 2**63), got {c.seed}")
     need(0 <= c.mask_threshold <= 254, f"--mask-threshold must be in [0, 254], got {c.mask_threshold}")

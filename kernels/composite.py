@@ -105,7 +105,8 @@ def check_composite_inputs(
     foreground contiguous), ``table (B, 8) int64`` (:mod:`kernels.placement`),
     ``out_images (B, H, W, 3) uint8``, ``out_masks (B, H, W) uint8``,
     ``out_depth (B, H, W) uint16``, ``out_alpha (B, H, W) uint8`` or ``None``.
-    Also checks that every placement lies inside the output and the atlas.
+    Also checks that every placement meets the output (it may reach beyond its
+    border: ``--truncation``; only the pixels inside are written) and lies in the atlas.
     """
     dims = check_same_dims(
         [
@@ -127,8 +128,8 @@ def check_composite_inputs(
         h, w = t[:, P.H], t[:, P.W]
         bad = (
             (t[:, P.BG] < 0) | (t[:, P.BG] >= dims["NB"]) | (h < 1) | (w < 1)
-            | (t[:, P.X] < 0) | (t[:, P.Y] < 0)
-            | (t[:, P.X] + w > dims["W"]) | (t[:, P.Y] + h > dims["H"])
+            | (t[:, P.X] + w < 1) | (t[:, P.Y] + h < 1)
+            | (t[:, P.X] >= dims["W"]) | (t[:, P.Y] >= dims["H"])
             | (t[:, P.OFFSET] < 0) | (t[:, P.OFFSET] + h * w * 4 > dims["A"])
             | (t[:, P.DEPTH] < 0) | (t[:, P.DEPTH] > 0xFFFF)
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.placement import visible_window
+
 
 def composite_reference(
     bg_images: np.ndarray,
@@ -31,16 +33,18 @@ def composite_reference(
         fg = atlas[off : off + h * w * 4].reshape(h, w, 4).astype(np.float64)
         if flip:
             fg = fg[:, ::-1]
+        out, part = visible_window(x, y, h, w, height, width)
+        fg = fg[part]
         image = bg_images[bg].astype(np.float64)
         if occlusion:  # hidden where the background is nearer (compared as float16 values)
-            behind = bg_depth[bg, y : y + h, x : x + w]
+            behind = bg_depth[bg][out]
             near = (behind > 0) & (behind.view(np.float16) < np.uint16(d).view(np.float16))
             fg[near, 3] = 0
         a = fg[..., 3:4] / 255.0
-        region = image[y : y + h, x : x + w]
-        image[y : y + h, x : x + w] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)
+        region = image[out]
+        image[out] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)
         images[b] = image.astype(np.uint8)
-        alpha_out[b, y : y + h, x : x + w] = fg[..., 3]
+        alpha_out[b][out] = fg[..., 3]
         masks[b] = np.where(alpha_out[b] > threshold, 255, 0)
         depth[b] = np.where(masks[b] > 0, d, bg_depth[bg])
     return images, masks, depth, alpha_out
@@ -79,17 +83,19 @@ def composite_objects_reference(
             fg = atlas[off : off + h * w * 4].reshape(h, w, 4).astype(np.float64)
             if flip:
                 fg = fg[:, ::-1]
+            out, part = visible_window(x, y, h, w, height, width)
+            fg = fg[part]
             if occlusion:
-                behind = bg_depth[bg, y : y + h, x : x + w]
+                behind = bg_depth[bg][out]
                 fg[(behind > 0) & (behind.view(np.float16) < np.uint16(d).view(np.float16)), 3] = 0
             a = fg[..., 3:4] / 255.0
-            region = image[y : y + h, x : x + w]
-            image[y : y + h, x : x + w] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)
-            c[y : y + h, x : x + w] = np.floor(fg[..., 3] + c[y : y + h, x : x + w] * (1 - a[..., 0]) + 0.5)
+            region = image[out]
+            image[out] = np.floor(fg[..., :3] * a + region * (1 - a) + 0.5)
+            c[out] = np.floor(fg[..., 3] + c[out] * (1 - a[..., 0]) + 0.5)
             shown = fg[..., 3] > threshold
-            masks[b, y : y + h, x : x + w][shown] = 255
-            depth[b, y : y + h, x : x + w][shown] = d
-            ids[b, y : y + h, x : x + w][shown] = k
+            masks[b][out][shown] = 255
+            depth[b][out][shown] = d
+            ids[b][out][shown] = k
         images[b] = image.astype(np.uint8)
         cover[b] = c.astype(np.uint8)
     return images, masks, depth, ids, cover

@@ -191,3 +191,12 @@ def test_bench_objects_runs(tmp_path: Path) -> None:
     assert "online images/s" in stdout
     doc = json.loads((tmp_path / "objects_online.json").read_text())
     assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_median"] > 0
+
+
+@pytest.mark.slow
+def test_bench_objects_runs_with_truncation(tmp_path: Path) -> None:
+    stdout = run("bench_objects.py", "--variants", "1 2", "--truncations", "0,0.5", "--samples", "16", "--size", "32",
+                 "--shard-size", "8", "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "trunc 0.5" in stdout
+    doc = json.loads((tmp_path / "objects-truncation.json").read_text())
+    assert set(doc["results"]) >= {"1 2", "1 2 trunc 0.5"}

@@ -296,7 +296,8 @@ def test_generate_several_objects_per_image_then_info_and_verify(tmp_path: Path)
 
 
 @pytest.mark.parametrize("args", [["--objects-per-image", "3", "1"], ["--objects-per-image", "0", "2"],
-                                  ["--max-overlap", "1.5"]])
+                                  ["--max-overlap", "1.5"], ["--truncation", "0.95"], ["--truncation", "-0.1"],
+                                  ["--truncation", "nan"]])
 def test_generate_refuses_bad_object_options(tmp_path: Path, args: list[str]) -> None:
     result = runner.invoke(app, ["generate", *SMALL, *args, "--out", str(tmp_path / "x.zarr")])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
@@ -329,3 +330,61 @@ def test_generate_with_heights_per_file_and_a_heights_file(tmp_path: Path) -> No
     result = runner.invoke(app, [*common, "--out", str(tmp_path / "b.zarr")])
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and len(lines) == 1 and f"{fg / 'heights.csv'}, line 2: " in lines[0], result.output
+
+
+def test_generate_with_truncation_then_export_coco_boxes_lie_inside(tmp_path: Path) -> None:
+    """--truncation 0.5 with 1-3 objects: placements reach beyond the border, while the stored
+    visible boxes and the COCO boxes (visible, clipped) lie inside the image and match the masks."""
+    import zarr
+
+    from engine.store.export import decode_rle
+
+    out = tmp_path / "cut.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--positions", "8", "--truncation", "0.5",
+                                 "--objects-per-image", "1", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    g = zarr.open_group(out, mode="r")
+    assert g.attrs["fgbg"]["config"]["truncation"] == 0.5
+    x, y, h, w = (g[f"meta/objects/{n}"][:] for n in ("x", "y", "h", "w"))
+    # cut left or right (perspective: never the bottom; the top only for objects taller than the camera is high)
+    assert (x < 0).any() and (x + w > 32).any()
+    assert (np.maximum(-x, 0) <= 0.5 * w).all() and (np.maximum(x + w - 32, 0) <= 0.5 * w).all()
+    assert (np.maximum(-y, 0) <= 0.5 * h).all() and (y + h <= 32).all()
+    visible, box = g["meta/objects/visible_pixels"][:], g["meta/objects/box"][:]
+    seen = visible > 0
+    assert (box[seen, :2] >= 0).all() and (box[seen, 0] + box[seen, 2] <= 32).all()
+    assert (box[seen, 1] + box[seen, 3] <= 32).all()
+    ids, masks = g["instances"][:], g["masks"][:]
+    np.testing.assert_array_equal(ids > 0, masks > 0)
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["preview", str(out), "--n", "4", "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+
+    result = runner.invoke(app, ["export", "coco", str(out), "--out", str(tmp_path / "coco"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert len(doc["annotations"]) == int(seen.sum())
+    offset = g["meta/object_offset"][:]
+    for a in doc["annotations"]:
+        bx, by, bw, bh = a["bbox"]
+        assert bx >= 0 and by >= 0 and bw >= 1 and bh >= 1 and bx + bw <= 32 and by + bh <= 32
+        mask = decode_rle(a["segmentation"])
+        rows, cols = np.nonzero(mask)
+        assert [cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1] == a["bbox"]
+        objects = range(offset[a["image_id"]], offset[a["image_id"] + 1])
+        assert a["bbox"] in [box[m].tolist() for m in objects]
+
+
+def test_generate_with_truncation_under_uniform_placement_cuts_the_bottom_too(tmp_path: Path) -> None:
+    import zarr
+
+    out = tmp_path / "uniform.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--positions", "8", "--truncation", "0.5", "--placement",
+                                 "uniform", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    g = zarr.open_group(out, mode="r")
+    y, h = g["meta/y"][:], g["meta/h"][:]
+    below = y + h > 32
+    assert below.any() and (y + h - 32 <= 0.5 * h).all()
+    depth, masks = g["depth"][:].astype(np.float32), g["masks"][:]
+    assert (depth[masks > 0] > 0).all() and np.isfinite(depth).all()

@@ -19,7 +19,9 @@ foreground's bottom row for ``ground-plane`` and ``contact`` otherwise;
 ``contact`` is the median background depth under the bottom row's opaque
 pixels (where the object touches the ground); ``min-footprint`` the nearest
 background depth under its mask; ``constant`` a given value. In the maps,
-0 means unknown depth.
+0 means unknown depth. A foreground cut by the image border (``--truncation``)
+is read where it is visible (:mod:`kernels.plane_depth`); the ground equation
+holds below the image too, so a bottom cut off (``uniform``) keeps its exact depth.
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ range still bounds the sizes, and a full-size car never stands at the horizon. N
 the next, so any index range can be planned alone (resume, sharding across
 processes and GPUs).
 
+Truncation (``--truncation F``): an object may reach beyond the image border
+by up to ``⌊F·w⌋`` columns (left or right) and ``⌊F·h⌋`` rows (top; under
+``uniform`` the bottom too). Only the range the column and standing row are
+drawn from widens, from the same draws, so ``F = 0`` gives exactly the plans
+of before; sizes keep their rules. Under ``perspective`` the standing row stays
+inside the image (its ground depth sets the size), so the bottom is never cut.
+
 Several objects per image (``--objects-per-image MIN MAX``,
 :meth:`SamplePlan.objects_at`): object 0 is the sample's placement above;
 the sample's count and each extra object's foreground, flip and three
@@ -68,7 +75,8 @@ class Placements:
 
     All arrays have shape ``(B,)``: ``bg``, ``fg``, ``x``, ``y``, ``h``, ``w``,
     ``contact_row`` are ``int64`` (``x, y`` = top-left of the resized
-    foreground in output pixels, ``contact_row`` = its bottom row); ``flip`` is
+    foreground in output pixels, negative or with ``x + w > W`` where
+    ``--truncation`` lets the border cut it; ``contact_row`` = its bottom row); ``flip`` is
     ``uint8`` 0/1; ``scale`` is ``float32`` ``h / H``.
     """
 
@@ -124,12 +132,30 @@ class ObjectPlacements:
         return len(self.samples)
 
 
-def _overlap(p: Placements, other: dict[str, np.ndarray]) -> np.ndarray:
-    """``(B,) float64`` intersection of ``p``'s boxes with ``other``'s, over the smaller box's area."""
-    ix = np.minimum(p.x + p.w, other["x"] + other["w"]) - np.maximum(p.x, other["x"])
-    iy = np.minimum(p.y + p.h, other["y"] + other["h"]) - np.maximum(p.y, other["y"])
+def truncation_allowance(fraction: float, size: np.ndarray) -> np.ndarray:
+    """``int64`` pixels of an object of ``size`` px that may lie beyond the border: ``⌊fraction · size⌋``.
+
+    A hair is added before the floor so that ``0.3 · 10`` allows 3 pixels,
+    as the fraction ``3 / 10`` is ``0.3``; 0 for ``fraction`` 0.
+    """
+    return np.floor(fraction * np.asarray(size, dtype=np.float64) + 1e-9).astype(np.int64)
+
+
+def _clip_box(x: np.ndarray, y: np.ndarray, h: np.ndarray, w: np.ndarray,
+              height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes ``(x, y, h, w)`` clipped to a ``height × width`` image, as ``x0, y0, x1, y1`` (end exclusive)."""
+    return np.maximum(x, 0), np.maximum(y, 0), np.minimum(x + w, width), np.minimum(y + h, height)
+
+
+def _overlap(p: Placements, other: dict[str, np.ndarray], height: int, width: int) -> np.ndarray:
+    """``(B,) float64`` intersection of ``p``'s boxes with ``other``'s, over the smaller box's
+    area, every box clipped to the image first (a truncated object's hidden part overlaps nothing)."""
+    ax0, ay0, ax1, ay1 = _clip_box(p.x, p.y, p.h, p.w, height, width)
+    bx0, by0, bx1, by1 = _clip_box(other["x"], other["y"], other["h"], other["w"], height, width)
+    ix = np.minimum(ax1, bx1) - np.maximum(ax0, bx0)
+    iy = np.minimum(ay1, by1) - np.maximum(ay0, by0)
     inter = np.maximum(ix, 0) * np.maximum(iy, 0)
-    smaller = np.minimum(p.h * p.w, other["h"] * other["w"])
+    smaller = np.minimum((ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0))
     return inter / np.maximum(smaller, 1)
 
 
@@ -191,6 +217,7 @@ class SamplePlan:
                 raise ValueError("fg_heights needs one entry per foreground")
         self.objects_min, self.objects_max = config.objects_min, config.objects_max
         self.max_overlap = config.max_overlap
+        self.truncation = config.truncation
         grid = self.n_bg * self.n_fg * self.n_flip * self.positions
         self.n_grid = grid
         self.n_samples = grid if config.limit is None else min(grid, config.limit)
@@ -242,10 +269,12 @@ class SamplePlan:
         h = np.where(np.floor(h * fg_w / fg_h + 0.5) > W, np.maximum(1, np.floor(W * fg_h / fg_w)), h).astype(np.int64)
         w = np.clip(np.floor(h * fg_w / fg_h + 0.5), 1, W).astype(np.int64)
 
-        x = np.minimum(np.floor(u2 * (W - w + 1)), W - w).astype(np.int64)
-        # Stand on the ground: the bottom row lies at or below the first ground row.
-        lo = np.maximum(h - 1, self.first_ground_rows[bg])
-        span = H - lo  # rows available for the bottom edge: lo .. H-1
+        x = self._column(w, u2)
+        # Stand on the ground: the bottom row lies at or below the first ground row;
+        # truncation lets the top rise above row 0 and the bottom sink below row H-1.
+        cut = truncation_allowance(self.truncation, h)
+        lo = np.maximum(h - 1 - cut, self.first_ground_rows[bg])
+        span = H + cut - lo  # rows available for the bottom edge: lo .. H-1+cut
         bottom = lo + np.minimum(np.floor(u3 * span), span - 1).astype(np.int64)
         y = bottom - h + 1
         return Placements(
@@ -263,22 +292,42 @@ class SamplePlan:
         k = self.fg_heights[fg] * (1 + self.height_jitter * (2 * u1 - 1)) / cam
         h_lo = np.maximum(1.0, self.scale_min * H)
         h_hi = np.minimum(self.scale_max * H, np.floor(W * fg_h / fg_w))  # the width must fit too
-        # rows whose height lies in [h_lo, h_hi], that see the ground, and keep the top inside (h <= row + 1)
+        # rows whose height lies in [h_lo, h_hi], that see the ground, and keep the top inside
+        # (h <= row + 1), or with truncation at most a fraction F above row 0 ((1 - F) h <= row + 1)
         lo = np.maximum(np.ceil(horizon - 0.5 + h_lo / k), self.first_ground_rows[bg])
         hi = np.minimum(np.floor(horizon - 0.5 + h_hi / k), H - 1)
-        hi = np.where(k > 1, np.minimum(hi, np.floor((1 + k * (horizon - 0.5)) / np.maximum(k - 1, 1e-12))), hi)
+        kt = k * (1.0 - self.truncation)  # == k for F = 0: the plans of before, bit for bit
+        hi = np.where(kt > 1, np.minimum(hi, np.floor((1 + kt * (horizon - 0.5)) / np.maximum(kt - 1, 1e-12))), hi)
         # no such row (a scale range the camera cannot give): the nearest end, height clamped below
         lo = np.clip(lo, 0, H - 1)
         hi = np.clip(np.maximum(hi, lo), 0, H - 1)
         span = hi - lo + 1
         bottom = (lo + np.minimum(np.floor(u3 * span), span - 1)).astype(np.int64)
         h = np.floor(k * (bottom + 0.5 - horizon) + 0.5)
-        h = np.clip(h, 1, np.minimum(np.minimum(bottom + 1, H), np.maximum(1, np.floor(W * fg_h / fg_w))))
+        h = np.clip(h, 1, np.minimum(np.minimum(self._tallest(bottom), H), np.maximum(1, np.floor(W * fg_h / fg_w))))
         h = h.astype(np.int64)
         w = np.clip(np.floor(h * fg_w / fg_h + 0.5), 1, W).astype(np.int64)
-        x = np.minimum(np.floor(u2 * (W - w + 1)), W - w).astype(np.int64)
+        x = self._column(w, u2)
         y = bottom - h + 1
         return Placements(bg=bg, fg=fg, flip=flip, x=x, y=y, h=h, w=w, scale=(h / H).astype(np.float32))
+
+    def _column(self, w: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``(B,) int64`` left columns of objects ``w`` wide from draws ``u``: inside the
+        image, or reaching beyond either side by at most :func:`truncation_allowance`."""
+        cut = truncation_allowance(self.truncation, w)
+        span = self.width - w + 1 + 2 * cut  # columns -cut .. W-w+cut
+        return (np.minimum(np.floor(u * span), span - 1) - cut).astype(np.int64)
+
+    def _tallest(self, bottom: np.ndarray) -> np.ndarray:
+        """``(B,) float64`` the tallest height standing on row ``bottom`` whose part above
+        row 0 stays within :func:`truncation_allowance` (``bottom + 1`` with none)."""
+        if self.truncation == 0:
+            return (bottom + 1).astype(np.float64)
+        h = np.floor((bottom + 1) / (1.0 - self.truncation))
+        # h - ⌊F h⌋ <= bottom + 1 exactly (the division may round up by one)
+        for _ in range(2):
+            h = np.where(h - truncation_allowance(self.truncation, h) > bottom + 1, h - 1, h)
+        return h
 
     def objects(self, start: int, stop: int) -> ObjectPlacements:
         """Every object of samples ``start ≤ i < stop`` (see :meth:`objects_at`)."""
@@ -293,7 +342,8 @@ class SamplePlan:
         The sample draws its count ``n`` in ``[objects_min, objects_max]``;
         extra object ``j`` draws its foreground, flip and placement (same rule)
         from streams of ``(seed, index)`` of its own. Its box may overlap
-        each box kept before it by at most ``max_overlap`` of the smaller box:
+        each box kept before it by at most ``max_overlap`` of the smaller box
+        (both clipped to the image):
         else it is re-drawn (up to :data:`OVERLAP_TRIES` draws, each from its
         own streams), and dropped when none fits. Each sample depends only on
         ``(seed, index)``.
@@ -323,7 +373,8 @@ class SamplePlan:
                 p = self._place(first.bg[rows], fg, flip, *u)
                 ok = np.ones(rows.size, bool)
                 for other in range(j):
-                    overlap = _overlap(p, {n: table[n][rows, other] for n in ("x", "y", "h", "w")})
+                    overlap = _overlap(p, {n: table[n][rows, other] for n in ("x", "y", "h", "w")},
+                                       self.height, self.width)
                     ok &= ~kept[rows, other] | (overlap <= self.max_overlap)
                 good = rows[ok]
                 for name in cols:

@@ -23,8 +23,10 @@ from kernels.reference import composite_reference
 H, W = 12, 16
 
 
-def scene(seed: int = 0, occluders: bool = False, size: tuple[int, int] = (H, W)) -> dict[str, np.ndarray]:
-    """2 backgrounds, 2 foregrounds (soft edges), 4 placements (one flipped); ``size`` ≥ (12, 16)."""
+def scene(seed: int = 0, occluders: bool = False, size: tuple[int, int] = (H, W),
+          cut: bool = False) -> dict[str, np.ndarray]:
+    """2 backgrounds, 2 foregrounds (soft edges), 4 placements (one flipped); ``size`` ≥ (12, 16);
+    ``cut``: the placements reach beyond the left, right, top and bottom borders (``--truncation``)."""
     H, W = size  # noqa: N806 - the image size, as elsewhere
     rng = np.random.default_rng(seed)
     bg = rng.integers(0, 256, (2, H, W, 3), dtype=np.uint8)
@@ -41,6 +43,8 @@ def scene(seed: int = 0, occluders: bool = False, size: tuple[int, int] = (H, W)
     atlas = np.concatenate([f.reshape(-1) for f in fgs])
     offsets = [0, fgs[0].size]
     rows = [(0, 0, 2, 3, 0, 10.0), (1, 1, 6, 6, 1, 10.0), (0, 1, 0, 0, 0, 10.0), (1, 0, 9, 5, 1, 10.0)]
+    if cut:
+        rows = [(0, 0, -3, 3, 0, 10.0), (1, 1, W - 5, 2, 1, 10.0), (0, 1, 4, -2, 0, 10.0), (1, 0, 3, H - 3, 1, 10.0)]
     table = np.zeros((len(rows), P.N_COLUMNS), np.int64)
     for i, (b, f, x, y, flip, d) in enumerate(rows):
         h, w = fgs[f].shape[:2]
@@ -259,3 +263,36 @@ def test_windowed_chunks_equal_the_whole_image_maths(spec: BlendSpec, occlusion:
         pm, a = rgb * alpha, alpha
     whole = over(pm, a, bg).numpy().astype(int)
     assert np.abs(blended(s, spec, occlusion).astype(int) - whole).max() <= 1
+
+
+@pytest.mark.parametrize("occlusion", [False, True])
+def test_objects_cut_by_the_border_layer_and_no_op_modes_are_the_kernels_composite(occlusion: bool) -> None:
+    s = scene(9, occluders=occlusion, cut=True)
+    rgb, alpha, bg = layer(s, occlusion)
+    np.testing.assert_array_equal(over(rgb * alpha, alpha, bg).numpy(), alpha_images(s, occlusion))
+    for spec in (BlendSpec(mode="feather", feather_sigma=0.05), BlendSpec(mode="motion", motion_length=1)):
+        np.testing.assert_array_equal(blended(s, spec, occlusion), alpha_images(s, occlusion))
+
+
+@pytest.mark.parametrize("spec", [
+    BlendSpec(mode="feather", feather_sigma=1.2), BlendSpec(mode="motion", motion_length=5, motion_angle=60.0),
+    BlendSpec(mode="poisson"), BlendSpec(harmonize=True, harmonize_ring=2),
+], ids=["feather", "motion", "poisson", "harmonize"])
+def test_windows_of_objects_cut_by_the_border_equal_the_whole_image_maths(spec: BlendSpec) -> None:
+    """The post-pass window is clamped to the image: a cut object's window holds all its visible part."""
+    s = scene(10, size=(40, 56), cut=True)
+    rgb, alpha, bg = layer(s)
+    if spec.harmonize:
+        rgb = harmonize(rgb, alpha, bg, spec.harmonize_ring)
+    if spec.mode == "feather":
+        pm, a = feather(rgb, alpha, spec.feather_sigma)
+    elif spec.mode == "motion":
+        pm, a = motion(rgb, alpha, spec.motion_length, spec.motion_angle)
+    elif spec.mode == "poisson":
+        pm, a = poisson(rgb, alpha, bg, 2000, 1e-5).clamp(0, 255) * alpha, alpha
+    else:
+        pm, a = rgb * alpha, alpha
+    whole = over(pm, a, bg).numpy().astype(int)
+    out = blended(s, spec)
+    assert np.abs(out.astype(int) - whole).max() <= 1
+    assert not np.array_equal(out, alpha_images(s))

@@ -41,6 +41,20 @@ def random_batch(rng: np.random.Generator, n: int, height: int, width: int, n_bg
     return bg, depth, np.concatenate(sprites), table
 
 
+def cut_by_the_border(rng: np.random.Generator, table: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``table`` with every box moved to a random place that meets the image, most of them
+    reaching beyond a border (``--truncation``); the first four cut left, right, top, bottom."""
+    t = table.copy()
+    h, w = t[:, P.H], t[:, P.W]
+    t[:, P.X] = rng.integers(1 - w, width)
+    t[:, P.Y] = rng.integers(1 - h, height)
+    n = len(t)
+    for i, (col, value) in enumerate([(P.X, -1), (P.X, width - 1), (P.Y, -1), (P.Y, height - 1)][:n]):
+        size = t[i, P.W if col == P.X else P.H]
+        t[i, col] = value - (size // 2 if value < 0 else 0)  # about half outside, at least one pixel inside
+    return t
+
+
 def run_kernel(device: str, bg, depth, atlas, table, threshold: int, with_alpha: bool = True, occlusion: bool = False):
     n = len(table)
     _, height, width, _ = bg.shape
@@ -91,6 +105,40 @@ def test_occlusion_matches_reference(kernel_device: str, seed: int) -> None:
     want = composite_reference(bg, depth, atlas, table, 127, occlusion=True)
     for name, g, w in zip(("images", "masks", "depth", "alpha"), got, want):
         np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+@pytest.mark.parametrize("occlusion", [False, True])
+def test_boxes_cut_by_the_border_match_reference(kernel_device: str, occlusion: bool) -> None:
+    """--truncation: placements reaching beyond the image write only the pixels inside."""
+    rng = np.random.default_rng(11)
+    n, height, width = small_shape(kernel_device)
+    n = max(n, 4)
+    bg, depth, atlas, table = random_batch(rng, n, height, width)
+    table = cut_by_the_border(rng, table, height, width)
+    assert (table[:, P.X] < 0).any() and (table[:, P.Y] < 0).any()
+    assert (table[:, P.X] + table[:, P.W] > width).any() and (table[:, P.Y] + table[:, P.H] > height).any()
+    depth[:, : height // 3] = 0
+    got = run_kernel(kernel_device, bg, depth, atlas, table, 127, occlusion=occlusion)
+    want = composite_reference(bg, depth, atlas, table, 127, occlusion=occlusion)
+    for name, g, w in zip(("images", "masks", "depth", "alpha"), got, want):
+        np.testing.assert_array_equal(g, w, err_msg=name)
+    assert got[1].any()
+
+
+def test_a_box_cut_by_the_border_is_the_inner_part_of_a_larger_canvas() -> None:
+    """Pasting at (-3, -2) equals pasting at (0, 0) on a canvas 3 px wider and 2 px taller, then cropping."""
+    rng = np.random.default_rng(2)
+    bg, depth, atlas, table = random_batch(rng, 1, 14, 18)
+    big_bg = np.zeros((3, 16, 21, 3), np.uint8)
+    big_bg[:, 2:, 3:] = bg
+    big_depth = np.zeros((3, 16, 21), np.uint16)
+    big_depth[:, 2:, 3:] = depth
+    table[0, [P.X, P.Y]] = 0
+    big = run_kernel("cpu", big_bg, big_depth, atlas, table, 127)
+    table[0, [P.X, P.Y]] = -3, -2
+    cut = run_kernel("cpu", bg, depth, atlas, table, 127)
+    for c, b in zip(cut, big):
+        np.testing.assert_array_equal(c, b[:, 2:, 3:])
 
 
 def test_a_near_box_hides_the_foreground() -> None:
@@ -178,7 +226,7 @@ def test_flip_mirrors_the_foreground() -> None:
 
 @pytest.mark.parametrize(
     "column, value, message",
-    [(P.X, 50, "out of bounds"), (P.BG, 9, "out of bounds"), (P.OFFSET, 10**9, "out of bounds"), (P.H, 0, "out of bounds")],
+    [(P.X, 50, "out of bounds"), (P.X, -10**6, "out of bounds"), (P.Y, 20, "out of bounds"), (P.BG, 9, "out of bounds"), (P.OFFSET, 10**9, "out of bounds"), (P.H, 0, "out of bounds")],
 )
 def test_rejects_bad_placements(column: int, value: int, message: str) -> None:
     rng = np.random.default_rng(0)

@@ -180,7 +180,7 @@ def test_instance_stats_match_numpy() -> None:
     (lambda t, o: t.__setitem__((1, P.INSTANCE), 0), "instance ids"),
     (lambda t, o: t.__setitem__((1, P.BG), 1), "share its background"),
     (lambda t, o: o.__setitem__(1, 3), "offset"),
-    (lambda t, o: t.__setitem__((1, P.X), 40), "out of bounds"),
+    (lambda t, o: t.__setitem__((1, P.X), 48), "out of bounds"),  # wholly right of the image
 ])
 def test_rejects_bad_tables(change, message: str) -> None:
     bg, depth, atlas, table, offset = two_boxes()
@@ -219,3 +219,34 @@ def test_matches_the_reference_from_an_unsorted_table(seed: int) -> None:
         for name, g, w in zip(["images", "masks", "depth", "instances"], got, want):
             np.testing.assert_array_equal(g, w, err_msg=name)
         assert np.abs(got[4].astype(int) - want[4].astype(int)).max() <= 1  # coverage: integer vs float rounding
+
+
+def test_objects_cut_by_the_border_match_the_reference_and_cuda() -> None:
+    """--truncation: objects reaching beyond the image, CPU against the reference and the CUDA kernel
+    (simulated without a GPU); their visible boxes lie inside the image."""
+    from engine.compose.compositor import object_table
+    from engine.compose.plan import ObjectPlacements
+    from kernels.reference import composite_objects_reference
+    from tests.kernels.test_composite import cut_by_the_border
+
+    rng = np.random.default_rng(4)
+    bg, depth, atlas, table, offset = random_objects(rng, 6, 24, 32)
+    table = cut_by_the_border(rng, table, 24, 32)
+    depth[:, :6] = 0
+    ordered = object_table(ObjectPlacements(samples=None, objects=None, offset=offset),  # type: ignore[arg-type]
+                           table[:, : P.N_COLUMNS])
+    for occlusion in (False, True):
+        want = composite_objects_reference(bg, depth, atlas, table, offset, 127, occlusion)
+        got = run_objects("cpu", bg, depth, atlas, ordered, offset, occlusion=occlusion)
+        for name, g, w in zip(["images", "masks", "depth", "instances"], got, want):
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    first3 = ordered[: offset[3]], offset[:4]  # the simulator runs every thread in Python: three samples
+    cpu = run_objects("cpu", bg, depth, atlas, *first3, occlusion=True)
+    gpu = run_objects("cuda", bg, depth, atlas, *first3, occlusion=True)
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_array_equal(a, b)
+    visible, box = instance_stats(got[3], offset)
+    assert visible.sum() > 0
+    seen = visible > 0
+    assert (box[seen, 0] >= 0).all() and (box[seen, 1] >= 0).all()
+    assert (box[seen, 0] + box[seen, 2] <= 32).all() and (box[seen, 1] + box[seen, 3] <= 24).all()

@@ -122,6 +122,37 @@ def test_depth_is_the_ground_under_the_foreground(store: Path) -> None:
     assert np.isfinite(depth).all() and (depth > 0).all() and depth.max() <= config.max_depth
 
 
+def test_a_truncated_store_recomputes_from_itself_with_the_ground_below_the_image(tmp_path: Path) -> None:
+    """--truncation 0.5 --placement uniform: images, masks and depth equal the reference kernel on
+    the store's own assets and (cut) placements; the plane depth is the ground at the bottom row,
+    below the image where the bottom is cut off."""
+    config = small(truncation=0.5, placement="uniform", positions=8)
+    out = tmp_path / "cut.zarr"
+    generate(config, out)
+    g = zarr.open_group(out, mode="r")
+    fg_assets, fg_size = g["assets/fg"][:], g["assets/fg_size"][:]
+    bg_assets, bg_depth = g["assets/bg"][:], g["assets/bg_depth"][:].view(np.uint16)
+    meta = {k: g[f"meta/{k}"][:].astype(np.int64) for k in ("bg_index", "fg_index", "flip", "x", "y", "h", "w")}
+    depth = g["depth"][:].view(np.uint16)
+    cut = (meta["x"] < 0) | (meta["x"] + meta["w"] > 48) | (meta["y"] < 0) | (meta["y"] + meta["h"] > 32)
+    below = meta["y"] + meta["h"] > 32
+    assert cut.mean() > 0.3 and below.any()
+    assets = load_assets(config)
+    for i in np.flatnonzero(cut):
+        f = int(meta["fg_index"][i])
+        h, w = int(meta["h"][i]), int(meta["w"][i])
+        sprite = resize_rgba(np.ascontiguousarray(fg_assets[f, : fg_size[f, 0], : fg_size[f, 1]]), h, w)
+        ground = assets.bg_grounds[int(meta["bg_index"][i])]
+        plane = min(float(ground.ground_depth(np.array([meta["y"][i] + h - 1]))[0]), config.max_depth)
+        row = np.zeros((1, P.N_COLUMNS), np.int64)
+        row[0, [P.BG, P.X, P.Y, P.H, P.W, P.FLIP]] = [meta[k][i] for k in ("bg_index", "x", "y", "h", "w", "flip")]
+        row[0, P.DEPTH] = int(np.float16(plane).view(np.uint16))
+        images, masks, d, _ = composite_reference(bg_assets, bg_depth, sprite.reshape(-1), row, 127)
+        np.testing.assert_array_equal(images[0], g["images"][i])
+        np.testing.assert_array_equal(masks[0], g["masks"][i])
+        np.testing.assert_array_equal(d[0], depth[i])
+
+
 def test_two_runs_are_byte_identical(store: Path, tmp_path: Path) -> None:
     generate(small(), tmp_path / "again.zarr")
     assert tree(tmp_path / "again.zarr") == tree(store)

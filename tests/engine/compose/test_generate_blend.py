@@ -59,6 +59,25 @@ def test_each_mode_blends_images_and_keeps_labels(tmp_path: Path, plain: dict, o
     assert all(config[k] == v for k, v in overrides.items())
 
 
+def test_blending_objects_cut_by_the_border(tmp_path: Path) -> None:
+    """--truncation with --blend feather: labels are the alpha store's, images change near the objects only."""
+    plain_out, out = tmp_path / "a.zarr", tmp_path / "f.zarr"
+    generate(small(truncation=0.5, placement="uniform"), plain_out)
+    generate(small(truncation=0.5, placement="uniform", blend="feather", feather_sigma=1.5), out)
+    plain, got = arrays(plain_out), arrays(out)
+    x, w = (zarr.open_group(out, mode="r")[f"meta/{k}"][:] for k in ("x", "w"))
+    assert ((x < 0) | (x + w > 48)).any()
+    np.testing.assert_array_equal(got["masks"], plain["masks"])
+    np.testing.assert_array_equal(got["depth"], plain["depth"])
+    changed = np.any(got["images"] != plain["images"], axis=-1)
+    near = np.zeros_like(changed)
+    for b, m in enumerate(plain["masks"] > 0):
+        rows, cols = np.nonzero(m)
+        if len(rows):
+            near[b, max(rows.min() - 8, 0) : rows.max() + 9, max(cols.min() - 8, 0) : cols.max() + 9] = True
+    assert changed.any() and not (changed & ~near).any()
+
+
 def test_resume_refuses_another_blend(tmp_path: Path) -> None:
     out = tmp_path / "r.zarr"
     generate(small(limit=16), out)

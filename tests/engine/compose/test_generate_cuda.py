@@ -28,6 +28,8 @@ def tiny(**overrides) -> GenerateConfig:
 @pytest.mark.parametrize("overrides", [
     {}, {"save_alpha": True, "image_codec": "none", "occlusion": "background"},
     {"objects_min": 2, "objects_max": 3, "max_overlap": 0.8, "save_alpha": True, "occlusion": "background"},
+    {"truncation": 0.6, "placement": "uniform", "save_alpha": True, "occlusion": "background"},
+    {"truncation": 0.6, "objects_min": 1, "objects_max": 3, "occlusion": "background"},
 ])
 def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
@@ -187,8 +189,9 @@ def test_cli_reports_a_broken_cuda_stack_in_one_line(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.gpu
-def test_real_gpu_store_equals_cpu_store(tmp_path: Path) -> None:
-    config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128)
+@pytest.mark.parametrize("overrides", [{}, {"truncation": 0.5, "objects_max": 3, "occlusion": "background"}])
+def test_real_gpu_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
+    config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128, **overrides)
     generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda"))
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")

@@ -387,3 +387,115 @@ def json_round_trip(d: dict) -> dict:
     import json
 
     return json.loads(json.dumps(d))
+
+
+# -- --truncation ----------------------------------------------------------------
+
+
+def truncation_plan(placement: str, objects_max: int, ground: int | None = None, **overrides) -> SamplePlan:
+    """A plan of a few thousand objects; perspective with a tall object (k > 1: the top can be cut)."""
+    from engine.assets.camera import GroundPlane
+
+    config = GenerateConfig(**{"height": 128, "width": 160, "positions": 40, "placement": placement, "scale_min": 0.1,
+                               "scale_max": 1.0, "objects_max": objects_max, "max_overlap": 1.0, "object_height": 3.0,
+                               **overrides})
+    rng = np.random.default_rng(0)
+    fg_sizes = np.stack([rng.integers(40, 129, 4), rng.integers(30, 400, 4)], axis=1)
+    grounds = [GroundPlane(49.0, 160.0, 1.6)] * 5 if placement == "perspective" else None
+    return SamplePlan(config, fg_sizes, 5, None if ground is None else np.full(5, ground), grounds)
+
+
+def cut_fractions(p, height: int = 128, width: int = 160) -> dict[str, np.ndarray]:
+    """Fraction of each object beyond each border (of its width or height)."""
+    return {"left": np.maximum(-p.x, 0) / p.w, "right": np.maximum(p.x + p.w - width, 0) / p.w,
+            "top": np.maximum(-p.y, 0) / p.h, "bottom": np.maximum(p.y + p.h - height, 0) / p.h}
+
+
+@pytest.mark.parametrize("placement, ground", [("uniform", None), ("uniform", 60), ("perspective", None)])
+@pytest.mark.parametrize("objects_max", [1, 3])
+@pytest.mark.parametrize("fraction", [0.25, 0.9])
+def test_truncation_stays_within_the_fraction(placement: str, ground: int | None, objects_max: int,
+                                              fraction: float) -> None:
+    plan = truncation_plan(placement, objects_max, ground, truncation=fraction)
+    p = plan.objects(0, plan.n_samples).objects
+    assert len(p) >= 1600
+    cut = cut_fractions(p)
+    for side, f in cut.items():
+        assert (f <= fraction + 1e-12).all(), side
+    # every object keeps a part inside, its box rules hold, and some are really cut
+    assert (p.x + p.w >= 1).all() and (p.x < 160).all() and (p.y + p.h >= 1).all() and (p.y < 128).all()
+    assert (p.h >= 1).all() and (p.h <= 128).all() and (p.w >= 1).all() and (p.w <= 160).all()
+    for side in ("left", "right", "top"):
+        assert (cut[side] > 0).mean() > 0.02, side
+    assert max(cut["left"].max(), cut["right"].max()) > 0.8 * fraction
+    if placement == "perspective":  # the standing row sets the size: never below the image
+        assert (cut["bottom"] == 0).all() and (p.contact_row >= 49).all()
+    else:
+        assert (cut["bottom"] > 0).mean() > 0.02
+    if ground is not None:
+        assert (p.contact_row >= ground).all()
+
+
+def test_truncation_keeps_the_sizes_and_the_perspective_rule() -> None:
+    """Only the position range widens: the same draws give the same sizes as without truncation,
+    for uniform; perspective sizes still follow h = k (row + 0.5 - horizon)."""
+    base, cut = truncation_plan("uniform", 1), truncation_plan("uniform", 1, truncation=0.5)
+    a, b = base.placements(0, base.n_samples), cut.placements(0, cut.n_samples)
+    np.testing.assert_array_equal(np.stack([a.bg, a.fg, a.flip, a.h, a.w]), np.stack([b.bg, b.fg, b.flip, b.h, b.w]))
+    p = truncation_plan("perspective", 1, truncation=0.5).placements(0, base.n_samples)
+    k = p.h / (p.contact_row + 0.5 - 49.0)
+    free = (p.h > 2) & (p.h < 128 - 1)
+    assert (np.abs(k[free] - 3.0 / 1.6) <= 0.1 * 3.0 / 1.6 + 1.0 / p.h[free] + 1e-9).all()
+
+
+# Digests of every object field of these plans, computed by the code before --truncation existed.
+BEFORE_TRUNCATION = {("uniform", 60): "22f25d1addc0b358", ("uniform", None): "15c6fe619134d312",
+                     ("perspective", 60): "e44ce0364ad1aa5f", ("perspective", 49, 3.0): "106af4bf4ebaac41"}
+
+
+@pytest.mark.parametrize("case", list(BEFORE_TRUNCATION))
+def test_zero_truncation_plans_exactly_as_before(case: tuple) -> None:
+    import hashlib
+
+    from engine.assets.camera import GroundPlane
+
+    placement, ground, *height = case
+    rng = np.random.default_rng(0)
+    fg_sizes = np.stack([rng.integers(40, 129, 4), rng.integers(30, 400, 4)], axis=1)
+    config = GenerateConfig(height=128, width=160, positions=10, placement=placement, scale_min=0.1, scale_max=1.0,
+                            objects_max=3, object_height=height[0] if height else 1.5, truncation=0.0)
+    grounds = [GroundPlane(48.0, 160.0, 1.6)] * 5 if placement == "perspective" else None
+    plan = SamplePlan(config, fg_sizes, 5, None if ground is None else np.full(5, ground), grounds)
+    o = plan.objects(0, plan.n_samples)
+    a = fields(o.objects).astype(np.int64)
+    assert hashlib.sha256(a.tobytes() + o.offset.tobytes()).hexdigest()[:16] == BEFORE_TRUNCATION[case]
+
+
+def test_overlap_is_measured_on_boxes_clipped_to_the_image() -> None:
+    plan = truncation_plan("uniform", 4, truncation=0.9, max_overlap=0.2)
+    o = plan.objects(0, plan.n_samples)
+    p = o.objects
+    x0, y0 = np.maximum(p.x, 0), np.maximum(p.y, 0)
+    x1, y1 = np.minimum(p.x + p.w, 160), np.minimum(p.y + p.h, 128)
+    area = (x1 - x0) * (y1 - y0)
+    for b in range(len(o)):
+        rows = range(o.offset[b], o.offset[b + 1])
+        for i in rows:
+            for j in rows:
+                if i < j:
+                    inter = max(min(x1[i], x1[j]) - max(x0[i], x0[j]), 0) * max(min(y1[i], y1[j]) - max(y0[i], y0[j]), 0)
+                    assert inter <= 0.2 * min(area[i], area[j]) + 1e-9
+
+
+def test_truncation_config_round_trip_and_old_configs() -> None:
+    assert "truncation" not in GenerateConfig().to_dict()  # stores written before it keep their attributes
+    assert "truncation" not in GenerateConfig().identity()
+    old = GenerateConfig().to_dict()
+    assert GenerateConfig.from_dict(old).truncation == 0.0
+    cut = GenerateConfig(truncation=0.35)
+    d = cut.to_dict()
+    assert d["truncation"] == 0.35 and GenerateConfig.from_dict(d) == cut
+    assert cut.identity() != GenerateConfig().identity()  # a different store: resume refuses to mix them
+    for bad in (-0.1, 0.95, float("nan")):
+        with pytest.raises(ConfigError, match="--truncation"):
+            GenerateConfig(truncation=bad)
