@@ -10,7 +10,7 @@ no store writing): the composite kernel, plus the post-pass of
 median of ``--repeats`` batches. ``--objects`` adds ``--objects-per-image``
 variants (the post-pass then runs layer by layer, far to near); rows of a
 variant other than ``1 1`` are named ``MODE objects MIN-MAX``. Results: stdout
-and ``benchmarks/results/blend[-cuda].json``.
+and ``benchmarks/results/blend[-objects][-cuda].json`` (``-objects``: with ``--objects``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def main() -> None:
             results["modes"][name] = {**t, "images_per_s": rate, "objects_per_image": per_image}
             print(f"{name:<28} {rate:>10.1f} {t['median_s']:>9.3f}")
             compositor.close()
-    path = save("blend" + ("-cuda" if args.device == "cuda" else ""), results, args.results_dir)
+    name = "blend" + ("-objects" if variants != [(1, 1)] else "") + ("-cuda" if args.device == "cuda" else "")
+    path = save(name, results, args.results_dir)
     print(f"wrote {path}")
 
 

@@ -191,6 +191,6 @@ def test_bench_objects_runs(tmp_path: Path) -> None:
 def test_bench_blend_runs_several_objects(tmp_path: Path) -> None:
     run("bench_blend.py", "--size", "48", "--batch", "4", "--repeats", "1", "--modes", "alpha,feather",
         "--objects", "1 1,2 3", "--scale-min", "0.1", "--scale-max", "0.3", "--results-dir", str(tmp_path))
-    modes = json.loads((tmp_path / "blend.json").read_text())["results"]["modes"]
+    modes = json.loads((tmp_path / "blend-objects.json").read_text())["results"]["modes"]
     assert set(modes) == {"alpha", "feather", "alpha objects 2-3", "feather objects 2-3"}
     assert modes["feather objects 2-3"]["objects_per_image"] >= 2 and modes["feather"]["objects_per_image"] == 1
