@@ -181,6 +181,21 @@ def test_feather_of_sigma_zero_with_several_objects_is_the_alpha_store(tmp_path:
         np.testing.assert_array_equal(got[name], want, err_msg=name)
 
 
+def test_several_objects_blended_store_resumes_to_the_same_bytes(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.store.zarr_store import ZarrWriter
+    from tests.small_stores import disk_full_at_shard, tree
+
+    config = small(**SEVERAL, blend="feather", harmonize=True)
+    generate(config, tmp_path / "whole.zarr")
+    real = disk_full_at_shard(monkeypatch, 1)
+    with pytest.raises(OSError):
+        generate(config, tmp_path / "resumed.zarr", RunOptions(writer_threads=1))
+    monkeypatch.setattr(ZarrWriter, "write_shard", real)
+    generate(config, tmp_path / "resumed.zarr", RunOptions(resume=True))
+    assert tree(tmp_path / "resumed.zarr") == tree(tmp_path / "whole.zarr")
+
+
 def test_blend_modes_are_accepted_with_several_objects() -> None:
     """Formerly refused (the post-pass read one row per sample); now blended layer by layer."""
     for options in ({"blend": "feather"}, {"blend": "motion"}, {"blend": "poisson"}, {"harmonize": True}):
