@@ -120,6 +120,11 @@ def test_cli_blend_options(tmp_path: Path) -> None:
     config = zarr.open_group(tmp_path / "z.zarr", mode="r").attrs["fgbg"]["config"]
     assert (config["blend"], config["motion_length"], config["motion_angle"], config["harmonize"]) == (
         "motion", 7, 45.0, True)
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "o.zarr"), "--objects-per-image", "1", "3",
+                                 "--scale-min", "0.1", "--scale-max", "0.3", "--blend", "feather", "--harmonize"])
+    assert result.exit_code == 0, result.output
+    config = zarr.open_group(tmp_path / "o.zarr", mode="r").attrs["fgbg"]["config"]
+    assert (config["objects_max"], config["blend"], config["harmonize"]) == (3, "feather", True)
 
 
 def test_missing_kornia_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
