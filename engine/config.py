@@ -130,6 +130,8 @@ class GenerateConfig:
             composite), ``feather`` (alpha softened by a Gaussian),
             ``motion`` (directional blur of the pasted object) or
             ``poisson`` (gradient-domain blending); see :mod:`kernels.blend`.
+            Several objects per image are blended far to near, each over the
+            background and the farther objects.
         harmonize: match the object's Lab mean/std to a background ring around it.
         feather_sigma: Gaussian σ of ``feather``, px.
         motion_length: blur length of ``motion``, px (rounded up to odd; 1 = none).
@@ -342,9 +344,6 @@ def check_generate_config(c: GenerateConfig) -> None:
          f"--poisson-iterations must be in [1, 100000], got {c.poisson_iterations}")
     need(0 < c.poisson_tolerance < 1, f"--poisson-tolerance must be in (0, 1), got {c.poisson_tolerance}")
     need(1 <= c.harmonize_ring <= 256, f"--harmonize-ring must be in [1, 256] px, got {c.harmonize_ring}")
-    need(c.objects_max == 1 or (c.blend == "alpha" and not c.harmonize),
-         "--blend other than alpha, and --harmonize, work with one object per image for now "
-         "(--objects-per-image 1 1)")
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,16 @@ and the background image, then composes them again:
   match the background's in a ring of ``ring`` px around the object (the std
   ratio is clamped to [0.5, 2] so a flat road does not flatten a car).
 
+Several objects per image (:func:`blend_objects_batch`): a layered pass. Each
+image restarts from its background; the objects are then blended one layer at
+a time, far to near as the kernel draws them, each over the canvas so far
+(background and the farther objects). Masks, depth and instance ids stay the
+kernel's.
+
 ``alpha`` never runs this module: the default path is the kernel alone. All
-colour work is ``float32`` in 0..255 and rounds to nearest at the end, so
-``feather`` with σ → 0 and ``motion`` with length 1 reproduce the kernel's
-bytes exactly.
+colour work is ``float32`` in 0..255 and rounds to nearest at the end (of
+each layer), so ``feather`` with σ → 0 and ``motion`` with length 1 reproduce
+the kernel's bytes exactly, with one object or several.
 """
 
 from __future__ import annotations
@@ -348,7 +354,7 @@ def margin(spec: BlendSpec) -> int:
 
 def blend_chunk(
     images: torch.Tensor, bg_images: torch.Tensor, atlas: torch.Tensor, table: torch.Tensor,
-    spec: BlendSpec, bg_depth: torch.Tensor | None = None,
+    spec: BlendSpec, bg_depth: torch.Tensor | None = None, targets: torch.Tensor | None = None,
 ) -> None:
     """Rewrite composites in place with ``spec``'s mode (one chunk of a batch).
 
@@ -358,19 +364,27 @@ def blend_chunk(
 
     Args:
         images: ``(B, H, W, 3) uint8`` the kernel's composites (overwritten).
-        bg_images: ``(NB, H, W, 3) uint8`` backgrounds.
+        bg_images: ``(NB, H, W, 3) uint8`` backgrounds; may be ``images`` itself
+            (the layered pass: its windows are read before any is written).
         atlas: ``(A,) uint8`` resized foregrounds.
-        table: ``(B, 8) int64`` placements of these ``B`` samples.
+        table: ``(N, 8) int64`` placements, one row per image written.
         spec: the blending mode and its parameters.
         bg_depth: ``(NB, H, W) int16`` background depth bits for the occlusion test, or ``None``.
+        targets: ``(N,) int64`` the image each table row rewrites, distinct;
+            ``None``: row ``i`` rewrites image ``i`` (then ``N = B``).
     """
     check_array(images, "images", "uint8", ["B", "H", "W", 3])
     check_array(bg_images, "bg_images", "uint8", ["NB", "H", "W", 3])
-    n, height, width, _ = images.shape
+    _, height, width, _ = images.shape
+    n = len(table)
     if n == 0 or not spec.active:
         return
     dev = images.device
     t = table.to(dev)
+    if targets is None:
+        if n != len(images):
+            raise ValueError(f"table has {n} rows for {len(images)} images (pass targets)")
+        targets = torch.arange(n, device=dev)
     m = margin(spec)
     wh = min(int(t[:, P.H].max()) + 2 * m, height)
     ww = min(int(t[:, P.W].max()) + 2 * m, width)
@@ -391,7 +405,15 @@ def blend_chunk(
         pm, a = colour.clamp(0, 255) * alpha, alpha
     else:  # alpha + harmonize
         pm, a = rgb * alpha, alpha
-    images[torch.arange(n, device=dev).view(n, 1, 1), rows, cols] = over(pm, a, bg)
+    images[targets.to(dev).view(n, 1, 1), rows, cols] = over(pm, a, bg)
+
+
+def _exact_convolutions(images: torch.Tensor) -> contextlib.AbstractContextManager:
+    """No TF32 in cuDNN's convolutions (Kornia's filters) for CUDA ``images``:
+    its 10-bit mantissa would move GPU results away from the CPU's by more than rounding."""
+    if images.is_cuda:
+        return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+    return contextlib.nullcontext()
 
 
 def blend_batch(
@@ -404,10 +426,82 @@ def blend_batch(
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    # No TF32 in cuDNN's convolutions (Kornia's filters): its 10-bit mantissa
-    # would move GPU results away from the CPU's by more than rounding.
-    exact = torch.backends.cudnn.flags(enabled=True, allow_tf32=False) if images.is_cuda else contextlib.nullcontext()
-    with exact:
+    with _exact_convolutions(images):
         for start in range(0, len(images), chunk):
             stop = min(start + chunk, len(images))
             blend_chunk(images[start:stop], bg_images, atlas, table[start:stop], spec, bg_depth)
+
+
+def blend_objects_chunk(
+    images: torch.Tensor, bg_images: torch.Tensor, atlas: torch.Tensor, table: torch.Tensor,
+    offset: torch.Tensor, spec: BlendSpec, bg_depth: torch.Tensor | None = None,
+) -> None:
+    """Rewrite composites of several objects each in place, one layer at a time.
+
+    Each image restarts from its background (the *canvas*); then layer
+    ``k = 0, 1, ...`` takes the ``k``-th object of every sample that has one,
+    in the table's far-to-near order, and :func:`blend_chunk` blends it over
+    the canvas. Nearer objects are so blended over farther ones (a far
+    object's soft rim never covers a nearer object, drawn after it), and
+    ``harmonize``'s ring and ``poisson``'s boundary read the background with
+    the farther objects already in it. Each layer rounds to ``uint8`` as the
+    several-objects kernel does per object, so ``feather`` with σ → 0 and
+    ``motion`` of length 1 reproduce the kernel's bytes exactly.
+
+    Args:
+        images: ``(B, H, W, 3) uint8`` the kernel's composites (overwritten).
+        bg_images: ``(NB, H, W, 3) uint8`` backgrounds.
+        atlas: ``(A,) uint8`` resized foregrounds.
+        table: ``(M, 9) int64`` one row per object (:mod:`kernels.placement`),
+            each sample's rows ordered far to near.
+        offset: ``(B + 1,) int64`` sample ``b``'s rows are ``offset[b]:offset[b + 1]``
+            (at least one each).
+        spec: the blending mode and its parameters.
+        bg_depth: ``(NB, H, W) int16`` background depth bits for the occlusion test, or ``None``.
+    """
+    check_array(images, "images", "uint8", ["B", "H", "W", 3])
+    check_array(table, "table", "int64", ["M", P.N_OBJECT_COLUMNS])
+    check_array(offset, "offset", "int64", ["B1"])
+    n = len(images)
+    if len(offset) != n + 1:
+        raise ValueError(f"offset must have {n + 1} entries for {n} images, got {len(offset)}")
+    if n == 0 or not spec.active:
+        return
+    dev = images.device
+    t, o = table.to(dev), offset.to(dev)
+    counts = o[1:] - o[:-1]
+    if bool((counts < 1).any()) or int(o[-1]) != len(t):
+        raise ValueError(f"offset must rise by at least 1 per sample up to the table's {len(t)} rows")
+    sample_bg = t[o[:-1], P.BG]
+    images[:] = bg_images.to(dev)[sample_bg]  # the canvases
+    # The canvases stand in for the backgrounds (the BG column becomes the
+    # sample's own index); the occlusion test must still see each sample's
+    # real background depth, so it is gathered in the same order.
+    depth = None if bg_depth is None else bg_depth.to(dev)[sample_bg]  # (B, H, W)
+    for k in range(int(counts.max())):
+        samples = torch.nonzero(counts > k).view(-1)  # (N,) those with a k-th object
+        rows = t[o[samples] + k, : P.N_COLUMNS].clone()
+        rows[:, P.BG] = samples
+        blend_chunk(images, images, atlas, rows, spec, depth, targets=samples)
+
+
+def blend_objects_batch(
+    images: torch.Tensor, bg_images: torch.Tensor, atlas: torch.Tensor, table: torch.Tensor,
+    offset: torch.Tensor, spec: BlendSpec, bg_depth: torch.Tensor | None = None, chunk: int = 16,
+) -> None:
+    """:func:`blend_objects_chunk` over a batch, ``chunk`` samples at a time (bounded memory).
+
+    Arguments as for :func:`blend_objects_chunk`; ``chunk`` ≥ 1.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    check_array(offset, "offset", "int64", ["B1"])
+    if len(offset) != len(images) + 1:
+        raise ValueError(f"offset must have {len(images) + 1} entries for {len(images)} images, got {len(offset)}")
+    o = offset.cpu()
+    with _exact_convolutions(images):
+        for start in range(0, len(images), chunk):
+            stop = min(start + chunk, len(images))
+            first, last = int(o[start]), int(o[stop])
+            blend_objects_chunk(images[start:stop], bg_images, atlas, table[first:last],
+                                o[start : stop + 1] - first, spec, bg_depth)

@@ -200,3 +200,11 @@ def test_bench_objects_runs_with_truncation(tmp_path: Path) -> None:
     assert "trunc 0.5" in stdout
     doc = json.loads((tmp_path / "objects-truncation.json").read_text())
     assert set(doc["results"]) >= {"1 2", "1 2 trunc 0.5"}
+
+
+def test_bench_blend_runs_several_objects(tmp_path: Path) -> None:
+    run("bench_blend.py", "--size", "48", "--batch", "4", "--repeats", "1", "--modes", "alpha,feather",
+        "--objects", "1 1,2 3", "--scale-min", "0.1", "--scale-max", "0.3", "--results-dir", str(tmp_path))
+    modes = json.loads((tmp_path / "blend-objects.json").read_text())["results"]["modes"]
+    assert set(modes) == {"alpha", "feather", "alpha objects 2-3", "feather objects 2-3"}
+    assert modes["feather objects 2-3"]["objects_per_image"] >= 2 and modes["feather"]["objects_per_image"] == 1

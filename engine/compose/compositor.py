@@ -8,7 +8,8 @@ offset; flips are done by the kernel reading columns backwards.
 
 With a blending mode other than ``alpha`` (or ``--harmonize``), one post-pass
 (:mod:`kernels.blend`, torch) rewrites the batch's images after the kernel;
-masks and depth stay the kernel's. With ``alpha`` it is skipped entirely.
+masks and depth stay the kernel's. With several objects per image it blends
+them layer by layer, far to near. With ``alpha`` it is skipped entirely.
 """
 
 from __future__ import annotations
@@ -285,6 +286,10 @@ class Prepared:
     objects: ObjectPlacements | None = None
     object_depth: np.ndarray | None = None
 
+    def objects_offset(self) -> np.ndarray | None:
+        """Several objects: ``(B + 1,) int64`` each sample's rows of :attr:`table`; else ``None``."""
+        return None if self.objects is None else self.objects.offset
+
     def batch_objects(self) -> dict[str, np.ndarray] | None:
         """The ``objects`` entry of this batch's :class:`Batch`."""
         if self.objects is None:
@@ -376,30 +381,39 @@ class Compositor:
                     self.bg_images, self.bg_depth16, prepared.atlas, table, prepared.objects.offset,
                     self.threshold, images, masks, depth, instances, alpha, occlusion=self.occlusion,
                 )
-        if self.blend is not None:  # one row per sample: --blend is refused with several objects
+        if self.blend is not None:
             with self.clock(BLEND_PASS):
-                self.blend_host(images, table, prepared.atlas)
+                self.blend_host(images, table, prepared.atlas, prepared.objects_offset())
         batch = Batch(images, masks, depth.view(np.float16), alpha, instances=instances,
                       objects=prepared.batch_objects())
         self.replace_depth(batch, p)
         return batch
 
-    def blend_host(self, images: np.ndarray, table: np.ndarray, atlas: np.ndarray) -> None:
+    def blend_host(
+        self, images: np.ndarray, table: np.ndarray, atlas: np.ndarray, offset: np.ndarray | None = None
+    ) -> None:
         """Run the blending post-pass on host composites, in place.
 
         Args:
             images: ``(B, H, W, 3) uint8`` the kernel's composites.
-            table: ``(B, 8) int64`` their placement table.
+            table: ``(B, 8) int64`` their placement table, or with several
+                objects the kernel's ``(M, 9) int64`` table (far to near per sample).
             atlas: ``(A,) uint8`` the atlas bytes the table points into.
+            offset: several objects: ``(B + 1,) int64`` each sample's rows of
+                ``table`` (blended layer by layer); ``None``: one object each.
         """
         import torch
 
-        from kernels.blend import blend_batch
+        from kernels.blend import blend_batch, blend_objects_batch
 
         depth = torch.from_numpy(self.bg_depth16.view(np.int16)) if self.occlusion else None
+        args = (torch.from_numpy(images), torch.from_numpy(self.bg_images), torch.from_numpy(atlas),
+                torch.from_numpy(table))
         with torch.no_grad():
-            blend_batch(torch.from_numpy(images), torch.from_numpy(self.bg_images), torch.from_numpy(atlas),
-                        torch.from_numpy(table), self.blend, depth, chunk=16)
+            if offset is None:
+                blend_batch(*args, self.blend, depth, chunk=16)
+            else:
+                blend_objects_batch(*args, torch.from_numpy(offset), self.blend, depth, chunk=16)
 
     def close(self) -> None:
         """Release what compositing held beyond memory (threads); after the last batch is written."""

@@ -18,7 +18,8 @@ What runs where:
   on the device (torch on the slot's buffers, shared through
   ``__cuda_array_interface__``), before they are encoded or copied back. The
   compute stream is synchronised around it (torch runs on its own stream), so
-  that batch's kernel and post-pass do not overlap with the next kernel.
+  that batch's kernel and post-pass do not overlap with the next kernel. With
+  several objects per image it runs layer by layer, far to near.
 
 Buffers come from a ring of ``slots``: while batch k+1 computes, batch k
 copies back and batch k-1 is compressed and written by the writer threads.
@@ -304,9 +305,9 @@ class CudaCompositor(Compositor):
                 self.threshold, outs["images"], outs["masks"], outs["depth"], outs["instances"], outs.get("alpha"),
                 stream=self.compute, host_table=table, host_offset=offset, occlusion=self.occlusion,
             )
-        if self.blend is not None:  # one row per sample: --blend is refused with several objects
+        if self.blend is not None:
             with self.clock(BLEND_PASS):
-                self._blend_device(outs["images"], table, prepared.atlas)
+                self._blend_device(outs["images"], table, prepared.atlas, prepared.objects_offset())
         if self.count_images:
             from kernels.histogram_cuda import channel_histogram_cuda
 
@@ -332,8 +333,9 @@ class CudaCompositor(Compositor):
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch
 
-    def _blend_device(self, d_images: Any, table: np.ndarray, d_atlas: Any) -> None:
-        """The blending post-pass on the slot's device images, in place.
+    def _blend_device(self, d_images: Any, table: np.ndarray, d_atlas: Any, offset: np.ndarray | None) -> None:
+        """The blending post-pass on the slot's device images, in place
+        (``table``/``offset`` as for :meth:`Compositor.blend_host`).
 
         Torch reads the Numba arrays through ``__cuda_array_interface__``; under
         Numba's CUDA simulator (tests, no GPU) the images make a round trip
@@ -341,12 +343,12 @@ class CudaCompositor(Compositor):
         """
         import torch
 
-        from kernels.blend import blend_batch
+        from kernels.blend import blend_batch, blend_objects_batch
 
         self.compute.synchronize()  # the kernel's images are complete before torch reads them
         if not torch.cuda.is_available():
             host = d_images.copy_to_host()
-            self.blend_host(host, table, np.asarray(self.atlas.view()))
+            self.blend_host(host, table, np.asarray(self.atlas.view()), offset)
             d_images.copy_to_device(host)
             return
 
@@ -354,9 +356,12 @@ class CudaCompositor(Compositor):
             return torch.as_tensor(d, device="cuda")
 
         depth = tensor(self.d_bg_depth.view(np.int16)) if self.occlusion else None
+        args = (tensor(d_images), tensor(self.d_bg), tensor(d_atlas), torch.from_numpy(table).cuda())
         with torch.no_grad():
-            blend_batch(tensor(d_images), tensor(self.d_bg), tensor(d_atlas),
-                        torch.from_numpy(table).cuda(), self.blend, depth, chunk=256)
+            if offset is None:
+                blend_batch(*args, self.blend, depth, chunk=256)
+            else:  # chunks of samples: each layer blends at most 256 objects side by side
+                blend_objects_batch(*args, torch.from_numpy(offset), self.blend, depth, chunk=256)
         torch.cuda.current_stream().synchronize()  # images final before the copy/encode streams read them
 
     def _device_chunks(self, d_array: Any, n: int) -> Callable[[], list[bytes]]:

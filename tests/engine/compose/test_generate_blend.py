@@ -92,7 +92,11 @@ def test_bad_blend_values_are_config_errors() -> None:
             small(**bad)
 
 
-@pytest.mark.parametrize("overrides", [MODES[0], MODES[2]], ids=["feather", "poisson"])
+@pytest.mark.parametrize("overrides", [
+    MODES[0], MODES[2],
+    {"blend": "feather", "feather_sigma": 1.5, "harmonize": True, "objects_min": 2, "objects_max": 3,
+     "max_overlap": 0.8, "occlusion": "background"},
+], ids=["feather", "poisson", "objects-feather-harmonize"])
 def test_cuda_path_runs_the_post_pass(tmp_path: Path, overrides: dict) -> None:
     """CUDA (the simulator without a GPU) against the CPU: labels exact, images within 2 levels."""
     from tests.engine.compose.test_generate_cuda import tiny
@@ -102,6 +106,9 @@ def test_cuda_path_runs_the_post_pass(tmp_path: Path, overrides: dict) -> None:
     cpu, cuda = arrays(tmp_path / "cpu.zarr"), arrays(tmp_path / "cuda.zarr")
     np.testing.assert_array_equal(cuda["masks"], cpu["masks"])
     np.testing.assert_array_equal(cuda["depth"], cpu["depth"])
+    if overrides.get("objects_max", 1) > 1:
+        g_cpu, g_cuda = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "cuda.zarr", mode="r")
+        np.testing.assert_array_equal(g_cuda["instances"][:], g_cpu["instances"][:])
     diff = np.abs(cuda["images"].astype(int) - cpu["images"].astype(int))
     assert diff.max() <= 2 and diff.mean() < 0.05
 
@@ -132,6 +139,11 @@ def test_cli_blend_options(tmp_path: Path) -> None:
     config = zarr.open_group(tmp_path / "z.zarr", mode="r").attrs["fgbg"]["config"]
     assert (config["blend"], config["motion_length"], config["motion_angle"], config["harmonize"]) == (
         "motion", 7, 45.0, True)
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "o.zarr"), "--objects-per-image", "1", "3",
+                                 "--scale-min", "0.1", "--scale-max", "0.3", "--blend", "feather", "--harmonize"])
+    assert result.exit_code == 0, result.output
+    config = zarr.open_group(tmp_path / "o.zarr", mode="r").attrs["fgbg"]["config"]
+    assert (config["objects_max"], config["blend"], config["harmonize"]) == (3, "feather", True)
 
 
 def test_missing_kornia_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,10 +154,74 @@ def test_missing_kornia_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> No
         blend_spec(small(blend="motion"))
 
 
-def test_blend_modes_need_one_object_per_image() -> None:
-    """The post-pass reads one placement row per sample; several objects are refused, not mis-blended."""
-    for options in ({"blend": "feather"}, {"blend": "poisson"}, {"harmonize": True}):
-        with pytest.raises(ConfigError, match="one object per image"):
-            small(objects_min=1, objects_max=3, **options)
-    small(objects_min=1, objects_max=3)  # alpha with several objects is fine
-    small(blend="motion")  # and blending with one
+SEVERAL = {"objects_min": 1, "objects_max": 3, "max_overlap": 0.6, "occlusion": "background"}
+
+
+def object_arrays(root: Path) -> dict[str, np.ndarray]:
+    g = zarr.open_group(root, mode="r")
+    got = {name: g[name][:] for name in ("images", "masks", "depth", "instances")}
+    got["object_offset"] = g["meta/object_offset"][:]
+    got.update({f"objects/{name}": g["meta/objects"][name][:] for name in ("depth", "visible_pixels", "box")})
+    return got
+
+
+@pytest.fixture(scope="module")
+def plain_objects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    out = tmp_path_factory.mktemp("alpha-objects") / "a.zarr"
+    generate(small(**SEVERAL), out)
+    return object_arrays(out)
+
+
+@pytest.mark.parametrize("overrides", [{"blend": "feather", "feather_sigma": 1.5}, {"harmonize": True}],
+                         ids=["feather", "harmonize"])
+def test_several_objects_are_blended_and_keep_their_labels(tmp_path: Path, plain_objects: dict,
+                                                          overrides: dict) -> None:
+    """--objects-per-image 1 3 with a blending mode: images blended near the objects only;
+    masks, depth, instance maps and per-object metadata exactly the alpha store's."""
+    out = tmp_path / "b.zarr"
+    generate(small(**SEVERAL, **overrides), out)
+    got = object_arrays(out)
+    assert (np.diff(got["object_offset"]) > 1).any()  # some samples really have several objects
+    for name, want in plain_objects.items():
+        if name != "images":
+            np.testing.assert_array_equal(got[name], want, err_msg=name)
+    changed = np.any(got["images"] != plain_objects["images"], axis=-1)
+    assert changed.any()
+    near = np.zeros_like(changed)  # within the blur reach (8 px) of some object's visible pixels
+    for b, ids in enumerate(plain_objects["instances"]):
+        for k in np.unique(ids[ids > 0]):
+            rows, cols = np.nonzero(ids == k)
+            near[b, max(rows.min() - 8, 0) : rows.max() + 9, max(cols.min() - 8, 0) : cols.max() + 9] = True
+    assert not (changed & ~near).any()
+    config = zarr.open_group(out, mode="r").attrs["fgbg"]["config"]
+    assert all(config[k] == v for k, v in overrides.items()) and config["objects_max"] == 3
+
+
+def test_feather_of_sigma_zero_with_several_objects_is_the_alpha_store(tmp_path: Path, plain_objects: dict) -> None:
+    """The layered pass rounds per object as the kernel does: no blur, same bytes."""
+    generate(small(**SEVERAL, blend="feather", feather_sigma=0.0), tmp_path / "f.zarr")
+    got = object_arrays(tmp_path / "f.zarr")
+    for name, want in plain_objects.items():
+        np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_several_objects_blended_store_resumes_to_the_same_bytes(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.store.zarr_store import ZarrWriter
+    from tests.small_stores import disk_full_at_shard, tree
+
+    config = small(**SEVERAL, blend="feather", harmonize=True)
+    generate(config, tmp_path / "whole.zarr")
+    real = disk_full_at_shard(monkeypatch, 1)
+    with pytest.raises(OSError):
+        generate(config, tmp_path / "resumed.zarr", RunOptions(writer_threads=1))
+    monkeypatch.setattr(ZarrWriter, "write_shard", real)
+    generate(config, tmp_path / "resumed.zarr", RunOptions(resume=True))
+    assert tree(tmp_path / "resumed.zarr") == tree(tmp_path / "whole.zarr")
+
+
+def test_blend_modes_are_accepted_with_several_objects() -> None:
+    """Formerly refused (the post-pass read one row per sample); now blended layer by layer."""
+    for options in ({"blend": "feather"}, {"blend": "motion"}, {"blend": "poisson"}, {"harmonize": True}):
+        config = small(objects_min=1, objects_max=3, **options)
+        assert blend_spec(config) is not None
