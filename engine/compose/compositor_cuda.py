@@ -307,7 +307,7 @@ class CudaCompositor(Compositor):
             )
         if self.blend is not None:
             with self.clock(BLEND_PASS):
-                self._blend_device(outs["images"], table, prepared.atlas, prepared.objects_offset())
+                self.blend_device(outs["images"], table, prepared.atlas, prepared.objects_offset())
         if self.count_images:
             from kernels.histogram_cuda import channel_histogram_cuda
 
@@ -333,9 +333,9 @@ class CudaCompositor(Compositor):
         self.replace_depth(batch, p)  # teacher-composite: waits for this batch, runs the network
         return batch
 
-    def _blend_device(self, d_images: Any, table: np.ndarray, d_atlas: Any, offset: np.ndarray | None) -> None:
-        """The blending post-pass on the slot's device images, in place
-        (``table``/``offset`` as for :meth:`Compositor.blend_host`).
+    def blend_device(self, d_images: Any, table: np.ndarray, d_atlas: Any, offset: np.ndarray | None) -> None:
+        """The blending post-pass on device images, in place (``table``/``offset``
+        as for :meth:`Compositor.blend_host`): a slot's, or online compositing's.
 
         Torch reads the Numba arrays through ``__cuda_array_interface__``; under
         Numba's CUDA simulator (tests, no GPU) the images make a round trip

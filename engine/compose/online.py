@@ -252,6 +252,9 @@ class OnlineSamples:
             instances: several objects per image: ``(B, H, W) uint16`` device
                 array the instance ids are written to; else unused.
 
+        With ``--blend``/``--harmonize`` the blending post-pass rewrites the
+        images after the kernel (this waits for ``stream``), as ``generate`` does.
+
         Raises:
             ConfigError: not on CUDA.
             ValueError: several objects without ``d_offset`` and ``instances``.
@@ -277,3 +280,6 @@ class OnlineSamples:
                 instances, stream=stream, host_table=prepared.table, host_offset=prepared.objects.offset,
                 occlusion=c.occlusion,
             )
+        if c.blend is not None:  # --blend / --harmonize: the same post-pass as generate's
+            stream.synchronize()  # the kernel's images are complete before the post-pass reads them
+            c.blend_device(images, prepared.table, prepared.atlas, prepared.objects_offset())

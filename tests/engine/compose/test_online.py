@@ -243,3 +243,37 @@ def test_several_objects_read_device_equals_the_store(objects_store) -> None:
     online = OnlineSamples(objects_tiny(), device="cuda", capacity=4)
     images, depth, masks = online.read_device(INDICES)
     assert_same_as_store((images.cpu().numpy(), depth.cpu().numpy(), masks.cpu().numpy()), objects_store, INDICES)
+
+
+# -- blending modes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides", [{"blend": "feather", "feather_sigma": 1.0},
+                                       {"blend": "motion", "harmonize": True, "objects_min": 1, "objects_max": 3,
+                                        "max_overlap": 0.8}], ids=["feather", "motion+harmonize objects"])
+def test_blended_reads_and_launches_equal_the_store(tmp_path: Path, overrides: dict) -> None:
+    """``--blend``/``--harmonize`` run online too: CPU reads, CUDA reads and the device
+    launch (read_device's path) give the blended store's images."""
+    import zarr
+    from numba import cuda
+
+    config = tiny(**overrides)
+    generate(config, tmp_path / "s.zarr", RunOptions(device="cpu"))
+    group = zarr.open_group(tmp_path / "s.zarr", mode="r")
+    arrays = {name: group[name][:] for name in ("images", "depth", "masks")}
+    assert not np.array_equal(arrays["images"], OnlineSamples(tiny(**{**overrides, "blend": "alpha", "harmonize": False}),
+                                                              device="cpu").read(np.arange(24))[0])
+    for device in ("cpu", "cuda"):
+        assert_same_as_store(OnlineSamples(config, device=device, capacity=4).read(INDICES), arrays, INDICES)
+    online = OnlineSamples(config, device="cuda", capacity=8)
+    indices = INDICES[:5]
+    prepared = online.compositor.prepare(online._plan_at(indices))
+    outs = [cuda.device_array((5, 16, 24, 3), np.uint8), cuda.device_array((5, 16, 24), np.uint8),
+            cuda.device_array((5, 16, 24), np.uint16)]
+    extra = () if prepared.objects is None else (cuda.to_device(prepared.objects.offset),
+                                                 cuda.device_array((5, 16, 24), np.uint16))
+    stream = cuda.stream()
+    online.launch(prepared, cuda.to_device(prepared.table), *outs, stream, *extra)
+    stream.synchronize()
+    read = outs[0].copy_to_host(), outs[2].copy_to_host().view(np.float16), outs[1].copy_to_host()
+    assert_same_as_store(read, arrays, indices)
