@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench pictures gpu-wheels gpu-wheels-dali gpu-wheels-kornia clean
+.PHONY: install demo test bench pictures gpu-wheels gpu-wheels-dali gpu-wheels-kornia gpu-wheels-scenes clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,8 @@ pictures: $(STAMP)
 # numpy < 2.5: that machine's numba-cuda compiles no kernel with its numpy 2.5.2.
 # nvCOMP (GPU zstd), nvImageCodec + nvJPEG (batched GPU JPEG). Trimmed of other
 # Pythons' extensions, tools and headers to fit one 64 MiB transfer with the checkout.
-GPU_WHEELS := numpy==2.4.6 zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1 \
+GPU_BASE_WHEELS := numpy==2.4.6 zarr==3.1.6 numcodecs==0.16.6 google-crc32c==1.9.0 donfig==0.8.1.post1
+GPU_WHEELS := $(GPU_BASE_WHEELS) \
 	nvidia-nvcomp-cu13==6.0.0.12 nvidia-libnvcomp-cu13==6.0.0.12 \
 	nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.0.1.86
 gpu-wheels:
@@ -65,7 +66,7 @@ gpu-wheels-dali:
 	ls -l .whl/dali && rm -rf /tmp/fgbg-dali
 
 ## gpu-wheels-kornia: Kornia + kornia-rs (cp312, 7.1 MiB) into .whl/kornia/, for `generate --blend` on the GPU
-# machine (benchmarks/gpu_blend_session.sh). Apart from .whl/*.whl, which already fills one 64 MiB transfer.
+# machine. Apart from .whl/*.whl, which already fills one 64 MiB transfer.
 KORNIA_WHEELS := kornia==0.9.0 kornia-rs==0.2.0
 gpu-wheels-kornia:
 	rm -rf .whl/kornia && mkdir -p .whl/kornia
@@ -73,6 +74,16 @@ gpu-wheels-kornia:
 	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl/kornia $$w || exit 1; done
 	du -ch .whl/kornia/*.whl | tail -1
+
+## gpu-wheels-scenes: .whl/ for benchmarks/gpu_scenes_session.sh in one transfer (33 MiB): the base wheels
+# of gpu-wheels (numpy < 2.5, zarr, numcodecs, crc32c, donfig; no nvCOMP or JPEG codecs) and Kornia
+gpu-wheels-scenes:
+	mkdir -p .whl && rm -f .whl/*.whl
+	for w in $(GPU_BASE_WHEELS); do python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $$w || exit 1; done
+	$(MAKE) gpu-wheels-kornia
+	du -ch .whl/*.whl .whl/kornia/*.whl | tail -1
 
 clean:
 	rm -rf demo.zarr preview.png .pytest_cache
