@@ -72,7 +72,7 @@ def fingerprint(kind: str) -> str | None:
         log.debug("built-in asset cache off: cannot read the generator source (%s)", e)
         return None
     for package in packages:
-        try:
+        try:  # the installed distribution's, whether or not imported yet (torch.__version__ differs: +cu130)
             version = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             version = "none"
