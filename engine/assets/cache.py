@@ -84,14 +84,12 @@ def digests(arrays: Sequence[np.ndarray], n_recorded: int) -> tuple[str, str]:
     """SHA-256 of the first ``n_recorded`` arrays' bytes (what the store records for
     the piece) and of all of them (what an entry is checked against), in one pass."""
     h = hashlib.sha256()
-    recorded = h.copy()
+    recorded = None
     for k, a in enumerate(arrays):
         if k == n_recorded:
             recorded = h.copy()
         h.update(np.ascontiguousarray(a).data)
-    if n_recorded >= len(arrays):
-        recorded = h.copy()
-    return recorded.hexdigest(), h.hexdigest()
+    return (recorded or h).hexdigest(), h.hexdigest()
 
 
 class PieceCache:
