@@ -186,3 +186,13 @@ def test_bench_objects_runs(tmp_path: Path) -> None:
     assert "objects/image" in stdout
     doc = json.loads((tmp_path / "objects.json").read_text())
     assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_writing_median"] > 0
+
+
+@pytest.mark.slow
+def test_bench_asset_cache_runs(tmp_path: Path) -> None:
+    stdout = run("bench_asset_cache.py", "--repeats", "1", "--limit", "16", "--backgrounds", "2",
+                 "--foregrounds", "2", "--results-dir", str(tmp_path))
+    assert "load_assets, cache warm" in stdout and "cli.py generate --limit 16, cache cold" in stdout
+    results = json.loads((tmp_path / "asset_cache.json").read_text())["results"]
+    assert results["cache_files"] == 4 and results["cache_bytes"] > 0
+    assert results["load_assets_warm"]["median_s"] > 0 and results["cli_generate_warm"]["median_s"] > 0
