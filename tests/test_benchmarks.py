@@ -196,4 +196,3 @@ def test_bench_objects_runs(tmp_path: Path) -> None:
     assert "objects/image" in stdout
     doc = json.loads((tmp_path / "objects.json").read_text())
     assert doc["results"]["2 2"]["objects_per_image"] > 1 and doc["results"]["1 1"]["images_per_s_writing_median"] > 0
-
