@@ -19,7 +19,7 @@
 #   setup: wheels installed with --target, the GPU recorded          ~20 s
 #   pytest -m gpu                                                    <= 110 s (timeout)
 #   bench_gpu.py                                                     <= 290 s (timeout); no stage
-#     starts after 240 s (--budget-s). Expected: ceilings ~10, assets + kernel ~15, host tables +
+#     starts after 240 s (--budget-s). Expected: ceilings ~10, assets (drawn, then from the cache) + kernel ~15, host tables +
 #     D2H ~3, JPEG variants ~35, nvCOMP ~8 + sweep ~15, CPU compress + write ~5, naive loop + pool
 #     ~10, start-up ~10, generate 400k lossless ~65, JPEG <= 60 (samples cut to fit, the full run
 #     projected), CPU 50k ~10: ~245 s.

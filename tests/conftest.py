@@ -1,5 +1,6 @@
 """Shared fixtures: kernel devices, tolerances, small stores.
 
+The built-in asset cache points at a per-session temporary folder (below).
 Without a real GPU, Numba's CUDA simulator stands in for ``numba.cuda`` (it
 must be switched on before numba is first imported, hence here). Tests that
 need real hardware carry ``@pytest.mark.gpu`` and are skipped without it.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,11 @@ def _has_cuda() -> bool:
 
 HAS_CUDA = _has_cuda()
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "0" if HAS_CUDA else "1")
+
+# The built-in asset cache of this session: a fresh folder, never the user's
+# (CLI tests in subprocesses inherit it); deleted when the session ends.
+SESSION_CACHE = tempfile.TemporaryDirectory(prefix="fgbg-test-cache-")
+os.environ["FGBG_CACHE_DIR"] = SESSION_CACHE.name
 
 #: absolute tolerance per output dtype, for kernels compared with references
 TOLERANCE = {"uint8": 0, "uint16": 0, "float16": 1e-3, "float32": 1e-5}

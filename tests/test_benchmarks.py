@@ -51,6 +51,16 @@ def test_bench_gpu_smoke_runs_on_the_simulator(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bench_asset_cache_runs(tmp_path: Path) -> None:
+    stdout = run("bench_asset_cache.py", "--repeats", "1", "--limit", "16", "--backgrounds", "2",
+                 "--foregrounds", "2", "--results-dir", str(tmp_path))
+    assert "load_assets, cache warm" in stdout and "cli.py generate --limit 16, cache cold" in stdout
+    results = json.loads((tmp_path / "asset_cache.json").read_text())["results"]
+    assert results["cache_files"] == 4 and results["cache_bytes"] > 0
+    assert results["load_assets_warm"]["median_s"] > 0 and results["cli_generate_warm"]["median_s"] > 0
+
+
+@pytest.mark.slow
 def test_bench_data_runs(tmp_path: Path) -> None:
     stdout = run("bench_data.py", "--samples", "64", "--load", "40", "--results-dir", str(tmp_path))
     assert "load_split 40 samples" in stdout and "make_batch" in stdout

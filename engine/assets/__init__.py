@@ -2,5 +2,6 @@
 
 ``images`` reads and validates user backgrounds, foregrounds and depth maps
 (``AssetSet``); ``streets`` and ``cars`` draw the built-in procedural assets
-(rules shared in ``procedural``); ``camera`` is the ground-plane camera model.
+(rules shared in ``procedural``), which ``cache`` keeps on disk; ``camera`` is
+the ground-plane camera model.
 """

@@ -316,28 +316,42 @@ def builtin_assets(seed: int, n_backgrounds: int, n_foregrounds: int, height: in
     """The embedded default: procedural street scenes with exact depth, and cars.
 
     Deterministic from ``seed``; input records carry a hash of the generated
-    pixels so a resumed store notices a changed generator.
+    pixels so a resumed store notices a changed generator. Each scene and car
+    comes from the on-disk cache (:mod:`engine.assets.cache`) when it holds it,
+    byte for byte what drawing it gives, else is drawn and stored there.
     """
+    from engine.assets.cache import PieceCache
     from engine.assets.cars import car_sprite
     from engine.assets.streets import street_scene
 
+    cache = PieceCache.from_env()
+
+    def scene(i: int) -> tuple[tuple[np.ndarray, ...], str]:
+        def draw() -> tuple[np.ndarray, ...]:
+            s = street_scene(seed, i, height, width)
+            camera = np.array([s.ground.horizon, s.ground.focal, s.ground.camera_height], dtype=np.float64)
+            return s.image, s.depth.astype(np.float32), camera
+
+        return cache.get("street", (seed, i, height, width), ("image", "depth", "ground"), 2, draw)
+
+    def car(i: int) -> tuple[tuple[np.ndarray, ...], str]:
+        def draw() -> tuple[np.ndarray, ...]:
+            return (canonical_foreground(car_sprite(seed, i, height), height, width),)
+
+        return cache.get("car", (seed, i, height, width), ("rgba",), 1, draw)
+
     # Threads: the ray casting is NumPy, which releases the GIL (1.8x on 2 cores).
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        scenes = list(pool.map(lambda i: street_scene(seed, i, height, width), range(n_backgrounds)))
-        cars = list(pool.map(lambda i: canonical_foreground(car_sprite(seed, i, height), height, width),
-                             range(n_foregrounds)))
-
-    def record(kind: str, i: int, *arrays: np.ndarray) -> InputFile:
-        digest = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
-        return InputFile(f"builtin:{kind}/{i:05d}", digest)
+        scenes = list(pool.map(scene, range(n_backgrounds)))
+        cars = list(pool.map(car, range(n_foregrounds)))
 
     return AssetSet(
-        bg_images=np.stack([s.image for s in scenes]),
-        fg_images=cars,
-        bg_files=[record("street", i, s.image, s.depth) for i, s in enumerate(scenes)],
-        fg_files=[record("car", i, c) for i, c in enumerate(cars)],
-        bg_grounds=[s.ground for s in scenes],
-        bg_depth=np.stack([s.depth for s in scenes]).astype(np.float32),
+        bg_images=np.stack([arrays[0] for arrays, _ in scenes]),
+        fg_images=[arrays[0] for arrays, _ in cars],
+        bg_files=[InputFile(f"builtin:street/{i:05d}", digest) for i, (_, digest) in enumerate(scenes)],
+        fg_files=[InputFile(f"builtin:car/{i:05d}", digest) for i, (_, digest) in enumerate(cars)],
+        bg_grounds=[GroundPlane(*(float(v) for v in arrays[2])) for arrays, _ in scenes],
+        bg_depth=np.stack([arrays[1] for arrays, _ in scenes]).astype(np.float32),
     )
 
 

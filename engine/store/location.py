@@ -183,11 +183,13 @@ def inspect_remote(url: str) -> Any:
 
 def working_folder(url: str, base: str | Path | None = None) -> Path:
     """The local folder a store at ``url`` is built in: ``base`` (``--work-dir``)
-    or ``~/.cache/fgbg/work``, then a name derived from the URL, so that
-    ``--resume`` finds it again."""
+    or ``~/.cache/fgbg/work`` (:func:`engine.cache_dirs.work_home`), then a
+    name derived from the URL, so that ``--resume`` finds it again."""
     import hashlib
     import re
 
-    folder = Path(base) if base is not None else Path.home() / ".cache" / "fgbg" / "work"
+    from engine.cache_dirs import work_home
+
+    folder = Path(base) if base is not None else work_home()
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", url.split("://", 1)[-1].strip("/"))[-60:]
     return folder / f"{name}-{hashlib.sha256(url.encode()).hexdigest()[:8]}"
