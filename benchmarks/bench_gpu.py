@@ -497,6 +497,25 @@ def main() -> None:
         t = seconds(lambda: [d.copy_to_host(pinned[k]) for k, d in shard.items()], sync=cuda.synchronize)
         return {"images_per_s": n / t, "fraction_of_d2h": n * per_sample_out / t / (floors["d2h_pinned_GBps"] * 1e9)}
 
+    def channel_stats() -> dict[str, float]:
+        """The store's statistics of one shard: counted on the GPU (what generate does
+        now), by the Numba kernel on every core, and by the old per-channel bincount."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from kernels.histogram import channel_histogram
+        from kernels.histogram_cuda import channel_histogram_cuda
+
+        d_counts = cuda.device_array((3, 256), np.int64)
+        t_gpu = seconds(lambda: channel_histogram_cuda(shard["images"], d_counts), sync=cuda.synchronize)
+        parts = np.array_split(h_images, cores)
+        with ThreadPoolExecutor(cores) as pool:
+            t_host = seconds(lambda: list(pool.map(channel_histogram, parts)), repeats=3)
+        flat = h_images.reshape(-1, 3)
+        t_numpy = seconds(lambda: [np.bincount(flat[:, c], minlength=256) for c in range(3)], repeats=1)
+        return {"gpu_images_per_s": n / t_gpu, "gpu_fraction_of_copy": h_images.nbytes / t_gpu
+                / (floors["device_copy_GBps"] * 1e9 / 2),
+                "host_kernel_all_cores_images_per_s": n / t_host, "numpy_bincount_images_per_s": n / t_numpy}
+
     def cpu_compress_write() -> dict[str, float]:
         batch = comp.composite(plan.placements(0, n))
         batch.ready()
@@ -509,6 +528,7 @@ def main() -> None:
     if not args.e2e_only:
         run.stage("host_tables", host_tables)
         run.stage("d2h_raw_shard", d2h_raw)
+        run.stage("channel_stats", channel_stats)
         run.stage("jpeg_encode", lambda: jpeg_rates(shard["images"], h_images, cores, gpu_writers))
         run.stage("nvcomp_zstd", lambda: nvcomp_stage(shard, config.samples_per_chunk, n, floors["device_copy_GBps"] * 1e9))
         run.stage("nvcomp_sweep", lambda: nvcomp_sweep(shard, config, cores, args.smoke))

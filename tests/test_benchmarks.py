@@ -48,6 +48,7 @@ def test_bench_gpu_smoke_runs_on_the_simulator(tmp_path: Path) -> None:
         assert results[name]["images_per_s_writing"] > 0 and results[name]["floor_seconds"] > 0, name
     assert results["naive"]["single"] > 0 and results["kernel"]["8"]["images_per_s"] > 0
     assert results["nvcomp_sweep"]["256"]["ratio"] > 0  # the host stand-in where nvCOMP is absent
+    assert results["channel_stats"]["gpu_images_per_s"] > 0 and results["channel_stats"]["numpy_bincount_images_per_s"] > 0
 
 
 @pytest.mark.slow
@@ -218,3 +219,11 @@ def test_bench_blend_runs_several_objects(tmp_path: Path) -> None:
     modes = json.loads((tmp_path / "blend-objects.json").read_text())["results"]["modes"]
     assert set(modes) == {"alpha", "feather", "alpha objects 2-3", "feather objects 2-3"}
     assert modes["feather objects 2-3"]["objects_per_image"] >= 2 and modes["feather"]["objects_per_image"] == 1
+
+
+@pytest.mark.slow
+def test_bench_stats_runs(tmp_path: Path) -> None:
+    stdout = run("bench_stats.py", "--samples", "4", "--size", "32", "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "kernel_all_cores_gb_s" in stdout
+    results = json.loads((tmp_path / "stats.json").read_text())["results"]
+    assert results["kernel_gb_s"] > 0 and results["bincount_gb_s"] > 0
