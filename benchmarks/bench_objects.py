@@ -79,14 +79,20 @@ def main() -> None:
             else:
                 objects[name] = 1.0
     shutil.rmtree(SCRATCH, ignore_errors=True)
-    results = {name: {"images_per_s_writing_median": statistics.median(r), "runs": r, "objects_per_image": objects[name]}
-               for name, r in rates.items()}
-    print(f"{'--objects-per-image':>22} {'objects/image':>14} {'images/s (median)':>18}  runs")
-    for name, r in results.items():
-        runs = ", ".join(f"{v:,.0f}" for v in r["runs"])
-        print(f"{name:>22} {r['objects_per_image']:>14.2f} {r['images_per_s_writing_median']:>18,.0f}  {runs}")
+    results = table(rates, objects, "images_per_s_writing_median", "images/s (median)")
     save("objects" if truncations == [0.0] else "objects-truncation", {"device": args.device, "samples": args.samples, "size": args.size,
                      "scale": [args.scale_min, args.scale_max], **results}, args.results_dir)
+
+
+def table(rates: dict[str, list[float]], objects: dict[str, float], key: str, title: str) -> dict[str, dict]:
+    """Each variant's median rate (as ``key``), runs and objects per image; printed as a table."""
+    results = {name: {key: statistics.median(r), "runs": r, "objects_per_image": objects[name]}
+               for name, r in rates.items()}
+    print(f"{'--objects-per-image':>22} {'objects/image':>14} {title:>25}  runs")
+    for name, r in results.items():
+        runs = ", ".join(f"{v:,.0f}" for v in r["runs"])
+        print(f"{name:>22} {r['objects_per_image']:>14.2f} {r[key]:>25,.0f}  {runs}")
+    return results
 
 
 def variant_config(args: argparse.Namespace, lo: int, hi: int, truncation: float = 0.0) -> GenerateConfig:
@@ -121,12 +127,7 @@ def online(args: argparse.Namespace, variants: list[tuple[int, ...]]) -> None:
             for indices in draws:
                 source.read(indices)
             rates[name].append(args.batch * args.reads / (time.perf_counter() - t0))
-    results = {name: {"images_per_s_median": statistics.median(r), "runs": r, "objects_per_image": objects[name]}
-               for name, r in rates.items()}
-    print(f"{'--objects-per-image':>20} {'objects/image':>14} {'online images/s (median)':>25}  runs")
-    for name, r in results.items():
-        runs = ", ".join(f"{v:,.0f}" for v in r["runs"])
-        print(f"{name:>20} {r['objects_per_image']:>14.2f} {r['images_per_s_median']:>25,.0f}  {runs}")
+    results = table(rates, objects, "images_per_s_median", "online images/s (median)")
     save("objects_online", {"device": args.device, "samples": args.samples, "size": args.size, "batch": args.batch,
                             "scale": [args.scale_min, args.scale_max], **results}, args.results_dir)
 

@@ -243,6 +243,21 @@ def test_cpu_and_cuda_agree(spec: BlendSpec) -> None:
     assert diff.max() <= 2 and diff.mean() < 0.05
 
 
+def whole_image_layer(rgb: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor,
+                      spec: BlendSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference of one object's layer on whole images: premultiplied colour and alpha of
+    ``spec``'s mode (harmonized first), straight from the mode functions, for ``over(pm, a, bg)``."""
+    if spec.harmonize:
+        rgb = harmonize(rgb, alpha, bg, spec.harmonize_ring)
+    if spec.mode == "feather":
+        return feather(rgb, alpha, spec.feather_sigma)
+    if spec.mode == "motion":
+        return motion(rgb, alpha, spec.motion_length, spec.motion_angle)
+    if spec.mode == "poisson":
+        return poisson(rgb, alpha, bg, 2000, 1e-5).clamp(0, 255) * alpha, alpha
+    return rgb * alpha, alpha
+
+
 @pytest.mark.parametrize("spec", [
     BlendSpec(mode="feather", feather_sigma=1.2), BlendSpec(mode="motion", motion_length=5, motion_angle=60.0),
     BlendSpec(mode="poisson"), BlendSpec(harmonize=True, harmonize_ring=2),
@@ -253,17 +268,7 @@ def test_windowed_chunks_equal_the_whole_image_maths(spec: BlendSpec, occlusion:
     """blend_batch works in a window per chunk; the functions on whole images are the reference."""
     s = scene(8, occluders=occlusion, size=(40, 56))  # windows smaller than the image
     rgb, alpha, bg = layer(s, occlusion)
-    if spec.harmonize:
-        rgb = harmonize(rgb, alpha, bg, spec.harmonize_ring)
-    if spec.mode == "feather":
-        pm, a = feather(rgb, alpha, spec.feather_sigma)
-    elif spec.mode == "motion":
-        pm, a = motion(rgb, alpha, spec.motion_length, spec.motion_angle)
-    elif spec.mode == "poisson":
-        pm, a = poisson(rgb, alpha, bg, 2000, 1e-5).clamp(0, 255) * alpha, alpha
-    else:
-        pm, a = rgb * alpha, alpha
-    whole = over(pm, a, bg).numpy().astype(int)
+    whole = over(*whole_image_layer(rgb, alpha, bg, spec), bg).numpy().astype(int)
     assert np.abs(blended(s, spec, occlusion).astype(int) - whole).max() <= 1
 
 
@@ -349,17 +354,7 @@ def layered_reference(s: dict, spec: BlendSpec, occlusion: bool) -> np.ndarray:
         canvas = torch.from_numpy(s["bg"][int(rows[0, P.BG])]).permute(2, 0, 1)[None].float()
         for k in range(len(rows)):
             rgb, alpha = foreground_layer(torch.from_numpy(s["atlas"]), rows[k : k + 1], height, width, depth)
-            if spec.harmonize:
-                rgb = harmonize(rgb, alpha, canvas, spec.harmonize_ring)
-            if spec.mode == "feather":
-                pm, a = feather(rgb, alpha, spec.feather_sigma)
-            elif spec.mode == "motion":
-                pm, a = motion(rgb, alpha, spec.motion_length, spec.motion_angle)
-            elif spec.mode == "poisson":
-                pm, a = poisson(rgb, alpha, canvas, 2000, 1e-5).clamp(0, 255) * alpha, alpha
-            else:
-                pm, a = rgb * alpha, alpha
-            canvas = over(pm, a, canvas).permute(0, 3, 1, 2).float()
+            canvas = over(*whole_image_layer(rgb, alpha, canvas, spec), canvas).permute(0, 3, 1, 2).float()
         out.append(canvas[0].permute(1, 2, 0).to(torch.uint8).numpy())
     return np.stack(out)
 
@@ -390,17 +385,7 @@ def test_windows_of_objects_cut_by_the_border_equal_the_whole_image_maths(spec: 
     """The post-pass window is clamped to the image: a cut object's window holds all its visible part."""
     s = scene(10, size=(40, 56), cut=True)
     rgb, alpha, bg = layer(s)
-    if spec.harmonize:
-        rgb = harmonize(rgb, alpha, bg, spec.harmonize_ring)
-    if spec.mode == "feather":
-        pm, a = feather(rgb, alpha, spec.feather_sigma)
-    elif spec.mode == "motion":
-        pm, a = motion(rgb, alpha, spec.motion_length, spec.motion_angle)
-    elif spec.mode == "poisson":
-        pm, a = poisson(rgb, alpha, bg, 2000, 1e-5).clamp(0, 255) * alpha, alpha
-    else:
-        pm, a = rgb * alpha, alpha
-    whole = over(pm, a, bg).numpy().astype(int)
+    whole = over(*whole_image_layer(rgb, alpha, bg, spec), bg).numpy().astype(int)
     out = blended(s, spec)
     assert np.abs(out.astype(int) - whole).max() <= 1
     assert not np.array_equal(out, alpha_images(s))

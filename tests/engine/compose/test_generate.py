@@ -365,7 +365,9 @@ def test_soft_alpha_is_stored_on_request(tmp_path: Path) -> None:
     assert ((alpha > 0) & (alpha < 255)).any()
 
 
-def test_user_folders_end_to_end(tmp_path: Path) -> None:
+def two_backgrounds_and_a_red_sprite(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    """``tmp_path/bg`` with two 60x80 noise JPEGs, an empty ``tmp_path/fg``, and a
+    ``(30, 40, 4)`` sprite: a red opaque box on transparency."""
     bg, fg = tmp_path / "bg", tmp_path / "fg"
     bg.mkdir()
     fg.mkdir()
@@ -374,6 +376,11 @@ def test_user_folders_end_to_end(tmp_path: Path) -> None:
         Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(bg / f"b{i}.jpg")
     sprite = np.zeros((30, 40, 4), np.uint8)
     sprite[5:25, 5:35] = (200, 30, 30, 255)
+    return bg, fg, sprite
+
+
+def test_user_folders_end_to_end(tmp_path: Path) -> None:
+    bg, fg, sprite = two_backgrounds_and_a_red_sprite(tmp_path)
     Image.fromarray(sprite).save(fg / "car.png")
     out = tmp_path / "u.zarr"
     report = generate(
@@ -391,13 +398,7 @@ def test_user_folders_end_to_end(tmp_path: Path) -> None:
 def test_heights_file_in_fg_is_read_recorded_and_checked_on_resume(tmp_path: Path) -> None:
     """--fg's heights.csv: not a foreground; the metres each foreground got are in the inputs
     (the command line's file entry winning); a changed file stops --resume."""
-    bg, fg = tmp_path / "bg", tmp_path / "fg"
-    bg.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(bg / f"b{i}.jpg")
-    sprite = np.zeros((30, 40, 4), np.uint8)
-    sprite[5:25, 5:35] = (200, 30, 30, 255)
+    bg, fg, sprite = two_backgrounds_and_a_red_sprite(tmp_path)
     for name in ("trucks/t1.png", "trucks/t2.png", "vans/v1.png"):
         (fg / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(sprite).save(fg / name)
