@@ -76,8 +76,8 @@ def nvcomp_stand_in(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     batches: list[object] = []
     original = CudaCompositor.composite
 
-    def composite(self, p):  # type: ignore[no-untyped-def]
-        batches.append(original(self, p))
+    def composite(self, p, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append(original(self, p, **kwargs))
         return batches[-1]
 
     monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp=None, nvimgcodec="off"))
@@ -112,6 +112,105 @@ def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_
     assert all((b.instances is not None) == ("objects_max" in overrides) for b in nvcomp_stand_in)
 
 
+def _route_alternately(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Force hybrid's choice: GPU, CPU, GPU, ... (whatever the writers' state); returns the choices."""
+    import engine.compose.generate as gen
+
+    choices: list[str] = []
+
+    def alternate(cpu_busy: int, gpu_busy: int, cpu_writers: int, gpu_writers: int) -> str:
+        choices.append("gpu" if len(choices) % 2 == 0 else "cpu")
+        return choices[-1]
+
+    monkeypatch.setattr(gen, "route_shard", alternate)
+    return choices
+
+
+@pytest.mark.parametrize("overrides", [
+    {"save_alpha": True, "occlusion": "background", "chunk_size": 2, "shard_size": 6},
+    {"objects_max": 3, "max_overlap": 0.8, "chunk_size": 2, "shard_size": 6},
+    {"image_codec": "jpeg"},
+])
+def test_hybrid_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_stand_in: list, monkeypatch: pytest.MonkeyPatch,
+                                             overrides: dict) -> None:
+    """Shards compressed on the device and on the CPU within one run: the CPU store's
+    shard files; the device ones brought nothing lossless back raw, the CPU ones all of it."""
+    import json
+
+    choices = _route_alternately(monkeypatch)
+    generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    report = generate(tiny(**overrides), tmp_path / "hybrid.zarr", RunOptions(device="cuda", compressor="hybrid"))
+    n_shards = len(choices)
+    assert n_shards >= 4 and report.shards_written == n_shards
+    cpu_name = "cpu-zstd-3"
+    assert report.compressor == f"hybrid (host-zstd-stand-in + {cpu_name})"
+    assert report.compressed_shards == {"host-zstd-stand-in": choices.count("gpu"), cpu_name: choices.count("cpu")}
+    cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "hybrid.zarr")
+    assert cpu.keys() == hybrid.keys()
+    assert [k for k in cpu if cpu[k] != hybrid[k]] == ["zarr.json"]  # only the attributes: who compressed
+    attrs, cpu_attrs = (json.loads(t["zarr.json"])["attributes"]["fgbg"] for t in (hybrid, cpu))
+    jpeg = "libjpeg" if overrides.get("image_codec") == "jpeg" else None
+    assert attrs["writers"] == [{"compressor": "host-zstd-stand-in", "jpeg_encoder": jpeg},
+                                {"compressor": cpu_name, "jpeg_encoder": jpeg}]
+    assert attrs.get("stats") == cpu_attrs.get("stats")
+    for batch, side in zip(nvcomp_stand_in, choices):
+        lossless_back = [batch.masks is not None, batch.depth is not None]
+        assert lossless_back == ([False, False] if side == "gpu" else [True, True])
+        assert bool(batch.compressed) == (side == "gpu")
+
+
+def test_hybrid_routes_by_the_writers_state(tmp_path: Path, nvcomp_stand_in: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unforced: route_shard decides every shard's launch from the writers' state
+    (two writers: one per side), and the report counts every shard once."""
+    import engine.compose.generate as gen
+    from engine.compose.hardware import route_shard
+
+    seen: list[tuple[int, int, int, int, str]] = []
+
+    def recorded(*state: int) -> str:
+        seen.append((*state, route_shard(*state)))
+        return seen[-1][-1]
+
+    monkeypatch.setattr(gen, "route_shard", recorded)
+    report = generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid", writer_threads=2))
+    assert report.writer_threads == 2 and len(seen) == report.shards_written == 5
+    assert all(cpu_w == 1 and gpu_w == 1 for _, _, cpu_w, gpu_w, _ in seen)
+    assert seen[0] == (0, 0, 1, 1, "cpu")  # nothing in flight: the CPU first
+    assert sum(report.compressed_shards.values()) == 5
+
+
+def test_hybrid_auto_and_resume(tmp_path: Path, nvcomp_stand_in: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto = hybrid where nvCOMP runs; an interrupted hybrid store resumes to the CPU store's bytes,
+    and info names both compressors."""
+    from typer.testing import CliRunner
+
+    import cli
+    from engine.store.zarr_store import ZarrWriter
+
+    _route_alternately(monkeypatch)
+    generate(tiny(), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    calls = {"n": 0}
+    original = ZarrWriter.write_shard
+
+    def fail_third(self, index, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, index, batch)
+
+    monkeypatch.setattr(ZarrWriter, "write_shard", fail_third)
+    with pytest.raises(OSError, match="No space left"):
+        generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", writer_threads=1))
+    monkeypatch.setattr(ZarrWriter, "write_shard", original)
+    report = generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", resume=True))
+    assert report.resumed and report.compressor.startswith("hybrid") and 0 < report.shards_written < 5
+    cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "h.zarr")
+    assert [k for k in cpu if cpu[k] != hybrid.get(k)] == ["zarr.json"] and cpu.keys() == hybrid.keys()
+    result = CliRunner().invoke(cli.app, ["info", str(tmp_path / "h.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "compressed by cpu-zstd-3, host-zstd-stand-in" in result.output
+
+
 def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.compose.generate as gen
     from engine.compose.hardware import Hardware
@@ -121,8 +220,10 @@ def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp="nvCOMP is not installed"))
     with pytest.raises(ConfigError, match="--compressor nvcomp: nvCOMP is not installed"):
         generate(tiny(), tmp_path / "b.zarr", RunOptions(device="cuda", compressor="nvcomp"))
+    with pytest.raises(ConfigError, match="--compressor hybrid: nvCOMP is not installed"):
+        generate(tiny(), tmp_path / "b.zarr", RunOptions(device="cuda", compressor="hybrid"))
     report = generate(tiny(), tmp_path / "c.zarr", RunOptions(device="cuda"))  # auto: the CPU compresses
-    assert report.compressor == "cpu-zstd-3"
+    assert report.compressor == "cpu-zstd-3" and report.compressed_shards == {"cpu-zstd-3": 5}
 
 
 def test_auto_never_picks_the_simulator() -> None:
