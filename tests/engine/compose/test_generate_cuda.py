@@ -211,6 +211,25 @@ def test_hybrid_auto_and_resume(tmp_path: Path, nvcomp_stand_in: list, monkeypat
     assert "compressed by cpu-zstd-3, host-zstd-stand-in" in result.output
 
 
+def test_hybrid_shard_jobs_record_each_shards_compressor(tmp_path: Path, nvcomp_stand_in: list,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two --shard jobs, hybrid: each progress marker names its shard's compressor, folded
+    into the attributes at the end; the shards are the CPU store's."""
+    import json
+
+    from engine.distributed import discover
+
+    _route_alternately(monkeypatch)
+    generate(tiny(), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    for part in ("1/2", "0/2"):
+        generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid"), ranks=discover(part, {}))
+    cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "h.zarr")
+    assert cpu.keys() == hybrid.keys() and [k for k in cpu if cpu[k] != hybrid[k]] == ["zarr.json"]
+    attrs = json.loads(hybrid["zarr.json"])["attributes"]["fgbg"]
+    assert attrs["progress"]["complete"]
+    assert sorted(w["compressor"] for w in attrs["writers"]) == ["cpu-zstd-3", "host-zstd-stand-in"]
+
+
 def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.compose.generate as gen
     from engine.compose.hardware import Hardware
