@@ -342,3 +342,20 @@ def test_real_gpu_nvcomp_store_reads_like_the_cpu_store(tmp_path: Path) -> None:
     for name in ("images", "masks", "depth"):
         array = ts.open({"driver": "zarr3", "kvstore": f"file://{tmp_path / 'gpu.zarr' / name}"}).result()
         np.testing.assert_array_equal(array.read().result(), cpu[name][:])
+
+
+@pytest.mark.gpu
+def test_real_gpu_hybrid_store_reads_like_the_cpu_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hybrid with nvCOMP, both sides forced to take shards: zarr-python decodes the CPU store's arrays."""
+    import numpy as np
+    import zarr
+
+    choices = _route_alternately(monkeypatch)
+    config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128, limit=1000)
+    generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    report = generate(config, tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid"))
+    assert report.compressed_shards == {"nvcomp-zstd": choices.count("gpu"), "cpu-zstd-3": choices.count("cpu")}
+    assert min(report.compressed_shards.values()) > 0
+    cpu, hybrid = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "h.zarr", mode="r")
+    for name in ("images", "masks", "depth"):
+        np.testing.assert_array_equal(hybrid[name][:], cpu[name][:])
