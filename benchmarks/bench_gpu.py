@@ -566,6 +566,10 @@ def main() -> None:
     e2e["cuda_jpeg"] = (GenerateConfig(**base, limit=jpeg_samples, image_codec="jpeg"), "cuda", "cpu")
     e2e["cpu_zstd"] = (GenerateConfig(**base, limit=args.cpu_samples), "cpu", "cpu")
     for name, (cfg, device, compressor) in e2e.items():
+        first = r.get("generate_cuda_zstd")
+        if name == "cuda_zstd_cpu" and isinstance(first, dict) and str(first.get("compressor")).startswith("cpu-"):
+            r[f"generate_{name}"] = {"skipped": "auto chose the CPU: generate_cuda_zstd is this run"}
+            continue
         e = run.stage(f"generate_{name}", lambda cfg=cfg, device=device, c=compressor: end_to_end(
             cfg, device, floors, startup, c))
         if "images_per_s_writing" not in e:
