@@ -281,7 +281,11 @@ def generate(
     # is prepared in a thread while shard k composites, off the main thread's
     # path; on the CPU the kernel already takes every core.
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgbg-prepare") if device == "cuda" else None
-    with closing(compositor), writer, ThreadPoolExecutor(max_workers=writer_threads, thread_name_prefix="fgbg-writer") as pool:
+    # hybrid: each side writes on its own threads, so nvCOMP's per-thread codecs (device
+    # memory each) stay as few as its writers
+    gpu_pool = ThreadPoolExecutor(max_workers=gpu_writers, thread_name_prefix="fgbg-writer-gpu") if gpu_writers else None
+    cpu_threads = cpu_writers if hybrid else writer_threads
+    with closing(compositor), writer, ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="fgbg-writer") as pool:
         try:
             upcoming = ahead.submit(prepare, 0) if ahead and todo else None
             for i, index in enumerate(todo):
@@ -294,7 +298,8 @@ def generate(
                             prepared = upcoming.result()
                         upcoming = ahead.submit(prepare, i + 1) if i + 1 < len(todo) else None
                         batch = launch(prepared, index)
-                pending.append((index, stop - start, pool.submit(write, index, batch)))
+                on = gpu_pool if gpu_pool is not None and side_of.get(index) == "gpu" else pool
+                pending.append((index, stop - start, on.submit(write, index, batch)))
                 while len(pending) > writer_threads:
                     finish_next()
             while pending:
@@ -309,6 +314,8 @@ def generate(
                 future.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
+            if gpu_pool is not None:
+                gpu_pool.shutdown(wait=True, cancel_futures=True)
     write_seconds = time.perf_counter() - t_write
     figures = tuple((int(n), s) for n, s in gather_floats(ranks, [float(written), write_seconds]))
     if ranks.shared:

@@ -84,7 +84,8 @@ def resolve_compressor(requested: str, device: str, config: GenerateConfig, hw: 
 
     ``hybrid`` compresses each shard either on the GPU (nvCOMP) or on the CPU
     (zstd on every core), chosen shard by shard so that both stay busy
-    (:func:`route_shard`); decoded arrays are the same either way.
+    (:func:`route_shard`); decoded arrays are the same either way (which
+    shards nvCOMP takes depends on timing: the compressed bytes vary by run).
 
     ``auto`` is ``hybrid`` where nvCOMP runs (``--device cuda``, lossless
     images, depth not rewritten on the host), else the CPU. Why, on one H200
@@ -149,15 +150,16 @@ def hybrid_writers(run: RunOptions, hw: Hardware) -> tuple[int, int]:
     """``hybrid``: ``(cpu_writers, gpu_writers)``, the writers each side keeps busy.
 
     Each side gets the writer count it has alone (:func:`choose_writer_threads`
-    for ``cpu`` and ``nvcomp`` behind a GPU); the writer pool is their sum. A
-    given ``--writer-threads`` is split in the same proportion, at least one each.
+    for ``cpu`` and ``nvcomp`` behind a GPU), on threads of its own; shards in
+    flight are their sum. A given ``--writer-threads`` is split in the same
+    proportion, at least one each (one writer: the CPU's alone).
     """
     cpu = choose_writer_threads(RunOptions(device="cuda"), "cuda", "cpu", hw)
     gpu = choose_writer_threads(RunOptions(device="cuda"), "cuda", "nvcomp", hw)
     if run.writer_threads is None:
         return cpu, gpu
     total = run.writer_threads
-    if total < 2:  # one writer: the CPU's alone
+    if total < 2:
         return 1, 0
     gpu_share = min(total - 1, max(1, round(total * gpu / (cpu + gpu))))
     return total - gpu_share, gpu_share

@@ -137,10 +137,22 @@ def test_hybrid_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_stand_in: li
     """Shards compressed on the device and on the CPU within one run: the CPU store's
     shard files; the device ones brought nothing lossless back raw, the CPU ones all of it."""
     import json
+    import threading
+
+    from engine.store.device_codec import HostZstdStandIn
 
     choices = _route_alternately(monkeypatch)
+    threads: set[str] = set()
+    original = HostZstdStandIn.compress
+
+    def compress(self, *args):  # type: ignore[no-untyped-def]
+        threads.add(threading.current_thread().name.rsplit("_", 1)[0])
+        return original(self, *args)
+
+    monkeypatch.setattr(HostZstdStandIn, "compress", compress)
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     report = generate(tiny(**overrides), tmp_path / "hybrid.zarr", RunOptions(device="cuda", compressor="hybrid"))
+    assert threads == {"fgbg-writer-gpu"}  # the device side's own writers
     n_shards = len(choices)
     assert n_shards >= 4 and report.shards_written == n_shards
     cpu_name = "cpu-zstd-3"
