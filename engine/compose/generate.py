@@ -2,7 +2,8 @@
 
 The main thread composites shard ``k + 1`` (Numba on every core, or the GPU,
 whose results copy back asynchronously) while a small pool compresses and
-writes shard ``k``; at most ``writer_threads``
+writes shard ``k`` (``--compressor hybrid``: two pools, the GPU's nvCOMP and
+the CPU's zstd, each shard to the one with room); at most ``writer_threads``
 finished shards wait in memory, so memory stays bounded whatever N is. A shard
 is recorded as done only after its files are durable, so an interrupted run
 (kill -9 included) is completed by ``--resume`` to the same bytes.
