@@ -96,9 +96,10 @@ def resolve_compressor(requested: str, device: str, config: GenerateConfig, hw: 
     limits either run while the other idles, so both at once should approach
     8k + 2.9k ~ 11k images/s (~36 s for 400k), for a store about a quarter
     larger (the GPU's share of the shards, ~2x larger each): small next to the
-    time saved. This sum is **unmeasured** until ``bash
-    benchmarks/gpu_session.sh`` runs ``generate_cuda_hybrid``; if it loses to
-    ``cpu``, ``auto`` goes back to ``cpu``. JPEG stores stay on the CPU under
+    time saved (the disk wrote 19 GB in 15 s there). This sum is
+    **unmeasured** until ``bash benchmarks/gpu_session.sh`` runs
+    ``generate_cuda_zstd`` (auto) next to ``generate_cuda_zstd_cpu``; if
+    hybrid loses, ``auto`` goes back to ``cpu``. JPEG stores stay on the CPU under
     ``auto``: there only masks and depth are compressed (highly compressible,
     a small share of the CPU's work), so nvCOMP would cost ratio for no
     measured gain. ``nvcomp`` alone stays available for machines where it wins.
