@@ -79,6 +79,7 @@ class Compressor(str, Enum):
     auto = "auto"
     cpu = "cpu"
     nvcomp = "nvcomp"
+    hybrid = "hybrid"
 
 
 class OnBad(str, Enum):
@@ -246,7 +247,7 @@ def generate(
     compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
     jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU nvjpeg, else nvimgcodec, else libjpeg), libjpeg (every CPU core), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
-    compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: auto (the GPU with nvCOMP when compositing there and nvCOMP works, else the CPU), cpu, or nvcomp. Same decoded arrays either way; info says which wrote a store.")] = Compressor.auto,
+    compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: cpu (zstd on every core), nvcomp (nvCOMP on the GPU), hybrid (each shard on the GPU or the CPU, whichever has room, so both work at once), or auto (hybrid with --device cuda, lossless images and a working nvCOMP, else cpu). Same decoded arrays either way; info says which wrote a store.")] = Compressor.auto,
     shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
     chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
@@ -255,7 +256,7 @@ def generate(
     force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space.")] = False,
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
-    writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor).")] = None,
+    writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor; hybrid splits them between the CPU and the GPU in the proportion of its defaults).")] = None,
     work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).")] = None,
     shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.")] = None,
     resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
@@ -338,6 +339,9 @@ def generate(
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
         typer.echo(f"  {bottleneck(report)}", err=True)
+        if len(report.compressed_shards) > 1:  # --compressor hybrid: each side's share
+            shares = ", ".join(f"{name} {k}" for name, k in sorted(report.compressed_shards.items()))
+            typer.echo(f"  shards compressed by {shares}", err=True)
 
 
 def _interrupted(out: str) -> str:

@@ -24,7 +24,7 @@ ON_BAD_INPUT = ("error", "skip")
 JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams")
 #: JPEG encoders that run on the GPU (images never come back raw)
 ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
-COMPRESSORS = ("auto", "cpu", "nvcomp")
+COMPRESSORS = ("auto", "cpu", "nvcomp", "hybrid")
 #: blending modes of the image post-pass (kernels.blend.BLEND_MODES; not imported: it pulls in torch)
 BLEND_MODES = ("alpha", "feather", "motion", "poisson")
 #: fields left out of a one-object config's dict (stores written before them read the same)
@@ -357,8 +357,11 @@ class RunOptions:
         writer_threads: threads compressing and writing shards (``None``:
             chosen from the hardware, :func:`engine.compose.hardware.choose_writer_threads`).
         compressor: where lossless chunks are compressed: ``cpu`` (every
-            core), ``nvcomp`` (on the GPU) or ``auto`` (nvCOMP where the GPU
-            path runs and nvCOMP works). Decoded arrays are the same either way.
+            core), ``nvcomp`` (on the GPU), ``hybrid`` (each shard on one or
+            the other, whichever keeps both busy) or ``auto`` (``hybrid`` where
+            the GPU path runs with lossless images and nvCOMP works, else
+            ``cpu``: :func:`engine.compose.hardware.resolve_compressor`).
+            Decoded arrays are the same either way.
         force: start even when the estimated store size exceeds the free space.
         resume_check: how ``resume`` checks the shards already done before it
             trusts them: ``index`` (each file's index and its checksum) or

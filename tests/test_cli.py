@@ -388,3 +388,12 @@ def test_generate_with_truncation_under_uniform_placement_cuts_the_bottom_too(tm
     assert below.any() and (y + h - 32 <= 0.5 * h).all()
     depth, masks = g["depth"][:].astype(np.float32), g["masks"][:]
     assert (depth[masks > 0] > 0).all() and np.isfinite(depth).all()
+
+
+@pytest.mark.parametrize("compressor", ["hybrid", "nvcomp"])
+def test_gpu_compressors_on_the_cpu_are_one_line(tmp_path: Path, compressor: str) -> None:
+    out = tmp_path / "s.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--device", "cpu", "--compressor", compressor, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"--compressor {compressor}: it runs on the GPU" in result.output and "Traceback" not in result.output
+    assert not out.exists()

@@ -170,17 +170,22 @@ class CudaCompositor(Compositor):
         compressor: compresses the lossless arrays' chunks on the device
             (:class:`~engine.store.device_codec.NvcompZstd`), so only compressed
             bytes come back; ``None``: raw arrays come back and the CPU compresses.
+        hybrid: each batch says where it is compressed (``composite(...,
+            on_device=)``): every slot then has pinned host buffers for the
+            raw arrays too, used by the batches the CPU compresses.
     """
 
     def __init__(
         self, assets: AssetSet, depth: DepthSource, config: GenerateConfig, capacity: int, slots: int = 3,
-        compressor: ChunkCompressor | None = None,
+        compressor: ChunkCompressor | None = None, hybrid: bool = False,
     ) -> None:
         super().__init__(assets, depth, config)
         from numba import cuda
 
         if compressor is not None and depth.per_composite:
             raise ValueError("a per-composite depth source rewrites depth on the host: compress on the CPU")
+        if hybrid and compressor is None:
+            raise ValueError("hybrid compression needs a device compressor")
         self.cuda = cuda
         self.compressor = compressor
         self.chunk_samples = config.samples_per_chunk
@@ -198,11 +203,16 @@ class CudaCompositor(Compositor):
         names += ["instances"] if config.multi_object else []
         # instances always come back raw: the host counts each object's visible pixels from them
         lossless = [n for n in names if (n != "images" or config.image_codec == "zstd") and n != "instances"]
-        #: arrays compressed on the device (never copied back raw)
-        self.on_device = set(lossless) if compressor is not None and config.image_codec != "none" else set()
-        #: arrays copied back raw, for the host to encode, compress or read
-        self.back = [n for n in names if n not in self.on_device
-                     and not (n == "images" and self.jpeg_on_device and not depth.per_composite)]
+        #: arrays a batch compressed on the device has (never copied back raw)
+        self.lossless = set(lossless) if config.image_codec != "none" else set()
+        self.names = names
+        self.per_composite = depth.per_composite
+        #: arrays compressed on the device by default (``composite`` without ``on_device``)
+        self.on_device = self.lossless if compressor is not None else set()
+        #: arrays copied back raw by default, for the host to encode, compress or read
+        self.back = self._back(self.on_device)
+        #: arrays with pinned host buffers in every slot (hybrid: those of a CPU-compressed batch)
+        self.hosted = self._back(set()) if hybrid else self.back
         self.copy_images = "images" in self.back
         #: lossless images: count their histogram (the store's statistics) on the GPU, so
         #: neither the writers nor the host need them raw
@@ -236,12 +246,17 @@ class CudaCompositor(Compositor):
             d_table=cuda.device_array(table_shape, np.int64),
             d_offset=cuda.device_array(n + 1, np.int64),
             device={name: cuda.device_array(shape, dtype) for name, (shape, dtype) in shapes.items()},
-            host={name: cuda.pinned_array(*shapes[name]) for name in self.back},
+            host={name: cuda.pinned_array(*shapes[name]) for name in self.hosted},
             d_counts=cuda.device_array((3, 256), np.int64),
             h_counts=cuda.pinned_array((3, 256), np.int64),
             computed=cuda.event(),
             copied=cuda.event(),
         )
+
+    def _back(self, on_device: set[str]) -> list[str]:
+        """The arrays a batch copies back raw when ``on_device`` are compressed on the device."""
+        return [n for n in self.names if n not in on_device
+                and not (n == "images" and self.jpeg_on_device and not self.per_composite)]
 
     def close(self) -> None:
         """Stop the ``nvimgcodec-streams`` encoding threads, if any."""
@@ -272,13 +287,24 @@ class CudaCompositor(Compositor):
         with self.clock(HOST_TABLES):
             return self._prepare(p, self._sync_atlas)  # host table (and atlas resizes), then the upload
 
-    def composite(self, p: Placements | ObjectPlacements | Prepared) -> Batch:
+    def composite(self, p: Placements | ObjectPlacements | Prepared, on_device: bool | None = None) -> Batch:
         """Launch the batch, its copy back and (on use) its compression; returns at once.
+
+        ``on_device``: compress this batch's lossless arrays on the device
+        (``True``) or copy them back raw for the CPU (``False``); ``None``: as
+        the compressor given at construction says. Either way but the default
+        needs a compositor made with ``hybrid=True``.
 
         The returned :class:`Batch` views pinned buffers: call ``ready()``
         before reading them and ``release()`` after the last read.
         """
         from kernels.composite_cuda import composite_batch_cuda, composite_objects_batch_cuda
+
+        here = self.on_device if on_device is None else (self.lossless if on_device else set())
+        back = self.back if on_device is None else self._back(here)
+        if (here and self.compressor is None) or not set(back) <= set(self.hosted):
+            raise ValueError(f"on_device={on_device}: this compositor was made for "
+                             f"{'device' if self.on_device else 'host'} compression only (hybrid=False)")
 
         prepared = p if isinstance(p, Prepared) else self.prepare(p)
         p, table = prepared.placements, prepared.table
@@ -315,7 +341,7 @@ class CudaCompositor(Compositor):
             channel_histogram_cuda(outs["images"], slot.d_counts, stream=self.compute)
         slot.computed.record(self.compute)
         slot.computed.wait(self.copy)  # the copy stream waits for this kernel only
-        hosts = {name: slot.host[name][:n] for name in self.back}
+        hosts = {name: slot.host[name][:n] for name in back}
         for name, h in hosts.items():
             outs[name].copy_to_host(h, stream=self.copy)
         if self.count_images:
@@ -326,7 +352,7 @@ class CudaCompositor(Compositor):
             depth=hosts["depth"].view(np.float16) if "depth" in hosts else None, alpha=hosts.get("alpha"),
             ready=slot.copied.synchronize, release=lambda: self.free.put(slot),
             encode_jpeg=self._jpeg_encoder(outs["images"]) if self.jpeg_on_device else None,
-            compressed={name: self._device_chunks(slot.device[name], n) for name in self.on_device},
+            compressed={name: self._device_chunks(slot.device[name], n) for name in here},
             count=n, instances=hosts.get("instances"), objects=prepared.batch_objects(),
             histogram=slot.h_counts if self.count_images else None,
         )

@@ -2,7 +2,8 @@
 
 The main thread composites shard ``k + 1`` (Numba on every core, or the GPU,
 whose results copy back asynchronously) while a small pool compresses and
-writes shard ``k``; at most ``writer_threads``
+writes shard ``k`` (``--compressor hybrid``: two pools, the GPU's nvCOMP and
+the CPU's zstd, each shard to the one with room); at most ``writer_threads``
 finished shards wait in memory, so memory stays bounded whatever N is. A shard
 is recorded as done only after its files are durable, so an interrupted run
 (kill -9 included) is completed by ``--resume`` to the same bytes.
@@ -14,9 +15,9 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,12 @@ from engine.compose.hardware import (
     choose_slots,
     choose_writer_threads,
     detect_hardware,
+    hybrid_writers,
     resolve_compressor,
     resolve_jpeg_encoder,
+    route_shard,
 )
-from engine.compose.plan import SamplePlan, plan_for
+from engine.compose.plan import ObjectPlacements, Placements, SamplePlan, plan_for
 from engine.config import GenerateConfig, RunOptions
 from engine.distributed import Ranks, assigned_shards, barrier, gather_floats
 from engine.errors import ConfigError, StoreError
@@ -67,6 +70,8 @@ class GenerateReport:
     writer_threads: int = 0
     #: what compressed the lossless arrays (see :func:`compressor_name`) and encoded JPEGs
     compressor: str = ""
+    #: shards this run wrote, by what compressed their lossless arrays (``hybrid``: both)
+    compressed_shards: dict[str, int] = dataclasses.field(default_factory=dict)
     jpeg_encoder: str = ""
     #: seconds of the store-writing phase: from the first progress call (assets,
     #: depth source and store set up) to the end; ``seconds`` is the whole call
@@ -188,16 +193,26 @@ def generate(
     if progress:
         progress(0, done_samples, share)
 
-    device_compressor = make_device_compressor() if compressor == "nvcomp" else None
-    compressed_by = compressor_name(device_compressor, config)
-    writer.record_writer(compressed_by, config.jpeg_encoder if config.image_codec == "jpeg" else None)
+    device_compressor = make_device_compressor() if compressor in ("nvcomp", "hybrid") else None
+    hybrid = compressor == "hybrid"
+    # hybrid: each shard's compressor is chosen as it launches (route_shard); both are recorded
+    cpu_name = compressor_name(None, config)
+    names = {"gpu": compressor_name(device_compressor, config), "cpu": cpu_name}
+    compressed_by = f"hybrid ({names['gpu']} + {cpu_name})" if hybrid else compressor_name(device_compressor, config)
+    jpeg_encoder = config.jpeg_encoder if config.image_codec == "jpeg" else None
+    for name in (names["gpu"], cpu_name) if hybrid else (compressed_by,):
+        writer.record_writer(name, jpeg_encoder)
+    cpu_writers, gpu_writers = hybrid_writers(run, hw) if hybrid else (writer_threads, 0)
     if device == "cuda":
-        log.info("compositing on %s; compressing on the %s", device_name(), "GPU (nvCOMP)" if compressor == "nvcomp" else "CPU")
+        log.info("compositing on %s; compressing on the %s", device_name(),
+                 {"nvcomp": "GPU (nvCOMP)", "hybrid": f"GPU (nvCOMP, {gpu_writers} writers) and the CPU "
+                  f"({cpu_writers} writers), shard by shard"}.get(compressor, "CPU"))
         lay = writer.layout
         slot_bytes = lay.shard_size * lay.height * lay.width * (3 + 1 + 2 + int(config.save_alpha) + 2 * int(config.multi_object))
+        host_bytes = 0 if compressor == "nvcomp" else slot_bytes  # at most every array comes back raw
         compositor: Compositor = CudaCompositor(
-            assets, depth, config, capacity=lay.shard_size, slots=choose_slots(writer_threads, slot_bytes, hw),
-            compressor=device_compressor,
+            assets, depth, config, capacity=lay.shard_size,
+            slots=choose_slots(writer_threads, slot_bytes, hw, host_bytes), compressor=device_compressor, hybrid=hybrid,
         )
     else:
         compositor = Compositor(assets, depth, config)
@@ -207,6 +222,8 @@ def generate(
     counted: ChannelHistogram | None = ChannelHistogram() if config.image_codec != "jpeg" else None
     parts: dict[int, ChannelHistogram] = {}
     pending: deque[tuple[int, int, Future[None]]] = deque()
+    side_of: dict[int, str] = {}  # hybrid: "cpu" or "gpu", per shard in flight
+    compressed_shards: Counter[str] = Counter()
 
     clock = compositor.clock
 
@@ -223,13 +240,23 @@ def generate(
         finally:
             batch.release()
 
-    def finish_oldest() -> None:
+    def finish_next() -> None:
+        """Finish the oldest shard; hybrid: the first written (a slow side must not hold up the other)."""
         nonlocal written, done_samples, counted
-        index, n, future = pending.popleft()
+        entry = pending[0]
+        if hybrid and not entry[2].done():
+            with clock(WAIT_WRITERS):
+                wait([f for _, _, f in pending], return_when=FIRST_COMPLETED)
+            entry = next(e for e in pending if e[2].done())
+        pending.remove(entry)
+        index, n, future = entry
         with clock(WAIT_WRITERS):
             future.result()  # re-raises a write error here, in the main thread
         part = parts.pop(index, None)
-        writer.mark_done(index, None if part is None else {"counts": part.counts.tolist(), "samples": part.samples})
+        side = side_of.pop(index, "gpu" if device_compressor is not None else "cpu")
+        compressed_shards[names[side]] += 1
+        writer.mark_done(index, None if part is None else {"counts": part.counts.tolist(), "samples": part.samples},
+                         compressor=names[side] if hybrid else None)
         counted = None if counted is None or part is None else counted.merge(part)
         written += n
         done_samples += n
@@ -239,6 +266,15 @@ def generate(
     # several objects per image: each shard's objects, else its placements
     shard_plan = plan.objects if config.multi_object else plan.placements
 
+    def busy(side: str) -> int:
+        return sum(1 for index, _, future in pending if side_of.get(index) == side and not future.done())
+
+    def launch(work: Placements | ObjectPlacements | Prepared, index: int) -> Batch:
+        if not hybrid:
+            return compositor.composite(work)
+        side_of[index] = route_shard(busy("cpu"), busy("gpu"), cpu_writers, gpu_writers)
+        return compositor.composite(work, on_device=side_of[index] == "gpu")  # type: ignore[call-arg]
+
     def prepare(i: int) -> Prepared:
         return compositor.prepare(shard_plan(*writer.layout.shard_range(todo[i])))
 
@@ -246,24 +282,29 @@ def generate(
     # is prepared in a thread while shard k composites, off the main thread's
     # path; on the CPU the kernel already takes every core.
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgbg-prepare") if device == "cuda" else None
-    with closing(compositor), writer, ThreadPoolExecutor(max_workers=writer_threads, thread_name_prefix="fgbg-writer") as pool:
+    # hybrid: each side writes on its own threads, so nvCOMP's per-thread codecs (device
+    # memory each) stay as few as its writers
+    gpu_pool = ThreadPoolExecutor(max_workers=gpu_writers, thread_name_prefix="fgbg-writer-gpu") if gpu_writers else None
+    cpu_threads = cpu_writers if hybrid else writer_threads
+    with closing(compositor), writer, ThreadPoolExecutor(max_workers=cpu_threads, thread_name_prefix="fgbg-writer") as pool:
         try:
             upcoming = ahead.submit(prepare, 0) if ahead and todo else None
             for i, index in enumerate(todo):
                 start, stop = writer.layout.shard_range(index)
                 with clock(MAIN):
                     if upcoming is None:
-                        batch = compositor.composite(shard_plan(start, stop))
+                        batch = launch(shard_plan(start, stop), index)
                     else:
                         with clock(WAIT_HOST):
                             prepared = upcoming.result()
                         upcoming = ahead.submit(prepare, i + 1) if i + 1 < len(todo) else None
-                        batch = compositor.composite(prepared)
-                pending.append((index, stop - start, pool.submit(write, index, batch)))
+                        batch = launch(prepared, index)
+                on = gpu_pool if gpu_pool is not None and side_of.get(index) == "gpu" else pool
+                pending.append((index, stop - start, on.submit(write, index, batch)))
                 while len(pending) > writer_threads:
-                    finish_oldest()
+                    finish_next()
             while pending:
-                finish_oldest()
+                finish_next()
         except BaseException:
             if writer.replaced is not None:  # --overwrite: nothing of the old store is lost
                 log.warning("the store being replaced is kept at %s until %s is complete "
@@ -274,6 +315,8 @@ def generate(
                 future.cancel()
             if ahead is not None:
                 ahead.shutdown(wait=True, cancel_futures=True)
+            if gpu_pool is not None:
+                gpu_pool.shutdown(wait=True, cancel_futures=True)
     write_seconds = time.perf_counter() - t_write
     figures = tuple((int(n), s) for n, s in gather_floats(ranks, [float(written), write_seconds]))
     if ranks.shared:
@@ -295,6 +338,7 @@ def generate(
         seconds=time.perf_counter() - t0, skipped=[f"{b.path}: {b.reason}" for b in assets.skipped],
         device=device, stage_seconds=dict(clock.seconds), write_seconds=write_seconds,
         writer_threads=writer_threads, compressor=compressed_by, jpeg_encoder=config.jpeg_encoder,
+        compressed_shards=dict(compressed_shards),
         rank=ranks.rank, world=ranks.world, rank_figures=figures, complete=complete,
     )
 

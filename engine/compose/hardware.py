@@ -31,6 +31,7 @@ class Hardware:
         nvcomp: ``None`` when nvCOMP compresses on this GPU, else why not.
         nvimgcodec: ``None`` when nvImageCodec encodes JPEG on this GPU, else why not.
         torch_cuda: PyTorch sees the GPU (torchvision's nvJPEG needs it).
+        host_memory: bytes of host memory (0: unknown); GPU slots pin some of it.
     """
 
     cores: int
@@ -38,6 +39,15 @@ class Hardware:
     nvcomp: str | None = "not checked"
     nvimgcodec: str | None = "not checked"
     torch_cuda: bool = False
+    host_memory: int = 0
+
+
+def host_memory_bytes() -> int:
+    """Physical memory of this machine in bytes (0 where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return 0
 
 
 def detect_hardware(device: str) -> Hardware:
@@ -65,24 +75,39 @@ def detect_hardware(device: str) -> Hardware:
     except Exception:  # noqa: BLE001 - no torch CUDA: no nvJPEG through torchvision
         torch_cuda = False
     return Hardware(cores=cores, gpu_memory=int(total), nvcomp=nvcomp_problem(),
-                    nvimgcodec=nvimgcodec_problem(), torch_cuda=torch_cuda)
+                    nvimgcodec=nvimgcodec_problem(), torch_cuda=torch_cuda, host_memory=host_memory_bytes())
 
 
 def resolve_compressor(requested: str, device: str, config: GenerateConfig, hw: Hardware,
                        per_composite_depth: bool) -> str:
-    """``cpu`` or ``nvcomp``: where the lossless chunks get compressed.
+    """``cpu``, ``nvcomp`` or ``hybrid``: where the lossless chunks get compressed.
 
-    ``auto`` is the CPU's zstd on every machine measured so far. On one H200
-    with 16 cores (benchmarks/RESULTS.md) nvCOMP's zstd compressed the store's
-    1.2 MB chunks at 1.7 GB/s and to half the CPU's ratio (6.4 vs 11.9): the
-    store came out 19 GB instead of 10, so the disk alone needed 15 s, and
-    400k samples took 140 s against 49 s with the CPU compressing. nvCOMP
-    stays available (``--compressor nvcomp``) for machines where it wins.
+    ``hybrid`` compresses each shard either on the GPU (nvCOMP) or on the CPU
+    (zstd on every core), chosen shard by shard so that both stay busy
+    (:func:`route_shard`); decoded arrays are the same either way (which
+    shards nvCOMP takes depends on timing: the compressed bytes vary by run).
+
+    ``auto`` is ``hybrid`` where nvCOMP runs (``--device cuda``, lossless
+    images, depth not rewritten on the host), else the CPU. Why, on one H200
+    with 16 cores (benchmarks/RESULTS.md): with the CPU compressing, 400k
+    samples took 49-59 s (~8k images/s) while the GPU's nvCOMP idled; with
+    nvCOMP alone 140 s (~2.9k images/s; its 1.2 MB chunks come out at half the
+    CPU's ratio, 6.4 vs 11.9, a 19 GB store instead of 10). One compressor
+    limits either run while the other idles, so both at once should approach
+    8k + 2.9k ~ 11k images/s (~36 s for 400k), for a store about a quarter
+    larger (the GPU's share of the shards, ~2x larger each): small next to the
+    time saved (the disk wrote 19 GB in 15 s there). This sum is
+    **unmeasured** until ``bash benchmarks/gpu_session.sh`` runs
+    ``generate_cuda_zstd`` (auto) next to ``generate_cuda_zstd_cpu``; if
+    hybrid loses, ``auto`` goes back to ``cpu``. JPEG stores stay on the CPU under
+    ``auto``: there only masks and depth are compressed (highly compressible,
+    a small share of the CPU's work), so nvCOMP would cost ratio for no
+    measured gain. ``nvcomp`` alone stays available for machines where it wins.
 
     Raises:
-        ConfigError: ``nvcomp`` asked for where it cannot run.
+        ConfigError: ``nvcomp`` or ``hybrid`` asked for where nvCOMP cannot run.
     """
-    if requested in ("cpu", "auto"):
+    if requested == "cpu":
         return "cpu"
     reasons = []
     if device != "cuda":
@@ -93,9 +118,52 @@ def resolve_compressor(requested: str, device: str, config: GenerateConfig, hw: 
         reasons.append("--depth-source teacher-composite rewrites depth on the host")
     if not reasons and hw.nvcomp is not None:
         reasons.append(hw.nvcomp)
+    if requested == "auto":
+        return "hybrid" if not reasons and config.image_codec == "zstd" else "cpu"
     if not reasons:
-        return "nvcomp"
-    raise ConfigError(f"--compressor nvcomp: {reasons[0]}")
+        return requested
+    raise ConfigError(f"--compressor {requested}: {reasons[0]}")
+
+
+def route_shard(cpu_busy: int, gpu_busy: int, cpu_writers: int, gpu_writers: int) -> str:
+    """``hybrid``: which compressor takes the next shard, ``cpu`` or ``gpu``.
+
+    The CPU's zstd is the faster compressor with the better ratio, so it takes
+    a shard whenever fewer than ``cpu_writers`` CPU shards are being written
+    (its chunk pool could idle); otherwise the GPU's nvCOMP does, while it has
+    fewer than ``gpu_writers``; with both sides full, the CPU (the next writer
+    to free up is likelier to be one of its many).
+
+    Args:
+        cpu_busy, gpu_busy: shards of each side launched and not yet written.
+        cpu_writers, gpu_writers: writers each side keeps busy (:func:`hybrid_writers`).
+    """
+    if min(cpu_busy, gpu_busy, cpu_writers, gpu_writers) < 0:
+        raise ValueError(f"negative counts: {cpu_busy}, {gpu_busy}, {cpu_writers}, {gpu_writers}")
+    if cpu_busy < cpu_writers:
+        return "cpu"
+    if gpu_busy < gpu_writers:
+        return "gpu"
+    return "cpu"
+
+
+def hybrid_writers(run: RunOptions, hw: Hardware) -> tuple[int, int]:
+    """``hybrid``: ``(cpu_writers, gpu_writers)``, the writers each side keeps busy.
+
+    Each side gets the writer count it has alone (:func:`choose_writer_threads`
+    for ``cpu`` and ``nvcomp`` behind a GPU), on threads of its own; shards in
+    flight are their sum. A given ``--writer-threads`` is split in the same
+    proportion, at least one each (one writer: the CPU's alone).
+    """
+    cpu = choose_writer_threads(RunOptions(device="cuda"), "cuda", "cpu", hw)
+    gpu = choose_writer_threads(RunOptions(device="cuda"), "cuda", "nvcomp", hw)
+    if run.writer_threads is None:
+        return cpu, gpu
+    total = run.writer_threads
+    if total < 2:
+        return 1, 0
+    gpu_share = min(total - 1, max(1, round(total * gpu / (cpu + gpu))))
+    return total - gpu_share, gpu_share
 
 
 #: ``--jpeg-encoder auto`` on the GPU: the first of these that runs. The order is
@@ -149,29 +217,38 @@ def choose_writer_threads(run: RunOptions, device: str, compressor: str, hw: Har
     writer waits on its own nvCOMP/nvJPEG stream and on the disk, so up to
     four overlap those waits; with CPU compression behind a GPU, half the cores
     (measured on one H200 + 16 cores: 8 writers 48.7 s, 2 writers 58.3 s,
-    14 writers 63.6 s for 400k).
+    14 writers 63.6 s for 400k); ``hybrid``: both of those side by side
+    (:func:`hybrid_writers`).
     """
     if run.writer_threads is not None:
         return run.writer_threads
     if device != "cuda":
         return 2
+    if compressor == "hybrid":
+        return sum(hybrid_writers(run, hw))
     if compressor == "nvcomp":
         return max(2, min(4, hw.cores))
     return max(2, min(8, hw.cores // 2))
 
 
-def choose_slots(writer_threads: int, slot_bytes: int, hw: Hardware) -> int:
+def choose_slots(writer_threads: int, slot_bytes: int, hw: Hardware, host_bytes: int = 0) -> int:
     """GPU batches in flight: one computing, one copying, one per writer —
-    as many of those as fit in half the GPU's memory, at least two.
+    as many of those as fit in half the GPU's memory (``slot_bytes`` each) and
+    in half the host's (``host_bytes`` of pinned buffers each: the arrays that
+    come back raw; with ``hybrid`` every slot has them), at least two.
 
     Raises:
         ConfigError: not even two batches fit.
     """
     want = writer_threads + 2
-    if hw.gpu_memory <= 0:  # unknown (the simulator)
-        return want
-    fit = int(0.5 * hw.gpu_memory // max(slot_bytes, 1))
-    if fit < 2:
-        raise ConfigError(f"one shard takes {slot_bytes / 2**30:.1f} GiB on the GPU and two must fit in half "
-                          f"of its {hw.gpu_memory / 2**30:.0f} GiB: use a smaller --shard-size")
-    return min(want, fit)
+    fits = []
+    if hw.gpu_memory > 0:  # else unknown (the simulator)
+        fits.append((int(0.5 * hw.gpu_memory // max(slot_bytes, 1)), slot_bytes, hw.gpu_memory, "the GPU"))
+    if hw.host_memory > 0 and host_bytes > 0:
+        fits.append((int(0.5 * hw.host_memory // host_bytes), host_bytes, hw.host_memory, "host memory (pinned)"))
+    for fit, size, total, where in fits:
+        if fit < 2:
+            raise ConfigError(f"one shard takes {size / 2**30:.1f} GiB in {where} and two must fit in half "
+                              f"of its {total / 2**30:.0f} GiB: use a smaller --shard-size")
+        want = min(want, fit)
+    return want

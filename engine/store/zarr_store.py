@@ -523,16 +523,21 @@ class ZarrWriter:
         except OSError as e:
             raise StoreError(f"{self.root}: cannot update the store's attributes ({e.strerror or e})") from None
 
-    def mark_done(self, index: int, histogram: dict[str, Any] | None = None) -> None:
+    def mark_done(self, index: int, histogram: dict[str, Any] | None = None, compressor: str | None = None) -> None:
         """Record shard ``index`` as complete (after :meth:`write_shard` returned).
 
         ``histogram`` (its images' channel counts) is kept with the marker of a
-        shared store, for the statistics of whoever completes it.
+        shared store, for the statistics of whoever completes it; so is
+        ``compressor``, what compressed this shard when it differs shard by
+        shard (``--compressor hybrid``; else the one :meth:`record_writer` gave).
         """
         self.done.add(index)
         if self.shared:
+            entry = self._writer_entry
+            if compressor is not None and entry is not None:
+                entry = {**entry, "compressor": compressor}
             try:
-                write_marker(self.root, index, self._writer_entry, histogram)
+                write_marker(self.root, index, entry, histogram)
             except OSError as e:
                 raise StoreError(f"{self.root}: recording progress failed ({e.strerror or e}); "
                                  "run again with --resume") from None

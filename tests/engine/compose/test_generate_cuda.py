@@ -33,7 +33,8 @@ def tiny(**overrides) -> GenerateConfig:
 ])
 def test_cuda_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
-    report = generate(tiny(**overrides), tmp_path / "cuda.zarr", RunOptions(device="cuda", writer_threads=1))
+    # compressor="cpu": on a real GPU auto is hybrid, whose nvCOMP frames differ (decoded arrays do not)
+    report = generate(tiny(**overrides), tmp_path / "cuda.zarr", RunOptions(device="cuda", writer_threads=1, compressor="cpu"))
     assert report.device == "cuda"
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
 
@@ -45,7 +46,7 @@ def test_cuda_shard_jobs_of_several_objects_equal_the_cpu_store(tmp_path: Path) 
     config = tiny(objects_min=1, objects_max=3, max_overlap=0.8, occlusion="background")
     generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     for part in ("1/2", "0/2"):
-        generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda"), ranks=discover(part, {}))
+        generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda", compressor="cpu"), ranks=discover(part, {}))
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
 
 
@@ -60,7 +61,7 @@ def test_cuda_atlas_reset_and_growth_keep_results(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(compositor.ForegroundAtlas, "__init__", small_budget)
     generate(tiny(), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
-    generate(tiny(), tmp_path / "cuda.zarr", RunOptions(device="cuda"))
+    generate(tiny(), tmp_path / "cuda.zarr", RunOptions(device="cuda", compressor="cpu"))
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
 
 
@@ -76,8 +77,8 @@ def nvcomp_stand_in(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     batches: list[object] = []
     original = CudaCompositor.composite
 
-    def composite(self, p):  # type: ignore[no-untyped-def]
-        batches.append(original(self, p))
+    def composite(self, p, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append(original(self, p, **kwargs))
         return batches[-1]
 
     monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp=None, nvimgcodec="off"))
@@ -112,6 +113,136 @@ def test_device_compression_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_
     assert all((b.instances is not None) == ("objects_max" in overrides) for b in nvcomp_stand_in)
 
 
+def _route_alternately(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Force hybrid's choice: GPU, CPU, GPU, ... (whatever the writers' state); returns the choices."""
+    import engine.compose.generate as gen
+
+    choices: list[str] = []
+
+    def alternate(cpu_busy: int, gpu_busy: int, cpu_writers: int, gpu_writers: int) -> str:
+        choices.append("gpu" if len(choices) % 2 == 0 else "cpu")
+        return choices[-1]
+
+    monkeypatch.setattr(gen, "route_shard", alternate)
+    return choices
+
+
+@pytest.mark.parametrize("overrides", [
+    {"save_alpha": True, "occlusion": "background", "chunk_size": 2, "shard_size": 6},
+    {"objects_max": 3, "max_overlap": 0.8, "chunk_size": 2, "shard_size": 6},
+    {"image_codec": "jpeg"},
+])
+def test_hybrid_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_stand_in: list, monkeypatch: pytest.MonkeyPatch,
+                                             overrides: dict) -> None:
+    """Shards compressed on the device and on the CPU within one run: the CPU store's
+    shard files; the device ones brought nothing lossless back raw, the CPU ones all of it."""
+    import json
+    import threading
+
+    from engine.store.device_codec import HostZstdStandIn
+
+    choices = _route_alternately(monkeypatch)
+    threads: set[str] = set()
+    original = HostZstdStandIn.compress
+
+    def compress(self, *args):  # type: ignore[no-untyped-def]
+        threads.add(threading.current_thread().name.rsplit("_", 1)[0])
+        return original(self, *args)
+
+    monkeypatch.setattr(HostZstdStandIn, "compress", compress)
+    generate(tiny(**overrides), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    report = generate(tiny(**overrides), tmp_path / "hybrid.zarr", RunOptions(device="cuda", compressor="hybrid"))
+    assert threads == {"fgbg-writer-gpu"}  # the device side's own writers
+    n_shards = len(choices)
+    assert n_shards >= 4 and report.shards_written == n_shards
+    cpu_name = "cpu-zstd-3"
+    assert report.compressor == f"hybrid (host-zstd-stand-in + {cpu_name})"
+    assert report.compressed_shards == {"host-zstd-stand-in": choices.count("gpu"), cpu_name: choices.count("cpu")}
+    cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "hybrid.zarr")
+    assert cpu.keys() == hybrid.keys()
+    assert [k for k in cpu if cpu[k] != hybrid[k]] == ["zarr.json"]  # only the attributes: who compressed
+    attrs, cpu_attrs = (json.loads(t["zarr.json"])["attributes"]["fgbg"] for t in (hybrid, cpu))
+    jpeg = "libjpeg" if overrides.get("image_codec") == "jpeg" else None
+    assert attrs["writers"] == [{"compressor": "host-zstd-stand-in", "jpeg_encoder": jpeg},
+                                {"compressor": cpu_name, "jpeg_encoder": jpeg}]
+    assert attrs.get("stats") == cpu_attrs.get("stats")
+    for batch, side in zip(nvcomp_stand_in, choices):
+        lossless_back = [batch.masks is not None, batch.depth is not None]
+        assert lossless_back == ([False, False] if side == "gpu" else [True, True])
+        assert bool(batch.compressed) == (side == "gpu")
+
+
+def test_hybrid_routes_by_the_writers_state(tmp_path: Path, nvcomp_stand_in: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unforced: route_shard decides every shard's launch from the writers' state
+    (two writers: one per side), and the report counts every shard once."""
+    import engine.compose.generate as gen
+    from engine.compose.hardware import route_shard
+
+    seen: list[tuple[int, int, int, int, str]] = []
+
+    def recorded(*state: int) -> str:
+        seen.append((*state, route_shard(*state)))
+        return seen[-1][-1]
+
+    monkeypatch.setattr(gen, "route_shard", recorded)
+    report = generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid", writer_threads=2))
+    assert report.writer_threads == 2 and len(seen) == report.shards_written == 5
+    assert all(cpu_w == 1 and gpu_w == 1 for _, _, cpu_w, gpu_w, _ in seen)
+    assert seen[0] == (0, 0, 1, 1, "cpu")  # nothing in flight: the CPU first
+    assert sum(report.compressed_shards.values()) == 5
+
+
+def test_hybrid_auto_and_resume(tmp_path: Path, nvcomp_stand_in: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto = hybrid where nvCOMP runs; an interrupted hybrid store resumes to the CPU store's bytes,
+    and info names both compressors."""
+    from typer.testing import CliRunner
+
+    import cli
+    from engine.store.zarr_store import ZarrWriter
+
+    _route_alternately(monkeypatch)
+    generate(tiny(), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    calls = {"n": 0}
+    original = ZarrWriter.write_shard
+
+    def fail_third(self, index, batch):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, index, batch)
+
+    monkeypatch.setattr(ZarrWriter, "write_shard", fail_third)
+    with pytest.raises(OSError, match="No space left"):
+        generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", writer_threads=1))
+    monkeypatch.setattr(ZarrWriter, "write_shard", original)
+    report = generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", resume=True))
+    assert report.resumed and report.compressor.startswith("hybrid") and 0 < report.shards_written < 5
+    cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "h.zarr")
+    assert [k for k in cpu if cpu[k] != hybrid.get(k)] == ["zarr.json"] and cpu.keys() == hybrid.keys()
+    result = CliRunner().invoke(cli.app, ["info", str(tmp_path / "h.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "compressed by cpu-zstd-3, host-zstd-stand-in" in result.output
+
+
+def test_hybrid_shard_jobs_record_each_shards_compressor(tmp_path: Path, nvcomp_stand_in: list,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two --shard jobs, hybrid: each progress marker names its shard's compressor, folded
+    into the attributes at the end; the shards are the CPU store's."""
+    import json
+
+    from engine.distributed import discover
+
+    _route_alternately(monkeypatch)
+    generate(tiny(), tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    for part in ("1/2", "0/2"):
+        generate(tiny(), tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid"), ranks=discover(part, {}))
+    cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "h.zarr")
+    assert cpu.keys() == hybrid.keys() and [k for k in cpu if cpu[k] != hybrid[k]] == ["zarr.json"]
+    attrs = json.loads(hybrid["zarr.json"])["attributes"]["fgbg"]
+    assert attrs["progress"]["complete"]
+    assert sorted(w["compressor"] for w in attrs["writers"]) == ["cpu-zstd-3", "host-zstd-stand-in"]
+
+
 def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.compose.generate as gen
     from engine.compose.hardware import Hardware
@@ -121,8 +252,10 @@ def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp="nvCOMP is not installed"))
     with pytest.raises(ConfigError, match="--compressor nvcomp: nvCOMP is not installed"):
         generate(tiny(), tmp_path / "b.zarr", RunOptions(device="cuda", compressor="nvcomp"))
+    with pytest.raises(ConfigError, match="--compressor hybrid: nvCOMP is not installed"):
+        generate(tiny(), tmp_path / "b.zarr", RunOptions(device="cuda", compressor="hybrid"))
     report = generate(tiny(), tmp_path / "c.zarr", RunOptions(device="cuda"))  # auto: the CPU compresses
-    assert report.compressor == "cpu-zstd-3"
+    assert report.compressor == "cpu-zstd-3" and report.compressed_shards == {"cpu-zstd-3": 5}
 
 
 def test_auto_never_picks_the_simulator() -> None:
@@ -193,7 +326,7 @@ def test_cli_reports_a_broken_cuda_stack_in_one_line(monkeypatch: pytest.MonkeyP
 def test_real_gpu_store_equals_cpu_store(tmp_path: Path, overrides: dict) -> None:
     config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128, **overrides)
     generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
-    generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda"))
+    generate(config, tmp_path / "cuda.zarr", RunOptions(device="cuda", compressor="cpu"))
     assert tree(tmp_path / "cuda.zarr") == tree(tmp_path / "cpu.zarr")
 
 
@@ -222,3 +355,20 @@ def test_real_gpu_nvcomp_store_reads_like_the_cpu_store(tmp_path: Path) -> None:
     for name in ("images", "masks", "depth"):
         array = ts.open({"driver": "zarr3", "kvstore": f"file://{tmp_path / 'gpu.zarr' / name}"}).result()
         np.testing.assert_array_equal(array.read().result(), cpu[name][:])
+
+
+@pytest.mark.gpu
+def test_real_gpu_hybrid_store_reads_like_the_cpu_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hybrid with nvCOMP, both sides forced to take shards: zarr-python decodes the CPU store's arrays."""
+    import numpy as np
+    import zarr
+
+    choices = _route_alternately(monkeypatch)
+    config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128, limit=1000)
+    generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
+    report = generate(config, tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid"))
+    assert report.compressed_shards == {"nvcomp-zstd": choices.count("gpu"), "cpu-zstd-3": choices.count("cpu")}
+    assert min(report.compressed_shards.values()) > 0
+    cpu, hybrid = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "h.zarr", mode="r")
+    for name in ("images", "masks", "depth"):
+        np.testing.assert_array_equal(hybrid[name][:], cpu[name][:])
