@@ -173,11 +173,14 @@ class CudaCompositor(Compositor):
         hybrid: each batch says where it is compressed (``composite(...,
             on_device=)``): every slot then has pinned host buffers for the
             raw arrays too, used by the batches the CPU compresses.
+        count_images: count each batch's per-channel histogram on the GPU
+            (``Batch.histogram``: a store's statistics); off for readers such
+            as online compositing, which need no statistics.
     """
 
     def __init__(
         self, assets: AssetSet, depth: DepthSource, config: GenerateConfig, capacity: int, slots: int = 3,
-        compressor: ChunkCompressor | None = None, hybrid: bool = False,
+        compressor: ChunkCompressor | None = None, hybrid: bool = False, count_images: bool = False,
     ) -> None:
         super().__init__(assets, depth, config)
         from numba import cuda
@@ -214,9 +217,9 @@ class CudaCompositor(Compositor):
         #: arrays with pinned host buffers in every slot (hybrid: those of a CPU-compressed batch)
         self.hosted = self._back(set()) if hybrid else self.back
         self.copy_images = "images" in self.back
-        #: lossless images: count their histogram (the store's statistics) on the GPU, so
-        #: neither the writers nor the host need them raw
-        self.count_images = config.image_codec != "jpeg"
+        #: count the images' histogram (the store's statistics) on the GPU, so neither
+        #: the writers nor the host need them raw
+        self.count_images = count_images
         self.zero_counts = np.zeros((3, 256), np.int64)
         self.compute = cuda.stream()
         self.copy = cuda.stream()

@@ -203,6 +203,9 @@ def generate(
     for name in (names["gpu"], cpu_name) if hybrid else (compressed_by,):
         writer.record_writer(name, jpeg_encoder)
     cpu_writers, gpu_writers = hybrid_writers(run, hw) if hybrid else (writer_threads, 0)
+    # channel statistics of lossless stores: each shard's counts come from the GPU with
+    # its batch, or the writers count the host images (JPEG stores: left to `info --stats`)
+    counted: ChannelHistogram | None = ChannelHistogram() if config.image_codec != "jpeg" else None
     if device == "cuda":
         log.info("compositing on %s; compressing on the %s", device_name(),
                  {"nvcomp": "GPU (nvCOMP)", "hybrid": f"GPU (nvCOMP, {gpu_writers} writers) and the CPU "
@@ -213,13 +216,11 @@ def generate(
         compositor: Compositor = CudaCompositor(
             assets, depth, config, capacity=lay.shard_size,
             slots=choose_slots(writer_threads, slot_bytes, hw, host_bytes), compressor=device_compressor, hybrid=hybrid,
+            count_images=counted is not None,
         )
     else:
         compositor = Compositor(assets, depth, config)
     written = 0
-    # channel statistics of lossless stores: each shard's counts come from the GPU with
-    # its batch, or the writers count the host images (JPEG stores: left to `info --stats`)
-    counted: ChannelHistogram | None = ChannelHistogram() if config.image_codec != "jpeg" else None
     parts: dict[int, ChannelHistogram] = {}
     pending: deque[tuple[int, int, Future[None]]] = deque()
     side_of: dict[int, str] = {}  # hybrid: "cpu" or "gpu", per shard in flight

@@ -154,13 +154,18 @@ def random_objects(rng: np.random.Generator, n: int, height: int, width: int):
     return bg, depth, np.concatenate(sprites), np.array(rows, np.int64), offset
 
 
-def test_cpu_equals_cuda_bit_for_bit() -> None:
-    bg, depth, atlas, table, offset = random_objects(np.random.default_rng(3), 3, 10, 12)
+def assert_cpu_equals_cuda(seed: int, n: int, height: int, width: int) -> None:
+    """Random objects composited by both kernels, with and without occlusion: every output bit for bit."""
+    bg, depth, atlas, table, offset = random_objects(np.random.default_rng(seed), n, height, width)
     for occlusion in (False, True):
         cpu = run_objects("cpu", bg, depth, atlas, table, offset, occlusion=occlusion)
         gpu = run_objects("cuda", bg, depth, atlas, table, offset, occlusion=occlusion)
         for a, b in zip(cpu, gpu):
             np.testing.assert_array_equal(a, b)
+
+
+def test_cpu_equals_cuda_bit_for_bit() -> None:
+    assert_cpu_equals_cuda(3, 3, 10, 12)
 
 
 def test_instance_stats_match_numpy() -> None:
@@ -193,12 +198,7 @@ def test_rejects_bad_tables(change, message: str) -> None:
 
 @pytest.mark.gpu
 def test_real_gpu_matches_cpu_on_a_full_batch() -> None:
-    bg, depth, atlas, table, offset = random_objects(np.random.default_rng(7), 64, 224, 224)
-    for occlusion in (False, True):
-        cpu = run_objects("cpu", bg, depth, atlas, table, offset, occlusion=occlusion)
-        gpu = run_objects("cuda", bg, depth, atlas, table, offset, occlusion=occlusion)
-        for a, b in zip(cpu, gpu):
-            np.testing.assert_array_equal(a, b)
+    assert_cpu_equals_cuda(7, 64, 224, 224)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
