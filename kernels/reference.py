@@ -99,3 +99,66 @@ def composite_objects_reference(
         images[b] = image.astype(np.uint8)
         cover[b] = c.astype(np.uint8)
     return images, masks, depth, ids, cover
+
+
+def jpeg_reference(image: np.ndarray, quality: int) -> bytes:
+    """Reference for :func:`kernels.jpeg.encode_jpeg_batch` on one ``(H, W, 3) uint8``
+    image: the same file, built with whole-block NumPy matrix products (the full
+    8×8 DCT, no even/odd halves) and a bit string in plain Python."""
+    from kernels.jpeg import ZIGZAG, blocks_per_side, jpeg_tables
+
+    height, width, _ = image.shape
+    t = jpeg_tables(height, width, quality)
+    rows, cols = blocks_per_side(height), blocks_per_side(width)
+    padded = np.pad(image.astype(np.int64), ((0, 8 * rows - height), (0, 8 * cols - width), (0, 0)), mode="edge")
+    r, g, b = padded[..., 0], padded[..., 1], padded[..., 2]
+    planes = [
+        ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16) - 128,
+        ((-11059 * r - 21709 * g + 32768 * b + 8388608 + 32767) >> 16) - 128,
+        ((32768 * r - 27439 * g - 5329 * b + 8388608 + 32767) >> 16) - 128,
+    ]
+    m = t.dct.astype(np.int64)
+
+    def coefficients(block: np.ndarray, table: int) -> np.ndarray:
+        f = m @ ((block @ m.T + 512) >> 10)
+        q = t.quant[table].reshape(8, 8).astype(np.int64) << 16
+        return (np.sign(f) * ((np.abs(f) + (q >> 1)) // q)).reshape(64)[ZIGZAG]
+
+    def code(table_code: np.ndarray, table_len: np.ndarray, tab: int, symbol: int) -> str:
+        return format(int(table_code[tab, symbol]), f"0{int(table_len[tab, symbol])}b")
+
+    def amplitude(v: int) -> tuple[int, str]:
+        size = int(abs(v)).bit_length()
+        return size, (format(v if v >= 0 else v + (1 << size) - 1, f"0{size}b") if size else "")
+
+    out = bytearray(t.header)
+    for row in range(rows):
+        bits: list[str] = []
+        pred = [0, 0, 0]
+        for col in range(cols):
+            for comp in range(3):
+                tab = 0 if comp == 0 else 1
+                z = coefficients(planes[comp][8 * row : 8 * row + 8, 8 * col : 8 * col + 8], tab)
+                size, extra = amplitude(int(z[0]) - pred[comp])
+                pred[comp] = int(z[0])
+                bits += [code(t.dc_code, t.dc_len, tab, size), extra]
+                run = 0
+                for v in z[1:]:
+                    if v == 0:
+                        run += 1
+                        continue
+                    while run > 15:
+                        bits.append(code(t.ac_code, t.ac_len, tab, 0xF0))
+                        run -= 16
+                    size, extra = amplitude(int(v))
+                    bits += [code(t.ac_code, t.ac_len, tab, (run << 4) | size), extra]
+                    run = 0
+                if run:
+                    bits.append(code(t.ac_code, t.ac_len, tab, 0))
+        stream = "".join(bits)
+        stream += "1" * (-len(stream) % 8)
+        for k in range(0, len(stream), 8):
+            byte = int(stream[k : k + 8], 2)
+            out += bytes([byte, 0]) if byte == 0xFF else bytes([byte])
+        out += bytes([0xFF, 0xD9 if row == rows - 1 else 0xD0 + row % 8])
+    return bytes(out)
