@@ -39,6 +39,7 @@ class Codec(str, Enum):
 class JpegEncoder(str, Enum):
     auto = "auto"
     libjpeg = "libjpeg"
+    fgbg = "fgbg"
     nvjpeg = "nvjpeg"
     nvimgcodec = "nvimgcodec"
     nvimgcodec_streams = "nvimgcodec-streams"
@@ -246,7 +247,7 @@ def generate(
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
     compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
-    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU nvjpeg, else nvimgcodec, else libjpeg), libjpeg (every CPU core), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
+    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU fgbg where its kernels run, else nvjpeg, else nvimgcodec; on the CPU libjpeg), libjpeg (every CPU core), fgbg (our kernels: every block row of a shard coded at once, on the GPU with --device cuda, else on every CPU core; the same bytes on both), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
     compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: cpu (zstd on every core), nvcomp (nvCOMP on the GPU), hybrid (each shard on the GPU or the CPU, whichever has room, so both work at once), or auto (hybrid with --device cuda, lossless images and a working nvCOMP, else cpu). Same decoded arrays either way; info says which wrote a store.")] = Compressor.auto,
     shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
     chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,

@@ -21,9 +21,11 @@ OCCLUSION = ("none", "background")
 PLACEMENTS = ("auto", "perspective", "uniform")
 TEACHER_OUTPUTS = ("depth", "inverse-depth")
 ON_BAD_INPUT = ("error", "skip")
-JPEG_ENCODERS = ("auto", "libjpeg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams")
-#: JPEG encoders that run on the GPU (images never come back raw)
+JPEG_ENCODERS = ("auto", "libjpeg", "fgbg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams")
+#: JPEG encoders that run on the GPU only (images never come back raw)
 ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
+#: JPEG encoders that code where the images are: on the GPU there, else on the CPU cores
+ANY_DEVICE_JPEG = ("fgbg",)
 COMPRESSORS = ("auto", "cpu", "nvcomp", "hybrid")
 #: blending modes of the image post-pass (kernels.blend.BLEND_MODES; not imported: it pulls in torch)
 BLEND_MODES = ("alpha", "feather", "motion", "poisson")
@@ -111,7 +113,9 @@ class GenerateConfig:
         max_depth: depth written for sky and for ground beyond it, metres.
         image_codec: ``zstd`` (default, lossless), ``none`` (raw) or ``jpeg``.
         jpeg_quality: JPEG quality 1..100 when ``image_codec`` is ``jpeg``.
-        jpeg_encoder: ``libjpeg`` (Pillow on every CPU core), ``nvjpeg``
+        jpeg_encoder: ``libjpeg`` (Pillow on every CPU core), ``fgbg`` (our
+            kernels, :mod:`kernels.jpeg`: on the GPU with ``--device cuda``, else
+            on every CPU core; the same bytes on both), ``nvjpeg``
             (torchvision's nvJPEG on the GPU), ``nvimgcodec`` (nvImageCodec's
             encoder on the GPU, one per writer) or ``nvimgcodec-streams``
             (several nvImageCodec encoders on several CUDA streams per writer,

@@ -42,7 +42,7 @@ from engine.assets.images import AssetSet
 from engine.compose.compositor import BLEND_PASS, HOST_TABLES, Batch, Compositor, Prepared
 from engine.compose.depth import DepthSource
 from engine.compose.plan import ObjectPlacements, Placements
-from engine.config import ON_DEVICE_JPEG, GenerateConfig
+from engine.config import ANY_DEVICE_JPEG, ON_DEVICE_JPEG, GenerateConfig
 from engine.errors import ConfigError
 from engine.store.device_codec import ChunkCompressor
 from kernels import placement as P
@@ -200,7 +200,7 @@ class CudaCompositor(Compositor):
         self.jpeg_streams: Any = None
         if config.image_codec == "jpeg" and config.jpeg_encoder == "nvimgcodec-streams":
             self.jpeg_streams = make_jpeg_streams()
-        self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder in ON_DEVICE_JPEG
+        self.jpeg_on_device = config.image_codec == "jpeg" and config.jpeg_encoder in ON_DEVICE_JPEG + ANY_DEVICE_JPEG
         self.objects_max = config.objects_max
         names = ["images", "masks", "depth"] + (["alpha"] if self.save_alpha else [])
         names += ["instances"] if config.multi_object else []
@@ -417,6 +417,10 @@ class CudaCompositor(Compositor):
         def encode(quality: int) -> np.ndarray:
             if self.jpeg_streams is not None:  # takes the device array as it is, split over its streams
                 return self.jpeg_streams.encode(d_images, quality)
+            if encoder == "fgbg":  # our kernels, on this writer's own stream (the images are final: ready())
+                if getattr(local, "fgbg_jpeg", None) is None:
+                    local.fgbg_jpeg = make_fgbg_jpeg_encoder()
+                return local.fgbg_jpeg.encode(d_images, quality)
             import torch
 
             from engine.store.jpeg import encode_jpeg_nvimgcodec, encode_jpeg_torchvision
@@ -431,6 +435,30 @@ class CudaCompositor(Compositor):
             return encode_jpeg_torchvision(images, quality)
 
         return encode
+
+
+class HostJpegStandIn:
+    """Under Numba's simulator, a writer's ``fgbg`` JPEG: the images copied
+    back and coded by the CPU twin (the same bytes). The simulator runs one
+    kernel at a time and writers encode while the compositor launches; the
+    CUDA kernels themselves are tested against the twin on their own."""
+
+    def encode(self, d_images: Any, quality: int) -> np.ndarray:
+        from kernels.jpeg import encode_jpeg_batch
+
+        return encode_jpeg_batch(d_images.copy_to_host(), quality, parallel=False)
+
+
+def make_fgbg_jpeg_encoder() -> Any:
+    """One writer's ``fgbg`` JPEG encoder: :class:`kernels.jpeg_cuda.CudaJpegEncoder`
+    on a stream of its own; :class:`HostJpegStandIn` under the simulator."""
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        return HostJpegStandIn()
+    from kernels.jpeg_cuda import CudaJpegEncoder
+
+    return CudaJpegEncoder(cuda.stream())
 
 
 def make_jpeg_streams() -> Any:

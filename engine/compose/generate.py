@@ -32,6 +32,7 @@ from engine.compose.depth import make_depth_source
 from engine.compose.hardware import (
     choose_slots,
     choose_writer_threads,
+    check_jpeg_kernels,
     detect_hardware,
     hybrid_writers,
     resolve_compressor,
@@ -150,7 +151,7 @@ def generate(
     run = run or RunOptions()
     t0 = time.perf_counter()
     device = resolve_device(run.device)
-    hw = detect_hardware(device)
+    hw = check_jpeg_kernels(config, device, detect_hardware(device))
     config = resolve_jpeg_encoder(config, device, hw)
     blend_spec(config)  # a blending mode that cannot run fails here, before any output exists
     ranks = ranks or Ranks()

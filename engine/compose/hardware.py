@@ -30,6 +30,9 @@ class Hardware:
         gpu_memory: bytes of GPU memory (0 without a GPU).
         nvcomp: ``None`` when nvCOMP compresses on this GPU, else why not.
         nvimgcodec: ``None`` when nvImageCodec encodes JPEG on this GPU, else why not.
+        jpeg_kernels: ``None`` when fgbg's JPEG kernels run on this GPU (and write
+            the CPU's bytes), else why not; checked only where JPEG is written
+            on the GPU (:func:`check_jpeg_kernels`: it compiles them).
         torch_cuda: PyTorch sees the GPU (torchvision's nvJPEG needs it).
         host_memory: bytes of host memory (0: unknown); GPU slots pin some of it.
     """
@@ -38,6 +41,7 @@ class Hardware:
     gpu_memory: int = 0
     nvcomp: str | None = "not checked"
     nvimgcodec: str | None = "not checked"
+    jpeg_kernels: str | None = "not checked"
     torch_cuda: bool = False
     host_memory: int = 0
 
@@ -57,7 +61,7 @@ def detect_hardware(device: str) -> Hardware:
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     if device != "cuda":
-        return Hardware(cores=cores, nvcomp="no GPU", nvimgcodec="no GPU")
+        return Hardware(cores=cores, nvcomp="no GPU", nvimgcodec="no GPU", jpeg_kernels="no GPU")
     from numba import cuda
 
     from engine.store.device_codec import nvcomp_problem
@@ -166,13 +170,29 @@ def hybrid_writers(run: RunOptions, hw: Hardware) -> tuple[int, int]:
     return total - gpu_share, gpu_share
 
 
-#: ``--jpeg-encoder auto`` on the GPU: the first of these that runs. The order is
-#: measured: on one H200 + 16 cores (one 2,048-sample shard at 224x224, one
-#: encoder call) torchvision's nvJPEG 6,279, nvImageCodec 4,861 images/s (Pillow
-#: on 16 cores 1,716). ``nvimgcodec-streams`` is not measured yet: it comes
-#: last until ``bench_gpu.py`` (its ``jpeg_encode`` stage, at the writer count
-#: ``generate`` uses) says where it belongs.
-JPEG_PREFERENCE = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
+#: ``--jpeg-encoder auto`` on the GPU: the first of these that runs. Measured on
+#: one H200 + 16 cores (one 2,048-sample shard at 224x224, one encoder call):
+#: torchvision's nvJPEG 6,279, nvImageCodec 4,861 images/s (Pillow on 16 cores
+#: 1,716). ``fgbg`` (our kernels: every block row of a shard coded at once, a
+#: few launches per shard instead of several per image) comes first by its
+#: design, not yet by a measurement; it is taken only where its kernels compile,
+#: run and write the CPU's bytes (:func:`check_jpeg_kernels`), and
+#: ``bench_gpu.py``'s ``jpeg_encode`` stage reports whether it is the fastest
+#: (``auto.confirmed``); if not, reorder this tuple to ``measured_order``.
+#: ``nvimgcodec-streams`` is not measured yet either.
+JPEG_PREFERENCE = ("fgbg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams")
+
+
+def check_jpeg_kernels(config: GenerateConfig, device: str, hw: Hardware) -> Hardware:
+    """``hw`` with :attr:`Hardware.jpeg_kernels` checked where ``config`` may
+    use them on the GPU (JPEG, ``--jpeg-encoder auto`` or ``fgbg``, ``--device
+    cuda``): a tiny batch coded on the device (compiling the kernels on first use)."""
+    wants = config.image_codec == "jpeg" and config.jpeg_encoder in ("auto", "fgbg") and device == "cuda"
+    if not wants or hw.jpeg_kernels != "not checked":
+        return hw
+    from engine.store.jpeg import fgbg_jpeg_problem
+
+    return dataclasses.replace(hw, jpeg_kernels=fgbg_jpeg_problem())
 
 
 def resolve_jpeg_encoder(config: GenerateConfig, device: str, hw: Hardware) -> GenerateConfig:
@@ -181,19 +201,23 @@ def resolve_jpeg_encoder(config: GenerateConfig, device: str, hw: Hardware) -> G
 
     ``auto`` on the GPU takes the first of :data:`JPEG_PREFERENCE` that runs
     here, else libjpeg on the CPU cores; without ``--image-codec jpeg`` it is
-    ``libjpeg``, as stores made before ``auto`` existed say.
+    ``libjpeg``, as stores made before ``auto`` existed say. ``fgbg`` runs on
+    either device (on the CPU: its twin on every core, the same bytes).
 
     Raises:
         ConfigError: a GPU encoder asked for where it cannot run.
     """
     encoder = config.jpeg_encoder
     if encoder == "auto":
-        runs = {"nvjpeg": hw.torch_cuda, "nvimgcodec": hw.nvimgcodec is None,
+        runs = {"fgbg": hw.jpeg_kernels is None, "nvjpeg": hw.torch_cuda, "nvimgcodec": hw.nvimgcodec is None,
                 "nvimgcodec-streams": hw.nvimgcodec is None and hw.torch_cuda}
         if config.image_codec != "jpeg" or device != "cuda":
             encoder = "libjpeg"
         else:
             encoder = next((e for e in JPEG_PREFERENCE if runs[e]), "libjpeg")
+    elif encoder == "fgbg":
+        if device == "cuda" and hw.jpeg_kernels is not None and hw.jpeg_kernels != "not checked":
+            raise ConfigError(f"--jpeg-encoder fgbg: {hw.jpeg_kernels}; use --jpeg-encoder nvjpeg or libjpeg")
     elif encoder in ON_DEVICE_JPEG:
         if device != "cuda":
             raise ConfigError(f"--jpeg-encoder {encoder} runs on the GPU: it needs --device cuda "

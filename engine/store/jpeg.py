@@ -1,6 +1,8 @@
-"""JPEG encoding of composite batches: libjpeg on the CPU cores, or nvJPEG on the GPU
+"""JPEG encoding of composite batches: libjpeg on the CPU cores, nvJPEG on the GPU
 (through torchvision, or through nvImageCodec: one encoder per writer, or
-several encoders on several CUDA streams per writer, :class:`NvimgcodecStreams`).
+several encoders on several CUDA streams per writer, :class:`NvimgcodecStreams`),
+or fgbg's own kernels (:mod:`kernels.jpeg`: a restart interval per block row,
+every row coded at once, on the GPU or the CPU cores, the same bytes on both).
 
 All return one baseline JPEG file per sample as a ``(B,) object`` array of
 ``bytes`` (what the store's ``images_jpeg`` array holds). All keep colour at
@@ -12,6 +14,7 @@ about a quarter larger. libjpeg and nvJPEG still write different bytes.
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -37,6 +40,44 @@ def encode_jpeg_pillow(images: np.ndarray, quality: int) -> np.ndarray:
         Image.fromarray(image).save(buffer, format="JPEG", quality=quality, subsampling="4:4:4")
         out[i] = buffer.getvalue()
     return out
+
+
+def encode_jpeg_fgbg(images: np.ndarray, quality: int, pool: Executor | None = None) -> np.ndarray:
+    """``(B, H, W, 3) uint8`` host images → ``(B,) object`` JPEG ``bytes`` (4:4:4)
+    coded by :func:`kernels.jpeg.encode_jpeg_batch`, the bytes the GPU writes.
+
+    Args:
+        images: the batch.
+        quality: 1..100.
+        pool: split the batch over this executor's threads, one core each (a
+            writer's pool); ``None``: every core through Numba's own threads.
+    """
+    from kernels.jpeg import encode_jpeg_batch
+
+    if pool is None or len(images) < 2:
+        return encode_jpeg_batch(images, quality)
+    parts = np.array_split(np.arange(len(images)), min(len(images), 4 * (os.cpu_count() or 1)))
+    coded = pool.map(lambda ix: encode_jpeg_batch(images[ix[0] : ix[-1] + 1], quality, parallel=False), parts)
+    return np.concatenate(list(coded))
+
+
+def fgbg_jpeg_problem() -> str | None:
+    """``None`` when fgbg's JPEG kernels run on this GPU and write the CPU's
+    bytes (a tiny batch, compiled on first use and cached), else why not (one line)."""
+    try:
+        from numba import cuda
+
+        from kernels.jpeg import encode_jpeg_batch
+        from kernels.jpeg_cuda import CudaJpegEncoder
+
+        probe = np.random.default_rng(0).integers(0, 256, (2, 16, 24, 3), dtype=np.uint8)
+        got = CudaJpegEncoder().encode(cuda.to_device(probe), 95)
+        if list(got) != list(encode_jpeg_batch(probe, 95, parallel=False)):
+            return "fgbg's JPEG kernels wrote other bytes on this GPU than on the CPU"
+    except Exception as e:  # noqa: BLE001 - any failure means: another encoder
+        lines = str(e).strip().splitlines()
+        return f"fgbg's JPEG kernels cannot run here ({type(e).__name__}: {(lines[-1] if lines else '')[:160]})"
+    return None
 
 
 def encode_jpeg_torchvision(images: torch.Tensor, quality: int) -> np.ndarray:

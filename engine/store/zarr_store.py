@@ -49,7 +49,7 @@ import numpy as np
 from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
-from engine.store.jpeg import encode_jpeg_pillow
+from engine.store.jpeg import encode_jpeg_fgbg, encode_jpeg_pillow
 from engine.store.progress import (
     encode_objects,
     fold_markers,
@@ -407,7 +407,12 @@ class ZarrWriter:
         arrays: dict[str, Any] = {"masks": batch.masks, "depth": batch.depth}
         if self.config.image_codec == "jpeg":
             q = self.config.jpeg_quality
-            arrays["images_jpeg"] = batch.encode_jpeg(q) if batch.encode_jpeg else encode_jpeg_pillow(batch.images, q)
+            if batch.encode_jpeg is not None:  # where the images are (the GPU)
+                arrays["images_jpeg"] = batch.encode_jpeg(q)
+            elif self.config.jpeg_encoder == "fgbg":
+                arrays["images_jpeg"] = encode_jpeg_fgbg(batch.images, q, self._pool)
+            else:
+                arrays["images_jpeg"] = encode_jpeg_pillow(batch.images, q)
         else:
             arrays["images"] = batch.images
         if self.config.save_alpha:

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from cli import app
 from engine.compose.generate import generate
-from engine.compose.hardware import Hardware, resolve_jpeg_encoder
+from engine.compose.hardware import Hardware, check_jpeg_kernels, resolve_jpeg_encoder
 from engine.config import GenerateConfig, RunOptions
 from engine.errors import ConfigError
-from engine.store.jpeg import NvimgcodecStreams, encode_jpeg_pillow, encode_jpeg_torchvision, encode_split
+from engine.store.jpeg import NvimgcodecStreams, encode_jpeg_fgbg, encode_jpeg_pillow, encode_jpeg_torchvision, encode_split
 
 #: the issue's bar: decoded quality-95 JPEGs within 40 dB PSNR of the lossless composite
 MIN_PSNR_DB = 40.0
@@ -47,13 +47,21 @@ def decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-@pytest.mark.parametrize("encoder", ["pillow", pytest.param("nvjpeg", marks=pytest.mark.gpu),
+@pytest.mark.parametrize("encoder", ["pillow", "fgbg", pytest.param("fgbg-cuda", marks=pytest.mark.gpu),
+                                     pytest.param("nvjpeg", marks=pytest.mark.gpu),
                                      pytest.param("nvimgcodec", marks=pytest.mark.gpu),
                                      pytest.param("nvimgcodec-streams", marks=pytest.mark.gpu)])
 def test_quality_95_is_within_40_db(lossless: Path, encoder: str) -> None:
     images = zarr.open_group(lossless, mode="r")["images"][:]
     if encoder == "pillow":
         encoded = encode_jpeg_pillow(images, 95)
+    elif encoder == "fgbg":
+        encoded = encode_jpeg_fgbg(images, 95)
+    elif encoder == "fgbg-cuda":  # the real kernels on the GPU: the CPU's bytes
+        from kernels.jpeg_cuda import CudaJpegEncoder
+
+        encoded = CudaJpegEncoder().encode(torch.from_numpy(images).cuda(), 95)
+        assert list(encoded) == list(encode_jpeg_fgbg(images, 95))
     elif encoder == "nvjpeg":
         encoded = encode_jpeg_torchvision(torch.from_numpy(images).cuda(), 95)
     elif encoder == "nvimgcodec-streams":  # the real encoders and streams, a batch split 3 ways
@@ -116,6 +124,9 @@ def test_gpu_encoders_need_the_jpeg_codec_and_a_gpu() -> None:
     ("jpeg", "cpu", Hardware(cores=2), "libjpeg"),
     ("zstd", "cuda", Hardware(cores=2, nvimgcodec=None, torch_cuda=True), "libjpeg"),
     ("jpeg", "cuda", Hardware(cores=2, nvimgcodec=None, torch_cuda=True), "nvjpeg"),  # measured faster
+    ("jpeg", "cuda", Hardware(cores=2, nvimgcodec=None, jpeg_kernels=None, torch_cuda=True), "fgbg"),
+    ("jpeg", "cuda", Hardware(cores=2, jpeg_kernels="numba-cuda cannot compile", torch_cuda=True), "nvjpeg"),
+    ("jpeg", "cpu", Hardware(cores=2, jpeg_kernels=None), "libjpeg"),  # the CPU twin is slower than libjpeg
     ("jpeg", "cuda", Hardware(cores=2, nvimgcodec=None, torch_cuda=False), "nvimgcodec"),
     ("jpeg", "cuda", Hardware(cores=2, nvimgcodec="not installed", torch_cuda=False), "libjpeg"),
 ])
@@ -268,8 +279,55 @@ def test_nvimgcodec_streams_path_on_the_simulator(tmp_path: Path, monkeypatch: p
         np.testing.assert_array_equal(gpu[name][:], cpu[name][:])
 
 
+def test_fgbg_encoder_runs_on_either_device_and_says_why_not() -> None:
+    jpeg = config(image_codec="jpeg", jpeg_encoder="fgbg")
+    assert resolve_jpeg_encoder(jpeg, "cpu", Hardware(cores=2)).jpeg_encoder == "fgbg"
+    assert resolve_jpeg_encoder(jpeg, "cuda", Hardware(cores=2, jpeg_kernels=None)).jpeg_encoder == "fgbg"
+    with pytest.raises(ConfigError, match="^--jpeg-encoder fgbg: fgbg's JPEG kernels cannot run here"):
+        resolve_jpeg_encoder(jpeg, "cuda", Hardware(cores=2, jpeg_kernels="fgbg's JPEG kernels cannot run here (x)"))
+
+
+def test_jpeg_kernels_are_checked_only_where_jpeg_is_written_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.store.jpeg as jp
+
+    calls: list[int] = []
+    monkeypatch.setattr(jp, "fgbg_jpeg_problem", lambda: calls.append(1) or "broken here")
+    hw = Hardware(cores=2)
+    assert check_jpeg_kernels(config(), "cuda", hw) is hw  # lossless
+    assert check_jpeg_kernels(config(image_codec="jpeg"), "cpu", hw) is hw
+    assert check_jpeg_kernels(config(image_codec="jpeg", jpeg_encoder="nvjpeg"), "cuda", hw) is hw
+    assert not calls
+    assert check_jpeg_kernels(config(image_codec="jpeg"), "cuda", hw).jpeg_kernels == "broken here"
+    assert check_jpeg_kernels(config(image_codec="jpeg", jpeg_encoder="fgbg"), "cuda", hw).jpeg_kernels == "broken here"
+    assert len(calls) == 2
+
+
+def test_fgbg_probe_runs_the_kernels() -> None:
+    """On the simulator (or a GPU) the probe codes a tiny batch and finds the CPU's bytes."""
+    from engine.store.jpeg import fgbg_jpeg_problem
+
+    assert fgbg_jpeg_problem() is None
+
+
+def test_fgbg_stores_are_the_same_on_cpu_and_cuda(lossless: Path, tmp_path: Path) -> None:
+    """--jpeg-encoder fgbg on the CPU and auto on CUDA (which takes fgbg where
+    its kernels run: the simulator here) write the same store, byte for byte,
+    within 40 dB of the lossless composites."""
+    small = dict(height=32, width=48, positions=2, shard_size=8)
+    generate(config(image_codec="jpeg", jpeg_encoder="fgbg", **small), tmp_path / "cpu.zarr")
+    generate(config(image_codec="jpeg", **small), tmp_path / "gpu.zarr", RunOptions(device="cuda"))
+    cpu, gpu = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "gpu.zarr", mode="r")
+    assert gpu.attrs["fgbg"]["config"]["jpeg_encoder"] == cpu.attrs["fgbg"]["config"]["jpeg_encoder"] == "fgbg"
+    assert list(gpu["images_jpeg"][:]) == list(cpu["images_jpeg"][:])
+    for name in ("masks", "depth"):
+        np.testing.assert_array_equal(gpu[name][:], cpu[name][:])
+    out = tmp_path / "full.zarr"
+    generate(config(image_codec="jpeg", jpeg_encoder="fgbg"), out)
+    _check_jpeg_store(out, lossless, "fgbg")
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("encoder", ["nvjpeg", "nvimgcodec", "nvimgcodec-streams"])
+@pytest.mark.parametrize("encoder", ["fgbg", "nvjpeg", "nvimgcodec", "nvimgcodec-streams"])
 def test_real_gpu_jpeg_store(lossless: Path, tmp_path: Path, encoder: str) -> None:
     out = tmp_path / "gpu.zarr"
     generate(config(image_codec="jpeg", jpeg_encoder=encoder), out, RunOptions(device="cuda"))
