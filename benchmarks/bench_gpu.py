@@ -14,8 +14,9 @@ runs it after the GPU tests):
 - the composite kernel alone per ``--batch-sizes`` (warm atlas), as a
   fraction of the copy bandwidth;
 - one shard's stages, each as a fraction of its ceiling where it has one: host
-  tables (cold atlas), the raw copy back, JPEG (Pillow on every core, and
-  every GPU variant: torchvision's nvJPEG, one nvImageCodec encoder, and
+  tables (cold atlas), the raw copy back, JPEG (Pillow and fgbg's CPU twin
+  on every core, and every GPU variant: fgbg's kernels (``--jpeg-encoder
+  fgbg``), torchvision's nvJPEG, one nvImageCodec encoder, and
   nvImageCodec on 2/4/8 encoders and CUDA streams per writer, each as one
   call on the shard and as ``generate``'s writer threads at once, with
   whether ``--jpeg-encoder auto`` picks the fastest), nvCOMP Zstandard (rate,
@@ -228,22 +229,35 @@ def writer_rate(make_encoder: Callable[[], Callable[[Any, int], Any]], images: A
 
 
 #: bench_gpu's JPEG variant names → the --jpeg-encoder they are (None: not an option)
-JPEG_VARIANT_ENCODER = {"torchvision_nvjpeg": "nvjpeg", "nvimgcodec": "nvimgcodec",
+JPEG_VARIANT_ENCODER = {"fgbg_kernels": "fgbg", "torchvision_nvjpeg": "nvjpeg", "nvimgcodec": "nvimgcodec",
                         f"nvimgcodec_streams_{JPEG_STREAMS}": "nvimgcodec-streams"}
 
 
-def jpeg_variants(streams: tuple[int, ...] = (2, JPEG_STREAMS, 8)) -> dict[str, Callable[[], Callable[[Any, int], Any]]]:
-    """Each GPU JPEG encoder variant: a factory of one writer's ``encode(images, quality)``."""
-    from nvidia import nvimgcodec  # only called where nvImageCodec runs
-
+def jpeg_variants(streams: tuple[int, ...] = (2, JPEG_STREAMS, 8), nvimgcodec_runs: bool = True,
+                  fgbg_runs: bool = True) -> dict[str, Callable[[], Callable[[Any, int], Any]]]:
+    """Each GPU JPEG encoder variant that runs here: a factory of one writer's ``encode(images, quality)``."""
     from engine.store.jpeg import NvimgcodecStreams, encode_jpeg_nvimgcodec, encode_jpeg_torchvision
+
+    variants: dict[str, Callable[[], Callable[[Any, int], Any]]] = {}
+    if fgbg_runs:
+        def fgbg_encoder() -> Callable[[Any, int], Any]:
+            from numba import cuda
+
+            from kernels.jpeg_cuda import CudaJpegEncoder
+
+            return CudaJpegEncoder(cuda.stream()).encode  # its buffers and stream per writer, as in generate
+
+        variants["fgbg_kernels"] = fgbg_encoder
+    variants["torchvision_nvjpeg"] = lambda: encode_jpeg_torchvision
+    if not nvimgcodec_runs:
+        return variants
+    from nvidia import nvimgcodec
 
     def one_encoder() -> Callable[[Any, int], Any]:
         encoder = nvimgcodec.Encoder()
         return lambda images, q: encode_jpeg_nvimgcodec(images, q, encoder)
 
-    variants: dict[str, Callable[[], Callable[[Any, int], Any]]] = {
-        "torchvision_nvjpeg": lambda: encode_jpeg_torchvision, "nvimgcodec": one_encoder}
+    variants["nvimgcodec"] = one_encoder
     for k in streams:
         shared = NvimgcodecStreams(streams=k)  # its encoders are per calling thread
         variants[f"nvimgcodec_streams_{k}"] = lambda shared=shared: shared.encode
@@ -268,7 +282,7 @@ def jpeg_rates(images_device: Any, images_host: np.ndarray, cores: int, writers:
     shard, and ``writers`` writer threads at once (1,024 images each, as many as
     ``generate`` runs), and whether ``auto`` picks the fastest."""
     from engine.compose.hardware import JPEG_PREFERENCE
-    from engine.store.jpeg import encode_jpeg_pillow, encode_jpeg_torchvision, nvimgcodec_problem
+    from engine.store.jpeg import encode_jpeg_fgbg, encode_jpeg_pillow, fgbg_jpeg_problem, nvimgcodec_problem
 
     n = len(images_host)
     out: dict[str, Any] = {"single_call": {}, f"{writers}_writers": {}, "writers": writers}
@@ -278,10 +292,14 @@ def jpeg_rates(images_device: Any, images_host: np.ndarray, cores: int, writers:
     import torch
 
     images = torch.as_tensor(images_device, device="cuda")
-    problem = nvimgcodec_problem()
-    variants = jpeg_variants() if problem is None else {"torchvision_nvjpeg": lambda: encode_jpeg_torchvision}
+    with ThreadPoolExecutor(cores) as pool:  # fgbg's CPU twin on every core (the writer pool's way)
+        out["fgbg_cpu_all_cores"] = n / seconds(lambda: encode_jpeg_fgbg(images_host, 95, pool), repeats=1)
+    problem, fgbg_problem = nvimgcodec_problem(), fgbg_jpeg_problem()
+    variants = jpeg_variants(nvimgcodec_runs=problem is None, fgbg_runs=fgbg_problem is None)
     if problem:
         out["nvimgcodec"] = {"skipped": problem}
+    if fgbg_problem:
+        out["fgbg_kernels"] = {"skipped": fgbg_problem}
     def single_call(make: Callable[[], Callable[[Any, int], Any]]) -> float:
         encode = make()  # built once, outside the timing (as a writer keeps its encoder)
         return n / seconds(lambda: encode(images, 95), repeats=2)
@@ -353,13 +371,16 @@ def end_to_end(config, device: str, floors: dict[str, float], startup_s: float, 
 
 
 def jpeg_sample_count(rates: Any, samples: int, shard: int, seconds_allowed: float = 60.0) -> int:
-    """Samples for the JPEG end-to-end run: all of them when the fastest encoder
-    measured would write them in ``seconds_allowed``, else what it writes in
+    """Samples for the JPEG end-to-end run: all of them when the encoder ``auto``
+    takes (else the fastest) would write them in ``seconds_allowed``, else what it writes in
     that time (whole shards, at least 10), so the run fits its time; the full
     run's time is then projected (and labelled so)."""
     rates = rates or {}
     flat = {**rates, **rates.get(f"{rates.get('writers')}_writers", {})} if isinstance(rates.get("writers"), int) else rates
     best = max((v for v in flat.values() if isinstance(v, float)), default=0.0)
+    picks = (rates.get("auto") or {}).get("auto_picks") if isinstance(rates.get("auto"), dict) else None
+    picked = [v for k, v in flat.items() if picks and JPEG_VARIANT_ENCODER.get(k) == picks and isinstance(v, float)]
+    best = picked[0] if picked else best  # the run uses auto's pick, not necessarily the fastest
     if best <= 0 or best * seconds_allowed >= samples:
         return samples
     return min(samples, max(10 * shard, int(best * seconds_allowed) // shard * shard))

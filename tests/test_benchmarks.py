@@ -106,6 +106,9 @@ def test_bench_gpu_helpers() -> None:
     measured = {"pillow_all_cores": 1_600.0, "writers": 8, "single_call": {"nvimgcodec": 99_000.0},
                 "8_writers": {"torchvision_nvjpeg": 5_000.0, "nvimgcodec": {"error": "x"}}}
     assert jpeg_sample_count(measured, 400_000, 2048) == 300_000 // 2048 * 2048  # the writers' rate counts
+    picked = {"writers": 8, "8_writers": {"fgbg_kernels": 2_000.0, "torchvision_nvjpeg": 5_000.0},
+              "auto": {"auto_picks": "fgbg"}}
+    assert jpeg_sample_count(picked, 400_000, 2048) == 120_000 // 2048 * 2048  # the run uses auto's pick
 
 
 def _bench_gpu():  # type: ignore[no-untyped-def]
@@ -133,6 +136,8 @@ def test_jpeg_writer_rate_and_verdict() -> None:
     assert bench_gpu.writer_rate(make, np.zeros(16), writers=3, repeats=1) > 0
     assert 1 <= len(built) <= 3 and len(set(built)) == len(built)  # one per thread at most
     order = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
+    assert bench_gpu.jpeg_verdict({"fgbg_kernels": 30_000.0, "torchvision_nvjpeg": 6_000.0},
+                                  ("fgbg",) + order)["confirmed"] is True
     rates = {"torchvision_nvjpeg": 6_000.0, "nvimgcodec": 5_000.0, "nvimgcodec_streams_4": 9_000.0,
              "nvimgcodec_streams_8": 12_000.0}  # the 8-stream variant is no option: not judged
     verdict = bench_gpu.jpeg_verdict(rates, order)
@@ -140,6 +145,21 @@ def test_jpeg_writer_rate_and_verdict() -> None:
     assert verdict["confirmed"] is False and verdict["measured_order"][0] == "nvimgcodec-streams"
     assert bench_gpu.jpeg_verdict({"torchvision_nvjpeg": 6_000.0, "nvimgcodec": {"error": "x"}}, order)["confirmed"]
     assert bench_gpu.jpeg_verdict({}, order)["confirmed"] is None
+
+
+def test_jpeg_variants_without_nvimgcodec() -> None:
+    """fgbg's kernels (the simulator here) and torchvision are measured even
+    where nvImageCodec is missing; each writer's fgbg encoder writes the CPU's bytes."""
+    import numpy as np
+    from numba import cuda
+
+    from kernels.jpeg import encode_jpeg_batch
+
+    variants = _bench_gpu().jpeg_variants(nvimgcodec_runs=False)
+    assert list(variants) == ["fgbg_kernels", "torchvision_nvjpeg"]
+    images = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    assert list(variants["fgbg_kernels"]()(cuda.to_device(images), 95)) == list(encode_jpeg_batch(images, 95))
+    assert list(_bench_gpu().jpeg_variants(nvimgcodec_runs=False, fgbg_runs=False)) == ["torchvision_nvjpeg"]
 
 
 def test_compression_sweep_with_the_host_stand_in() -> None:
