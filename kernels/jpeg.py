@@ -84,6 +84,18 @@ def quant_tables(quality: int) -> np.ndarray:
     return np.clip(tables, 1, 255).astype(np.int32)
 
 
+#: bits of the quantisation reciprocals: exact for every dividend below 2**12 (tested)
+_RECIP_BITS = 20
+
+
+def quant_reciprocals(quant: np.ndarray) -> np.ndarray:
+    """``(2, 64) int64`` per table entry ``Q``: ``(Q << 15) << 32 | ceil(2**20 / Q)``,
+    the rounding offset and the reciprocal with which :func:`encode_segment`
+    divides by ``Q << 16`` (the DCT's scale) without a division instruction."""
+    q = quant.astype(np.int64)
+    return ((q << 15) << 32) | (((1 << _RECIP_BITS) + q - 1) // q)
+
+
 def huffman_codes(counts: list[int], symbols: bytes | list[int]) -> tuple[np.ndarray, np.ndarray]:
     """``(codes, lengths)``, each ``(256,) int32`` by symbol, of a table given
     as its code counts per length and its symbols (JPEG Annex C)."""
@@ -148,6 +160,7 @@ class JpegTables:
 
     Attributes:
         quant: ``(2, 64) int32`` quantisation tables, natural order (luma, chroma).
+        recip: ``(2, 64) int64`` their :func:`quant_reciprocals`.
         dc_code, dc_len: ``(2, 256) int32`` DC Huffman codes and lengths by category.
         ac_code, ac_len: ``(2, 256) int32`` AC Huffman codes and lengths by (run << 4 | size).
         dct: ``(8, 8) int32`` :func:`dct_matrix`.
@@ -156,6 +169,7 @@ class JpegTables:
     """
 
     quant: np.ndarray
+    recip: np.ndarray
     dc_code: np.ndarray
     dc_len: np.ndarray
     ac_code: np.ndarray
@@ -166,7 +180,7 @@ class JpegTables:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The tables in :func:`encode_segment`'s argument order."""
-        return self.quant, self.dc_code, self.dc_len, self.ac_code, self.ac_len, self.dct, self.zigzag
+        return self.recip, self.dc_code, self.dc_len, self.ac_code, self.ac_len, self.dct, self.zigzag
 
 
 @functools.lru_cache(maxsize=32)
@@ -174,8 +188,9 @@ def jpeg_tables(height: int, width: int, quality: int) -> JpegTables:
     """The :class:`JpegTables` of ``height × width`` images at ``quality`` (cached)."""
     dc = [huffman_codes(*_DC_LUMA), huffman_codes(*_DC_CHROMA)]
     ac = [huffman_codes(*_AC_LUMA), huffman_codes(*_AC_CHROMA)]
+    quant = quant_tables(quality)
     return JpegTables(
-        quant=quant_tables(quality),
+        quant=quant, recip=quant_reciprocals(quant),
         dc_code=np.stack([c for c, _ in dc]), dc_len=np.stack([n for _, n in dc]),
         ac_code=np.stack([c for c, _ in ac]), ac_len=np.stack([n for _, n in ac]),
         dct=dct_matrix(), zigzag=ZIGZAG.copy(), header=jpeg_header(height, width, quality),
@@ -216,8 +231,9 @@ def _mcu_pixels(images, b, y0, x0, px):  # pragma: no cover - compiled by Numba
             px[128 + k] = ((32768 * r - 27439 * g - 5329 * bl + 8388608 + 32767) >> 16) - 128
 
 
-def _block_coefficients(px, comp, quant, dct, tmp, coef):  # pragma: no cover - compiled by Numba
-    """Quantised DCT coefficients (natural order) of component ``comp`` of ``px`` into ``coef``."""
+def _block_coefficients(px, comp, recip, dct, tmp, coef):  # pragma: no cover - compiled by Numba
+    """Quantised DCT coefficients (natural order) of component ``comp`` of ``px`` into ``coef``;
+    ``recip``: :func:`quant_reciprocals` of the tables."""
     base = 64 * comp
     t = 0 if comp == 0 else 1
     # Even/odd halves: M[u, 7 - x] = (-1)**u M[u, x] exactly, so each sum of 8
@@ -249,9 +265,13 @@ def _block_coefficients(px, comp, quant, dct, tmp, coef):  # pragma: no cover - 
                 s = dct[v, 0] * e0 + dct[v, 1] * e1 + dct[v, 2] * e2 + dct[v, 3] * e3
             else:
                 s = dct[v, 0] * o0 + dct[v, 1] * o1 + dct[v, 2] * o2 + dct[v, 3] * o3
-            q = quant[t, v * 8 + u] << 16
-            half = q >> 1
-            coef[v * 8 + u] = (s + half) // q if s >= 0 else -((half - s) // q)
+            # round(s / (Q << 16)), halves away from zero, without a division:
+            # floor(a / (Q << 16)) = floor((a >> 16) / Q) = ((a >> 16) * recip) >> 20
+            r = recip[t, v * 8 + u]
+            if s >= 0:
+                coef[v * 8 + u] = (((s + (r >> 32)) >> 16) * (r & 0xFFFFFFFF)) >> 20
+            else:
+                coef[v * 8 + u] = -(((((r >> 32) - s) >> 16) * (r & 0xFFFFFFFF)) >> 20)
 
 
 def build_segment_encoder(jit: Callable[..., Any]) -> Callable[..., Any]:
@@ -276,7 +296,7 @@ def build_segment_encoder(jit: Callable[..., Any]) -> Callable[..., Any]:
 
     put_bits = jit(put_bits)
 
-    def encode_segment(images, b, row, seg, quant, dc_code, dc_len, ac_code, ac_len, dct, zigzag,
+    def encode_segment(images, b, row, seg, recip, dc_code, dc_len, ac_code, ac_len, dct, zigzag,
                        px, tmp, coef, out):  # pragma: no cover - compiled by Numba
         """Code block row ``row`` of image ``b`` into segment ``seg`` of ``out``
         (``(S, words) uint32``); returns its length in bytes, padded with 1-bits
@@ -294,7 +314,7 @@ def build_segment_encoder(jit: Callable[..., Any]) -> Callable[..., Any]:
         for m in range(blocks):
             mcu_pixels(images, b, row * 8, m * 8, px)
             for comp in range(3):
-                block_coefficients(px, comp, quant, dct, tmp, coef)
+                block_coefficients(px, comp, recip, dct, tmp, coef)
                 t = 0 if comp == 0 else 1
                 dc = coef[0]
                 if comp == 0:
@@ -350,14 +370,14 @@ def build_segment_encoder(jit: Callable[..., Any]) -> Callable[..., Any]:
 _encode_segment_cpu = build_segment_encoder(numba.njit(cache=True, nogil=True))
 
 
-def _encode_segments(images, quant, dc_code, dc_len, ac_code, ac_len, dct, zigzag, out, lengths):  # pragma: no cover
+def _encode_segments(images, recip, dc_code, dc_len, ac_code, ac_len, dct, zigzag, out, lengths):  # pragma: no cover
     n, n_rows = lengths.shape
     for s in numba.prange(n * n_rows):
         px = np.empty(192, np.int32)
         tmp = np.empty(64, np.int32)
         coef = np.empty(64, np.int32)
         b = s // n_rows
-        lengths[b, s - b * n_rows] = _encode_segment_cpu(images, b, s - b * n_rows, s, quant, dc_code, dc_len,
+        lengths[b, s - b * n_rows] = _encode_segment_cpu(images, b, s - b * n_rows, s, recip, dc_code, dc_len,
                                                          ac_code, ac_len, dct, zigzag, px, tmp, coef, out)
 
 

@@ -39,7 +39,7 @@ PACK_THREADS = 128
 
 
 @cuda.jit(cache=True)
-def _code_cuda(images, quant, dc_code, dc_len, ac_code, ac_len, dct, zigzag, out, lengths):  # pragma: no cover
+def _code_cuda(images, recip, dc_code, dc_len, ac_code, ac_len, dct, zigzag, out, lengths):  # pragma: no cover
     s = cuda.grid(1)
     n, n_rows = lengths.shape
     if s >= n * n_rows:
@@ -49,7 +49,7 @@ def _code_cuda(images, quant, dc_code, dc_len, ac_code, ac_len, dct, zigzag, out
     coef = cuda.local.array(64, np.int32)
     b = s // n_rows
     r = s - b * n_rows
-    lengths[b, r] = _encode_segment_cuda(images, b, r, s, quant, dc_code, dc_len, ac_code, ac_len, dct, zigzag,
+    lengths[b, r] = _encode_segment_cuda(images, b, r, s, recip, dc_code, dc_len, ac_code, ac_len, dct, zigzag,
                                          px, tmp, coef, out)
 
 

@@ -79,6 +79,16 @@ def test_bench_atlas_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bench_jpeg_runs(tmp_path: Path) -> None:
+    stdout = run("bench_jpeg.py", "--samples", "24", "--size", "48", "--repeats", "1", "--results-dir", str(tmp_path))
+    assert "fgbg_cpu_all_cores" in stdout
+    results = json.loads((tmp_path / "jpeg.json").read_text())["results"]
+    for name in ("pillow_one_thread", "pillow_all_cores", "fgbg_cpu_one_thread", "fgbg_cpu_all_cores"):
+        assert results[name]["images_per_s"] > 0 and results[name]["min_psnr_db"] > 30, name
+    assert results["fgbg_cpu_one_thread"]["bytes_per_image"] == results["fgbg_cpu_all_cores"]["bytes_per_image"]
+
+
+@pytest.mark.slow
 def test_bench_online_runs(tmp_path: Path) -> None:
     stdout = run("bench_online.py", "--samples", "40", "--backgrounds", "2", "--foregrounds", "2", "--size", "32",
                  "--repeats", "1", "--results-dir", str(tmp_path))

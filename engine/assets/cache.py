@@ -28,6 +28,7 @@ import importlib.metadata
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -104,6 +105,7 @@ class PieceCache:
         self.root = root
         self.folders = {kind: self._folder(kind) for kind in SOURCES} if root is not None else {}
         self.writable = root is not None  # cleared after the first failed write: one log line, not 200
+        self._failed = threading.Lock()  # pieces are built on several threads: one of them says it
 
     @classmethod
     def from_env(cls) -> PieceCache:
@@ -174,7 +176,9 @@ class PieceCache:
                 np.savez(f, **arrays, sha256=np.array(check))
             os.replace(tmp, path)  # atomic: concurrent writers of one entry write the same bytes
         except OSError as e:
-            self.writable = False
-            log.info("built-in asset cache: cannot write under %s (%s); not caching", self.root, e)
+            with self._failed:
+                first, self.writable = self.writable, False
+            if first:
+                log.info("built-in asset cache: cannot write under %s (%s); not caching", self.root, e)
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)

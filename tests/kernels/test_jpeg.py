@@ -168,6 +168,29 @@ def test_inputs_are_checked() -> None:
         J.jpeg_header(70000, 8, 95)
 
 
+def test_quantisation_without_division_is_exact() -> None:
+    """Every dividend the DCT can produce (|s| < 2**27, so (|s| + Q/2 << 16) >> 16 < 2**11 + 128)
+    and every table entry: the reciprocal gives floor division's result."""
+    q = np.arange(1, 256, dtype=np.int64)
+    packed = J.quant_reciprocals(q)
+    a = np.arange(2**11 + 128, dtype=np.int64)[:, None]
+    np.testing.assert_array_equal((a * (packed & 0xFFFFFFFF)) >> 20, a // q)
+    assert np.all((packed >> 32) == q << 15)
+    m = J.dct_matrix().astype(np.int64)
+    row_max = 128 * np.abs(m).sum(axis=1).max() >> 10
+    assert 8 * np.abs(m).max() * (row_max + 1) < 2**27
+
+
+@pytest.mark.parametrize("quality", [100, 95, 30])
+def test_extreme_blocks_equal_the_reference(kernel_device: str, quality: int) -> None:
+    """Checkerboards, stripes and flat extremes: the largest coefficients (quality 100: Q = 1)."""
+    y, x = np.mgrid[0:16, 0:24]
+    patterns = [((x + y) % 2) * 255, (x % 2) * 255, (y % 2) * 255, np.zeros_like(x), np.full_like(x, 255),
+                ((x // 4 + y // 4) % 2) * 255]
+    images = np.stack([np.stack([p, 255 - p, p], -1) for p in patterns]).astype(np.uint8)
+    assert encode(images, quality, kernel_device) == [jpeg_reference(im, quality) for im in images]
+
+
 def test_dct_halves_match_the_full_matrix() -> None:
     """The even/odd split relies on the rounded basis being exactly (anti)symmetric."""
     m = J.dct_matrix()
