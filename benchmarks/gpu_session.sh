@@ -5,10 +5,10 @@
 #
 #     bash benchmarks/gpu_session.sh
 #
-# 1. the gpu-marked tests (real kernels, nvCOMP and nvJPEG/nvImageCodec stores
+# 1. the gpu-marked tests (real kernels, fgbg's JPEG kernels = the CPU's bytes, nvCOMP and nvJPEG/nvImageCodec stores
 #    read back by zarr and tensorstore, bit-identical CPU/GPU stores);
 # 2. benchmarks/bench_gpu.py: ceilings (HBM copy, pinned D2H, disk write), the
-#    kernel, each stage of a shard, the JPEG encoder variants (one call and
+#    kernel, each stage of a shard, the JPEG encoder variants (fgbg's kernels among them; one call and
 #    generate's writer count; whether `--jpeg-encoder auto` picks the fastest),
 #    nvCOMP and its piece-size sweep, the naive loop and pool, and `generate`
 #    with its defaults end to end, 400k lossless (`--compressor auto`: hybrid,
@@ -22,7 +22,7 @@
 #   pytest -m gpu                                                    <= 110 s (timeout)
 #   bench_gpu.py                                                     <= 290 s (timeout); no stage
 #     starts after 240 s (--budget-s). Expected: ceilings ~10, assets (drawn, then from the cache) + kernel ~15, host tables +
-#     D2H ~3, JPEG variants ~35, nvCOMP ~8 + sweep ~15, CPU compress + write ~5, naive loop + pool
+#     D2H ~3, JPEG variants ~40 (fgbg's kernels added; compiled once by the tests, then cached), nvCOMP ~8 + sweep ~15, CPU compress + write ~5, naive loop + pool
 #     ~10, start-up ~10, generate 400k lossless hybrid ~45 (unmeasured: ~36 s expected, at worst the
 #     CPU-alone 65), the same with the CPU compressing alone at 100k ~20, JPEG <= 45 (samples cut to
 #     fit, the full run projected; was 60, cut to make room for the hybrid run), CPU 50k ~10: ~240 s.
