@@ -23,14 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, save, timed  # first: puts the checkout on sys.path
+from common import RESULTS, builtin_composites, save, timed  # first: puts the checkout on sys.path
 
 # isort: split
-from engine.compose.compositor import Compositor
-from engine.compose.depth import make_depth_source
-from engine.compose.generate import load_assets
-from engine.compose.plan import plan_for
-from engine.config import GenerateConfig
 from kernels.histogram import channel_histogram
 
 
@@ -49,10 +44,7 @@ def main() -> None:
     ap.add_argument("--results-dir", type=Path, default=RESULTS)
     args = ap.parse_args()
 
-    config = GenerateConfig(height=args.size, width=args.size, limit=args.samples)
-    assets = load_assets(config)
-    depth = make_depth_source(config, assets, "cpu")
-    images = Compositor(assets, depth, config).composite(plan_for(config, assets, depth).placements(0, args.samples)).images
+    images = builtin_composites(args.samples, args.size)
     gb = images.nbytes / 1e9
     cores = os.cpu_count() or 1
     assert (channel_histogram(images) == bincount_histogram(images)).all()

@@ -65,6 +65,21 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, sync: Callab
     return {"median_s": t.median_s, "min_s": min(t.times_s), "max_s": max(t.times_s), "repeats": repeats}
 
 
+def builtin_composites(samples: int, size: int) -> Any:
+    """``(samples, size, size, 3) uint8``: the first composites of the default
+    plan of built-in assets (plan order), composited on the CPU."""
+    from engine.compose.compositor import Compositor
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import load_assets
+    from engine.compose.plan import plan_for
+    from engine.config import GenerateConfig
+
+    config = GenerateConfig(height=size, width=size, limit=samples)
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets, "cpu")
+    return Compositor(assets, depth, config).composite(plan_for(config, assets, depth).placements(0, samples)).images
+
+
 def codec_options(spec: str) -> dict[str, str]:
     """A benchmark codec name → ``GenerateConfig`` fields: ``zstd``, ``none``,
     ``jpeg`` (the default encoder: on the GPU where one runs, else libjpeg),
