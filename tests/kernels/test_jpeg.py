@@ -196,3 +196,25 @@ def test_dct_halves_match_the_full_matrix() -> None:
     m = J.dct_matrix()
     sign = np.where(np.arange(8) % 2 == 0, 1, -1)[:, None]
     np.testing.assert_array_equal(m[:, ::-1], sign * m)
+
+
+@pytest.mark.gpu
+def test_dali_gpu_decoder_reads_the_files() -> None:
+    """DALI's mixed (nvJPEG) decoder, the training loaders' path, reads the restart-marked files."""
+    dali = pytest.importorskip("nvidia.dali")
+    from nvidia.dali import fn, types
+
+    images = scene(8, 224, 224)
+    files = J.encode_jpeg_batch(images, 95)
+
+    @dali.pipeline_def(batch_size=len(files), num_threads=2, device_id=0)
+    def pipe():
+        raw = fn.external_source(source=lambda: [np.frombuffer(f, np.uint8) for f in files], batch=True)
+        return fn.decoders.image(raw, device="mixed", output_type=types.RGB)
+
+    p = pipe()
+    p.build()
+    (decoded,) = p.run()
+    decoded = decoded.as_cpu()
+    for i, image in enumerate(images):
+        assert psnr(np.asarray(decoded.at(i)), image) >= 40.0
