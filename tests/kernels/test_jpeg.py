@@ -55,6 +55,23 @@ def pillow_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+def dali_decode(files: list[bytes], device: str) -> list[np.ndarray]:
+    """The files decoded by DALI's image decoder (``cpu``, or ``mixed``: nvJPEG on GPU 0)."""
+    dali = pytest.importorskip("nvidia.dali")
+    from nvidia.dali import fn, types
+
+    @dali.pipeline_def(batch_size=len(files), num_threads=1, device_id=None if device == "cpu" else 0)
+    def pipe():
+        raw = fn.external_source(source=lambda: [np.frombuffer(f, np.uint8) for f in files], batch=True)
+        return fn.decoders.image(raw, device=device, output_type=types.RGB)
+
+    p = pipe()
+    p.build()
+    (decoded,) = p.run()
+    decoded = decoded if device == "cpu" else decoded.as_cpu()
+    return [np.asarray(decoded.at(i)) for i in range(len(files))]
+
+
 def markers(data: bytes) -> dict[int, list[bytes]]:
     """The header's segments by marker byte (up to SOS), bodies without length."""
     out: dict[int, list[bytes]] = {}
@@ -113,19 +130,8 @@ def test_decoders_read_the_files(quality: int, min_db: float) -> None:
         assert abs(len(data) - len(ref)) <= 0.03 * len(ref) + 40  # restart markers cost a few bytes a row
         tv = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8)).permute(1, 2, 0).numpy()
         assert psnr(tv, image) >= min_db
-    dali = pytest.importorskip("nvidia.dali")
-    from nvidia.dali import fn, types
-
-    @dali.pipeline_def(batch_size=len(files), num_threads=1, device_id=None)
-    def pipe():
-        raw = fn.external_source(source=lambda: [np.frombuffer(f, np.uint8) for f in files], batch=True)
-        return fn.decoders.image(raw, device="cpu", output_type=types.RGB)
-
-    p = pipe()
-    p.build()
-    (decoded,) = p.run()
-    for i, image in enumerate(images):
-        assert psnr(np.asarray(decoded.at(i)), image) >= min_db
+    for decoded, image in zip(dali_decode(list(files), "cpu"), images):
+        assert psnr(decoded, image) >= min_db
 
 
 def test_too_long_segments_are_coded_again(kernel_device: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,20 +207,6 @@ def test_dct_halves_match_the_full_matrix() -> None:
 @pytest.mark.gpu
 def test_dali_gpu_decoder_reads_the_files() -> None:
     """DALI's mixed (nvJPEG) decoder, the training loaders' path, reads the restart-marked files."""
-    dali = pytest.importorskip("nvidia.dali")
-    from nvidia.dali import fn, types
-
     images = scene(8, 224, 224)
-    files = J.encode_jpeg_batch(images, 95)
-
-    @dali.pipeline_def(batch_size=len(files), num_threads=2, device_id=0)
-    def pipe():
-        raw = fn.external_source(source=lambda: [np.frombuffer(f, np.uint8) for f in files], batch=True)
-        return fn.decoders.image(raw, device="mixed", output_type=types.RGB)
-
-    p = pipe()
-    p.build()
-    (decoded,) = p.run()
-    decoded = decoded.as_cpu()
-    for i, image in enumerate(images):
-        assert psnr(np.asarray(decoded.at(i)), image) >= 40.0
+    for decoded, image in zip(dali_decode(J.encode_jpeg_batch(images, 95), "mixed"), images):
+        assert psnr(decoded, image) >= 40.0
