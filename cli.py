@@ -234,6 +234,8 @@ def _config_defaults(ctx: typer.Context, path: Path) -> dict:
     for key, value in read_config_file(path).items():
         name = option_key(key)
         param = options.get(name)
+        if name == "config":
+            raise ConfigError(f"{path}: key {key!r}: a config file cannot name another one")
         if param is None:
             close = difflib.get_close_matches(name, options, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

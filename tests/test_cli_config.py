@@ -87,6 +87,7 @@ def test_config_file_sets_options_and_the_command_line_wins(tmp_path: Path) -> N
     ("limit = 4\nlimit_ = 5\n", "unknown key 'limit_'"),
     ("limit = 4\nshard_size = 4\nshard-size = 8\n", "keys 'shard_size' and 'shard-size' name the same option"),
     ("[generate]\nlimit = 4\n", "[generate] is a table"),
+    ("config = \"other.toml\"\n", "key 'config': a config file cannot name another one"),
     ("limit = \n", "not valid TOML"),
 ])
 def test_bad_config_files_are_one_line_naming_the_file_and_the_key(tmp_path: Path, text: str, message: str) -> None:
