@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from engine.errors import ConfigError, FgbgError
 
@@ -165,6 +166,122 @@ class Split(str, Enum):
     all = "all"
 
 
+#: option panels of the long commands' --help (rich_help_panel; drawn by _PanelledCommand in plain text)
+PANEL_INPUT = "Input"
+PANEL_LAYOUT = "Layout and placement"
+PANEL_DEPTH = "Depth"
+PANEL_BLENDING = "Blending"
+PANEL_STORE = "Store and codecs"
+PANEL_PERFORMANCE = "Performance"
+PANEL_RUNS = "Runs"
+PANEL_DATA = "Data"
+PANEL_MODEL = "Model"
+PANEL_OPTIMISATION = "Optimisation"
+PANEL_VALIDATION = "Validation and checkpoints"
+PANEL_OUTPUT = "Output"
+PANEL_SELECTION = "Selection"
+#: the order panels are drawn in (a command shows those its options use)
+PANEL_ORDER = (PANEL_INPUT, PANEL_DATA, PANEL_MODEL, PANEL_LAYOUT, PANEL_DEPTH, PANEL_BLENDING, PANEL_OPTIMISATION,
+               PANEL_VALIDATION, PANEL_OUTPUT, PANEL_STORE, PANEL_SELECTION, PANEL_PERFORMANCE, PANEL_RUNS)
+
+
+class _PanelledCommand(TyperCommand):
+    """Plain click help (readable at 80 columns), its options grouped under their
+    ``rich_help_panel`` headings in :data:`PANEL_ORDER` (rich draws panels only
+    in its boxed tables, which this CLI turns off)."""
+
+    def format_options(self, ctx: typer.Context, formatter) -> None:
+        arguments, panels = [], {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                panels.setdefault(getattr(param, "rich_help_panel", None) or "Other options", []).append(record)
+        order = sorted(panels, key=lambda t: PANEL_ORDER.index(t) if t in PANEL_ORDER else len(PANEL_ORDER))
+        for title, records in ([("Arguments", arguments)] if arguments else []) + [(t, panels[t]) for t in order]:
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+def _apply_config_file(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """``--config FILE.toml`` (eager, so before the other options are read): the
+    file's ``option = value`` lines become the command's defaults, so options
+    given on the command line win over it."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    try:
+        defaults = _config_defaults(ctx, value)
+    except FgbgError as e:
+        raise _fail(str(e)) from None
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _config_defaults(ctx: typer.Context, path: Path) -> dict:
+    """A config file's values keyed by the command's parameter names, each checked
+    like the option it names; unknown keys and wrong types raise ConfigError naming
+    the file and the key."""
+    import difflib
+
+    from engine.config_file import option_key, read_config_file, toml_value
+
+    options = {option_key(opt): p for p in ctx.command.params if p.param_type_name == "option"
+               and p.name != "config" for opt in p.opts if opt.startswith("--")}
+    defaults, keys = {}, {}
+    for key, value in read_config_file(path).items():
+        name = option_key(key)
+        param = options.get(name)
+        if name == "config":
+            raise ConfigError(f"{path}: key {key!r}: a config file cannot name another one")
+        if param is None:
+            close = difflib.get_close_matches(name, options, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: unknown key {key!r}: {ctx.info_name} has no option --{name}{hint}")
+        if name in keys:
+            raise ConfigError(f"{path}: keys {keys[name]!r} and {key!r} name the same option --{name}")
+        keys[name] = key
+        problem = _toml_type_problem(param.type_descriptor.annotation, value)
+        if problem is not None:
+            raise ConfigError(f"{path}: {key} = {toml_value(value)}: {problem}")
+        defaults[param.name] = value
+    return defaults
+
+
+def _toml_type_problem(annotation: object, value: object) -> str | None:
+    """Why a TOML value cannot stand for an option of this type (strict: no
+    "12" for a number, no 4.5 for an integer), or None."""
+    from typing import get_args, get_origin
+
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array"}
+    got = kinds.get(type(value), f"a {type(value).__name__}")  # TOML dates and times
+    if get_origin(annotation) in (tuple, list):
+        items = [a for a in get_args(annotation) if a is not Ellipsis]
+        if not isinstance(value, list):
+            return f"needs an array, got {got}"
+        if get_origin(annotation) is tuple and len(items) == len(get_args(annotation)) and len(value) != len(items):
+            return f"needs an array of {len(items)} values, got {len(value)}"
+        for item in value:
+            problem = _toml_type_problem(items[0], item)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        choices = [member.value for member in annotation]
+        if value in choices:
+            return None
+        return f"must be one of {', '.join(choices)}" if isinstance(value, str) else f"needs a string, got {got}"
+    if annotation is bool:
+        return None if isinstance(value, bool) else f"needs true or false, got {got}"
+    if annotation is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"needs an integer, got {got}"
+    if annotation is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"needs a number, got {got}"
+    return None if isinstance(value, str) else f"needs a string, got {got}"
+
+
 def _version(value: bool) -> None:
     if value:
         from engine import __version__  # engine/__init__ imports nothing heavy
@@ -194,75 +311,76 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-@app.command()
+@app.command(cls=_PanelledCommand)
 def generate(
-    out: Annotated[str, typer.Option("--out", "-o", help="Output Zarr store: a folder, or an fsspec URL (s3://, gs://, memory://, file://; built in --work-dir and copied there file by file).")],
-    bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.")] = None,
-    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks; its sub-folders are categories (COCO export, --object-heights).")] = None,
-    fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).")] = None,
-    size: Annotated[int, typer.Option(help="Output height and width in pixels (square); see --width.")] = 224,
-    width: Annotated[int | None, typer.Option(help="Output width if not square.")] = None,
-    positions: Annotated[int, typer.Option(help="Placements per (background, foreground, flip).")] = 20,
-    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also emit each placement with the foreground mirrored.")] = True,
-    scale_min: Annotated[float, typer.Option(help="Smallest foreground height as a fraction of image height.")] = 0.25,
-    scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.")] = 0.6,
-    placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.")] = Placement.auto,
-    object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).")] = 1.5,
-    object_heights: Annotated[str | None, typer.Option(help="Heights per category or file instead, NAME=METRES,... (e.g. car=1.5,person=1.75,trucks/tanker.png=3.6); a category is a sub-folder of --fg (the built-in cars: car), a file its path below --fg (extension optional). A file's entry wins over its category's; these win over a heights.csv (NAME,METRES lines) at the top of --fg.")] = None,
-    height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).")] = 0.1,
-    objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).")] = (1, 1),
-    max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).")] = 0.5,
-    truncation: Annotated[float, typer.Option(help="Most of an object that may lie beyond the image border, as a fraction (0..0.9) of its width (left or right edge) and height (top edge; the bottom too with --placement uniform: perspective keeps the standing row inside, as its ground depth sets the size). 0 (default): objects stay inside.")] = 0.0,
-    limit: Annotated[int | None, typer.Option(help="Keep only the first N samples of the plan.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the plan (and of the built-in assets).")] = 0,
-    builtin_backgrounds: Annotated[int, typer.Option(help="Built-in street scenes to generate (no --bg).")] = 100,
-    builtin_foregrounds: Annotated[int, typer.Option(help="Built-in cars to generate (no --fg).")] = 100,
-    mask_threshold: Annotated[int, typer.Option(help="Mask = alpha > this (0..254); 127 means alpha > 0.5.")] = 127,
-    save_alpha: Annotated[bool, typer.Option(help="Also store the soft alpha as 'alpha'.")] = False,
-    depth_source: Annotated[DepthSourceName, typer.Option(help="Where depth comes from: ground-plane (geometry: exact for the built-in scenes, a level camera over flat ground for yours), bg-maps (your depth map per background, --depth-maps), teacher-bg (a network once per background, --teacher), teacher-composite (a network on every composite).")] = "ground-plane",
-    depth_maps: Annotated[Path | None, typer.Option(help="Folder of depth maps named like the backgrounds: 16-bit PNG/TIFF (see --depth-png-scale), float TIFF, .npy/.npz (metres), or EXR (with OpenEXR).")] = None,
-    depth_png_scale: Annotated[float, typer.Option(help="Metres per unit of 16-bit PNG/TIFF depth maps (0.001: millimetres).")] = 0.001,
-    fg_depth: Annotated[FgDepth, typer.Option(help="Depth of the foreground's plane: auto (ground-plane: the ground at its bottom row; maps: contact), contact (median background depth under its bottom row's opaque pixels), min-footprint (nearest background depth under its mask), constant (--fg-depth-value).")] = "auto",
-    fg_depth_value: Annotated[float | None, typer.Option(help="Metres, with --fg-depth constant.")] = None,
-    occlusion: Annotated[Occlusion, typer.Option(help="background: hide foreground pixels behind nearer background surfaces (mask and depth follow); none: paste on top.")] = "none",
-    blend: Annotated[Blend, typer.Option(help="How the object meets the background in the image (masks and depth are never blended): alpha (exact straight-alpha paste, default), feather (alpha softened by a Gaussian, --feather-sigma), motion (directional blur of the object, --motion-length/--motion-angle), poisson (gradient-domain blending, --poisson-iterations/--poisson-tolerance).")] = Blend.alpha,
-    harmonize: Annotated[bool, typer.Option(help="Match the object's colour mean/std (Lab) to the background in a ring around it (--harmonize-ring), before blending.")] = False,
-    feather_sigma: Annotated[float, typer.Option(help="--blend feather: Gaussian sigma of the softened alpha, pixels (0..64).")] = 2.0,
-    motion_length: Annotated[int, typer.Option(help="--blend motion: blur length in pixels, rounded up to odd (1 = no blur).")] = 9,
-    motion_angle: Annotated[float, typer.Option(help="--blend motion: blur direction, degrees counter-clockwise from the x axis.")] = 0.0,
-    poisson_iterations: Annotated[int, typer.Option(help="--blend poisson: most conjugate-gradient steps per batch chunk.")] = 2000,
-    poisson_tolerance: Annotated[float, typer.Option(help="--blend poisson: the solver stops when every residual is below this fraction of its right-hand side.")] = 1e-5,
-    harmonize_ring: Annotated[int, typer.Option(help="--harmonize: width of the background ring around the object, pixels.")] = 8,
-    teacher: Annotated[Path | None, typer.Option(help="Depth network for teacher-*: a TorchScript file, or ONNX (with onnxruntime), mapping (N,3,H,W) to (N,1,h,w). Never downloaded.")] = None,
-    teacher_output: Annotated[TeacherOutput, typer.Option(help="What the teacher predicts: depth or inverse-depth.")] = "depth",
-    teacher_scale: Annotated[float, typer.Option(help="Metres per teacher output unit (depth = scale*y, or scale/y for inverse depth).")] = 1.0,
-    teacher_size: Annotated[str | None, typer.Option(help="Input size the teacher expects, HxW (e.g. 228x304); default: the output size.")] = None,
-    teacher_mean: Annotated[str, typer.Option(help="Per-channel mean of the teacher's [0,1] RGB input.")] = "0.485,0.456,0.406",
-    teacher_std: Annotated[str, typer.Option(help="Per-channel std of the teacher's input.")] = "0.229,0.224,0.225",
-    align_to_ground: Annotated[bool, typer.Option(help="Scale each teacher map so its median matches the ground-plane prior below the horizon.")] = False,
-    horizon: Annotated[float | None, typer.Option(help="User backgrounds: horizon row as a fraction of the height (default 0.5, a level camera).")] = None,
-    camera_height: Annotated[float, typer.Option(help="User backgrounds: camera height above the ground, metres.")] = 1.6,
-    focal: Annotated[float | None, typer.Option(help="User backgrounds: focal length in output pixels (default: the width).")] = None,
-    max_depth: Annotated[float, typer.Option(help="Depth written for sky and far ground, metres.")] = 80.0,
-    image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).")] = Codec.zstd,
-    compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.")] = 3,
-    quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.")] = 95,
-    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU fgbg where its kernels run, else nvjpeg, else nvimgcodec; on the CPU libjpeg), libjpeg (every CPU core), fgbg (our kernels: every block row of a shard coded at once, on the GPU with --device cuda, else on every CPU core; the same bytes on both), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).")] = JpegEncoder.auto,
-    compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: cpu (zstd on every core), nvcomp (nvCOMP on the GPU), hybrid (each shard on the GPU or the CPU, whichever has room, so both work at once), or auto (hybrid with --device cuda, lossless images and a working nvCOMP, else cpu). Same decoded arrays either way; info says which wrote a store.")] = Compressor.auto,
-    shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).")] = 2048,
-    chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).")] = None,
-    max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).")] = 64_000_000,
-    on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.")] = OnBad.error,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space.")] = False,
-    resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.")] = False,
-    device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.")] = Device.auto,
-    writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor; hybrid splits them between the CPU and the GPU in the proportion of its defaults).")] = None,
-    work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).")] = None,
-    shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.")] = None,
-    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output Zarr store: a folder, or an fsspec URL (s3://, gs://, memory://, file://; built in --work-dir and copied there file by file).", rich_help_panel=PANEL_STORE)],
+    bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.", rich_help_panel=PANEL_INPUT)] = None,
+    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks; its sub-folders are categories (COCO export, --object-heights).", rich_help_panel=PANEL_INPUT)] = None,
+    fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).", rich_help_panel=PANEL_INPUT)] = None,
+    size: Annotated[int, typer.Option(help="Output height and width in pixels (square); see --width.", rich_help_panel=PANEL_LAYOUT)] = 224,
+    width: Annotated[int | None, typer.Option(help="Output width if not square.", rich_help_panel=PANEL_LAYOUT)] = None,
+    positions: Annotated[int, typer.Option(help="Placements per (background, foreground, flip).", rich_help_panel=PANEL_LAYOUT)] = 20,
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Also emit each placement with the foreground mirrored.", rich_help_panel=PANEL_LAYOUT)] = True,
+    scale_min: Annotated[float, typer.Option(help="Smallest foreground height as a fraction of image height.", rich_help_panel=PANEL_LAYOUT)] = 0.25,
+    scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.", rich_help_panel=PANEL_LAYOUT)] = 0.6,
+    placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.", rich_help_panel=PANEL_LAYOUT)] = Placement.auto,
+    object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).", rich_help_panel=PANEL_LAYOUT)] = 1.5,
+    object_heights: Annotated[str | None, typer.Option(help="Heights per category or file instead, NAME=METRES,... (e.g. car=1.5,person=1.75,trucks/tanker.png=3.6); a category is a sub-folder of --fg (the built-in cars: car), a file its path below --fg (extension optional). A file's entry wins over its category's; these win over a heights.csv (NAME,METRES lines) at the top of --fg.", rich_help_panel=PANEL_LAYOUT)] = None,
+    height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).", rich_help_panel=PANEL_LAYOUT)] = 0.1,
+    objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).", rich_help_panel=PANEL_LAYOUT)] = (1, 1),
+    max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).", rich_help_panel=PANEL_LAYOUT)] = 0.5,
+    truncation: Annotated[float, typer.Option(help="Most of an object that may lie beyond the image border, as a fraction (0..0.9) of its width (left or right edge) and height (top edge; the bottom too with --placement uniform: perspective keeps the standing row inside, as its ground depth sets the size). 0 (default): objects stay inside.", rich_help_panel=PANEL_LAYOUT)] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="Keep only the first N samples of the plan.", rich_help_panel=PANEL_LAYOUT)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the plan (and of the built-in assets).", rich_help_panel=PANEL_LAYOUT)] = 0,
+    builtin_backgrounds: Annotated[int, typer.Option(help="Built-in street scenes to generate (no --bg).", rich_help_panel=PANEL_INPUT)] = 100,
+    builtin_foregrounds: Annotated[int, typer.Option(help="Built-in cars to generate (no --fg).", rich_help_panel=PANEL_INPUT)] = 100,
+    mask_threshold: Annotated[int, typer.Option(help="Mask = alpha > this (0..254); 127 means alpha > 0.5.", rich_help_panel=PANEL_INPUT)] = 127,
+    save_alpha: Annotated[bool, typer.Option(help="Also store the soft alpha as 'alpha'.", rich_help_panel=PANEL_STORE)] = False,
+    depth_source: Annotated[DepthSourceName, typer.Option(help="Where depth comes from: ground-plane (geometry: exact for the built-in scenes, a level camera over flat ground for yours), bg-maps (your depth map per background, --depth-maps), teacher-bg (a network once per background, --teacher), teacher-composite (a network on every composite).", rich_help_panel=PANEL_DEPTH)] = "ground-plane",
+    depth_maps: Annotated[Path | None, typer.Option(help="Folder of depth maps named like the backgrounds: 16-bit PNG/TIFF (see --depth-png-scale), float TIFF, .npy/.npz (metres), or EXR (with OpenEXR).", rich_help_panel=PANEL_DEPTH)] = None,
+    depth_png_scale: Annotated[float, typer.Option(help="Metres per unit of 16-bit PNG/TIFF depth maps (0.001: millimetres).", rich_help_panel=PANEL_DEPTH)] = 0.001,
+    fg_depth: Annotated[FgDepth, typer.Option(help="Depth of the foreground's plane: auto (ground-plane: the ground at its bottom row; maps: contact), contact (median background depth under its bottom row's opaque pixels), min-footprint (nearest background depth under its mask), constant (--fg-depth-value).", rich_help_panel=PANEL_DEPTH)] = "auto",
+    fg_depth_value: Annotated[float | None, typer.Option(help="Metres, with --fg-depth constant.", rich_help_panel=PANEL_DEPTH)] = None,
+    occlusion: Annotated[Occlusion, typer.Option(help="background: hide foreground pixels behind nearer background surfaces (mask and depth follow); none: paste on top.", rich_help_panel=PANEL_DEPTH)] = "none",
+    blend: Annotated[Blend, typer.Option(help="How the object meets the background in the image (masks and depth are never blended): alpha (exact straight-alpha paste, default), feather (alpha softened by a Gaussian, --feather-sigma), motion (directional blur of the object, --motion-length/--motion-angle), poisson (gradient-domain blending, --poisson-iterations/--poisson-tolerance).", rich_help_panel=PANEL_BLENDING)] = Blend.alpha,
+    harmonize: Annotated[bool, typer.Option(help="Match the object's colour mean/std (Lab) to the background in a ring around it (--harmonize-ring), before blending.", rich_help_panel=PANEL_BLENDING)] = False,
+    feather_sigma: Annotated[float, typer.Option(help="--blend feather: Gaussian sigma of the softened alpha, pixels (0..64).", rich_help_panel=PANEL_BLENDING)] = 2.0,
+    motion_length: Annotated[int, typer.Option(help="--blend motion: blur length in pixels, rounded up to odd (1 = no blur).", rich_help_panel=PANEL_BLENDING)] = 9,
+    motion_angle: Annotated[float, typer.Option(help="--blend motion: blur direction, degrees counter-clockwise from the x axis.", rich_help_panel=PANEL_BLENDING)] = 0.0,
+    poisson_iterations: Annotated[int, typer.Option(help="--blend poisson: most conjugate-gradient steps per batch chunk.", rich_help_panel=PANEL_BLENDING)] = 2000,
+    poisson_tolerance: Annotated[float, typer.Option(help="--blend poisson: the solver stops when every residual is below this fraction of its right-hand side.", rich_help_panel=PANEL_BLENDING)] = 1e-5,
+    harmonize_ring: Annotated[int, typer.Option(help="--harmonize: width of the background ring around the object, pixels.", rich_help_panel=PANEL_BLENDING)] = 8,
+    teacher: Annotated[Path | None, typer.Option(help="Depth network for teacher-*: a TorchScript file, or ONNX (with onnxruntime), mapping (N,3,H,W) to (N,1,h,w). Never downloaded.", rich_help_panel=PANEL_DEPTH)] = None,
+    teacher_output: Annotated[TeacherOutput, typer.Option(help="What the teacher predicts: depth or inverse-depth.", rich_help_panel=PANEL_DEPTH)] = "depth",
+    teacher_scale: Annotated[float, typer.Option(help="Metres per teacher output unit (depth = scale*y, or scale/y for inverse depth).", rich_help_panel=PANEL_DEPTH)] = 1.0,
+    teacher_size: Annotated[str | None, typer.Option(help="Input size the teacher expects, HxW (e.g. 228x304); default: the output size.", rich_help_panel=PANEL_DEPTH)] = None,
+    teacher_mean: Annotated[str, typer.Option(help="Per-channel mean of the teacher's [0,1] RGB input.", rich_help_panel=PANEL_DEPTH)] = "0.485,0.456,0.406",
+    teacher_std: Annotated[str, typer.Option(help="Per-channel std of the teacher's input.", rich_help_panel=PANEL_DEPTH)] = "0.229,0.224,0.225",
+    align_to_ground: Annotated[bool, typer.Option(help="Scale each teacher map so its median matches the ground-plane prior below the horizon.", rich_help_panel=PANEL_DEPTH)] = False,
+    horizon: Annotated[float | None, typer.Option(help="User backgrounds: horizon row as a fraction of the height (default 0.5, a level camera).", rich_help_panel=PANEL_DEPTH)] = None,
+    camera_height: Annotated[float, typer.Option(help="User backgrounds: camera height above the ground, metres.", rich_help_panel=PANEL_DEPTH)] = 1.6,
+    focal: Annotated[float | None, typer.Option(help="User backgrounds: focal length in output pixels (default: the width).", rich_help_panel=PANEL_DEPTH)] = None,
+    max_depth: Annotated[float, typer.Option(help="Depth written for sky and far ground, metres.", rich_help_panel=PANEL_DEPTH)] = 80.0,
+    image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).", rich_help_panel=PANEL_STORE)] = Codec.zstd,
+    compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.", rich_help_panel=PANEL_STORE)] = 3,
+    quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.", rich_help_panel=PANEL_STORE)] = 95,
+    jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU fgbg where its kernels run, else nvjpeg, else nvimgcodec; on the CPU libjpeg), libjpeg (every CPU core), fgbg (our kernels: every block row of a shard coded at once, on the GPU with --device cuda, else on every CPU core; the same bytes on both), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).", rich_help_panel=PANEL_STORE)] = JpegEncoder.auto,
+    compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: cpu (zstd on every core), nvcomp (nvCOMP on the GPU), hybrid (each shard on the GPU or the CPU, whichever has room, so both work at once), or auto (hybrid with --device cuda, lossless images and a working nvCOMP, else cpu). Same decoded arrays either way; info says which wrote a store.", rich_help_panel=PANEL_PERFORMANCE)] = Compressor.auto,
+    shard_size: Annotated[int, typer.Option(help="Samples per shard file (= per batch, the unit of resume).", rich_help_panel=PANEL_STORE)] = 2048,
+    chunk_size: Annotated[int | None, typer.Option(help="Samples per chunk inside a shard (default: about 1 MB of images).", rich_help_panel=PANEL_STORE)] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).", rich_help_panel=PANEL_INPUT)] = 64_000_000,
+    on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.", rich_help_panel=PANEL_INPUT)] = OnBad.error,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.", rich_help_panel=PANEL_RUNS)] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space.", rich_help_panel=PANEL_RUNS)] = False,
+    resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.", rich_help_panel=PANEL_RUNS)] = False,
+    device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.", rich_help_panel=PANEL_PERFORMANCE)] = Device.auto,
+    writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor; hybrid splits them between the CPU and the GPU in the proportion of its defaults).", rich_help_panel=PANEL_PERFORMANCE)] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).", rich_help_panel=PANEL_RUNS)] = None,
+    shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.", rich_help_panel=PANEL_RUNS)] = None,
+    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.", rich_help_panel=PANEL_RUNS)] = ResumeCheck.index,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE.toml", is_eager=True, expose_value=False, callback=_apply_config_file, help="Options from a TOML file of `option = value` lines named like these options (builtin-backgrounds = 20; dashes or underscores); options given on the command line win. info STORE --config FILE writes a store's options as such a file.", rich_help_panel=PANEL_RUNS)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=PANEL_RUNS)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.", rich_help_panel=PANEL_RUNS)] = False,
 ) -> None:
     """Composite every foreground onto every background into a Zarr v3 store.
 
@@ -391,6 +509,7 @@ def info(
     store: Annotated[str, typer.Argument(help="A store written by generate: a folder or an fsspec URL.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     stats: Annotated[bool, typer.Option("--stats", help="Per-channel mean and std of the images (0-255): the saved ones, or one streaming pass over the store, then saved in its attributes (the DALI loader and the device cache take them as mean and std).")] = False,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE.toml", help="Write the store's recorded generate options to FILE.toml (- prints them) instead of describing it: `generate --config FILE.toml --out NEW` re-creates the store. Options a store does not record are listed in the file.")] = None,
 ) -> None:
     """What is inside a store: samples, arrays, codecs, size, completeness, settings."""
     from engine.store.zarr_store import inspect_store
@@ -406,6 +525,9 @@ def info(
                 raise StoreError(f"{store}: info --stats computes statistics of a local store (generate saves them at a URL)")
             store_stats(where.local, save=True)
         s = inspect_store(store)
+        if config is not None:
+            _write_run_config(s.attrs, store, config)
+            return
     except FgbgError as e:
         raise _fail(str(e)) from None
     a, lay = s.attrs, s.attrs["layout"]
@@ -460,6 +582,48 @@ def info(
         typer.echo(f"  stats     mean {', '.join(f'{v:.1f}' for v in st['mean'])}, std "
                    f"{', '.join(f'{v:.1f}' for v in st['std'])} (RGB, 0-255, {st['samples']:,} samples)")
     typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
+
+
+def _write_run_config(attrs: dict, store: str, path: Path) -> None:
+    """``info --config``: the store's recorded config as generate's TOML config file,
+    under generate's panel headings; ``-`` prints it."""
+    from engine.config import GenerateConfig
+    from engine.config_file import generate_options, option_key, toml_value
+
+    options = generate_options(GenerateConfig.from_dict(attrs["config"]))
+    command = typer.main.get_command(app).commands["generate"]
+    panels: dict[str, list[str]] = {}
+    not_recorded = []
+    for param in command.params:
+        key = next(option_key(o) for o in param.opts if o.startswith("--"))
+        if key not in options:
+            if key != "config":
+                not_recorded.append(f"--{key}")
+            continue
+        value = options.pop(key)
+        line = f"# {key}: not set (its default)" if value is None else f"{key} = {toml_value(value)}"
+        panels.setdefault(param.rich_help_panel, []).append(line)
+    if options:  # a recorded field that generate_options maps to no option: a bug
+        raise RuntimeError(f"recorded config fields with no generate option: {', '.join(options)}")
+    name = "FILE.toml" if str(path) == "-" else path.name
+    lines = [f"# generate options of {store} (fgbg {attrs.get('tool_version', '?')}), written by `info --config`.",
+             f"# Re-create the store: python cli.py generate --config {name} --out NEW.zarr",
+             "# Options given on the command line win over this file; keys take dashes or underscores.",
+             "# Paths are as generate was given them (relative ones: to the folder it ran in).",
+             "# Not recorded in a store (how a run ran, not what it wrote; give them on the command line):",
+             f"#   {' '.join(not_recorded)}"]
+    for title in PANEL_ORDER:
+        if title in panels:
+            lines += ["", f"# {title}", *panels[title]]
+    text = "\n".join(lines) + "\n"
+    if str(path) == "-":
+        typer.echo(text, nl=False)
+        return
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise _fail(f"{path}: cannot write ({e.strerror or e})") from None
+    typer.echo(f"wrote {path}: re-create the store with generate --config {path} --out NEW.zarr")
 
 
 @app.command()
@@ -521,45 +685,46 @@ def preview(
     typer.echo(f"wrote {out} ({sheet.width}x{sheet.height}{capped})")
 
 
-@app.command(short_help="Train the coarse/fine depth network (Eigen et al. 2014) on a store.")
+@app.command(cls=_PanelledCommand, short_help="Train the coarse/fine depth network (Eigen et al. 2014) on a store.")
 def train(
-    data: Annotated[Path, typer.Option(help="Zarr store written by generate (needs images and depth).")],
-    out: Annotated[Path, typer.Option(help="Run folder: <out>/<stage>.pt, <stage>_log.csv, <stage>_metrics.json.")],
-    stage: Annotated[Stage, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).")] = Stage.coarse,
-    steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.")] = 2000,
-    init: Annotated[Path | None, typer.Option(help="Coarse checkpoint the fine stage starts from.")] = None,
-    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32); under torchrun the global batch, split across ranks.")] = 32,
-    optimizer: Annotated[Optimizer, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.")] = Optimizer.sgd,
-    lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).")] = 1.0,
-    lr_scaling: Annotated[LrScaling, typer.Option(help="Learning rates for batches other than the paper's 32, on top of --lr-scale (sgd) or --adamw-lr: linear (x batch/32), sqrt (x sqrt(batch/32)) or none. --steps stays in optimiser steps: for the paper's samples at batch B, train samples/B steps (e.g. coarse 2M samples at batch 256: --steps 7813). The rates used are saved in the checkpoint.")] = LrScaling.none,
-    adamw_lr: Annotated[float, typer.Option(help="Learning rate with --optimizer adamw.")] = 3e-4,
-    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.")] = 0.0,
-    input_size: Annotated[str, typer.Option(help="Network input, HxW or one number (square); output is 1/4. 228x304 is the paper's NYU size.")] = "112",
-    coarse_channels: Annotated[CoarseChannels, typer.Option(help="Coarse conv widths: paper (96,256,384,384,256) or torchvision (AlexNet's, for --init-from).")] = CoarseChannels.paper,
-    init_from: Annotated[Path | None, typer.Option(help="AlexNet-style weights for coarse conv1-5 (e.g. torchvision's alexnet .pth); never downloaded.")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out for validation.")] = 0.1,
-    split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation, batches, augmentation, dropout.")] = 0,
-    loss_mask: Annotated[LossMask, typer.Option(help="Pixels in the loss: all (valid depth), foreground or background.")] = LossMask.all,
-    eval_every: Annotated[int, typer.Option(help="Validate every N steps (on --eval-samples held-out samples).")] = 250,
-    eval_samples: Annotated[int, typer.Option(help="Held-out samples in the periodic validation (the final one uses all).")] = 2000,
-    checkpoint_every: Annotated[int, typer.Option(help="Write the checkpoint every N steps, and at the end.")] = 500,
-    precision: Annotated[Precision, typer.Option(help="auto (bf16 on GPUs with it, else fp16 with a grad scaler; fp32 on the CPU), fp32, bf16, fp16.")] = Precision.auto,
-    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.")] = False,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the whole training step into a CUDA graph and replay it (one launch per step). Eager, with the reason logged, on the CPU or with fp16's grad scaler; not with --compile.")] = False,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
-    max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.")] = None,
-    loader: Annotated[Loader, typer.Option(help="dali: shard-aligned reads into an NVIDIA DALI graph that decodes (JPEG on the GPU), resizes, flips, jitters and normalises on the training device; torch: the split resized into memory, batches assembled by torch.")] = Loader.dali,
-    normalize: Annotated[Normalize, typer.Option(help="Input normalisation: store (the store's own per-channel mean and std, saved by generate or info --stats) or imagenet. Recorded in the checkpoint; evaluate and predict use it.")] = Normalize.store,
-    source: Annotated[Source, typer.Option(help="Training images: store (read from --data) or online (composited when each batch is drawn, from --data's own settings and inputs: the samples the store holds, without reading them; validation still reads the store).")] = Source.store,
-    cache: Annotated[Cache, typer.Option(help="device: load the training split once into the device's memory and index batches there (the fastest, when it fits); none: the loader reads.")] = Cache.none,
-    stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.")] = False,
-    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run of this stage in --out (without it, or --resume, train refuses). On the coarse stage it also deletes <out>/fine.pt and the fine stage's files: they were built on the coarse network being replaced.")] = False,
-    plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    data: Annotated[Path, typer.Option(help="Zarr store written by generate (needs images and depth).", rich_help_panel=PANEL_DATA)],
+    out: Annotated[Path, typer.Option(help="Run folder: <out>/<stage>.pt, <stage>_log.csv, <stage>_metrics.json.", rich_help_panel=PANEL_RUNS)],
+    stage: Annotated[Stage, typer.Option(help="coarse (first), then fine (with --init <out>/coarse.pt; coarse stays fixed).", rich_help_panel=PANEL_MODEL)] = Stage.coarse,
+    steps: Annotated[int, typer.Option(help="Optimiser steps of this stage.", rich_help_panel=PANEL_OPTIMISATION)] = 2000,
+    init: Annotated[Path | None, typer.Option(help="Coarse checkpoint the fine stage starts from.", rich_help_panel=PANEL_MODEL)] = None,
+    batch: Annotated[int, typer.Option(help="Samples per step (the paper's 32); under torchrun the global batch, split across ranks.", rich_help_panel=PANEL_OPTIMISATION)] = 32,
+    optimizer: Annotated[Optimizer, typer.Option(help="sgd: momentum 0.9 with the paper's per-layer rates (coarse convs 0.001, fulls 0.1; fine 0.001, fine 2 0.01); adamw: one rate, --adamw-lr.", rich_help_panel=PANEL_OPTIMISATION)] = Optimizer.sgd,
+    lr_scale: Annotated[float, typer.Option(help="Multiply the paper's per-layer rates (sgd).", rich_help_panel=PANEL_OPTIMISATION)] = 1.0,
+    lr_scaling: Annotated[LrScaling, typer.Option(help="Learning rates for batches other than the paper's 32, on top of --lr-scale (sgd) or --adamw-lr: linear (x batch/32), sqrt (x sqrt(batch/32)) or none. --steps stays in optimiser steps: for the paper's samples at batch B, train samples/B steps (e.g. coarse 2M samples at batch 256: --steps 7813). The rates used are saved in the checkpoint.", rich_help_panel=PANEL_OPTIMISATION)] = LrScaling.none,
+    adamw_lr: Annotated[float, typer.Option(help="Learning rate with --optimizer adamw.", rich_help_panel=PANEL_OPTIMISATION)] = 3e-4,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay.", rich_help_panel=PANEL_OPTIMISATION)] = 0.0,
+    input_size: Annotated[str, typer.Option(help="Network input, HxW or one number (square); output is 1/4. 228x304 is the paper's NYU size.", rich_help_panel=PANEL_MODEL)] = "112",
+    coarse_channels: Annotated[CoarseChannels, typer.Option(help="Coarse conv widths: paper (96,256,384,384,256) or torchvision (AlexNet's, for --init-from).", rich_help_panel=PANEL_MODEL)] = CoarseChannels.paper,
+    init_from: Annotated[Path | None, typer.Option(help="AlexNet-style weights for coarse conv1-5 (e.g. torchvision's alexnet .pth); never downloaded.", rich_help_panel=PANEL_MODEL)] = None,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out for validation.", rich_help_panel=PANEL_DATA)] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds.", rich_help_panel=PANEL_DATA)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, batches, augmentation, dropout.", rich_help_panel=PANEL_OPTIMISATION)] = 0,
+    loss_mask: Annotated[LossMask, typer.Option(help="Pixels in the loss: all (valid depth), foreground or background.", rich_help_panel=PANEL_OPTIMISATION)] = LossMask.all,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps (on --eval-samples held-out samples).", rich_help_panel=PANEL_VALIDATION)] = 250,
+    eval_samples: Annotated[int, typer.Option(help="Held-out samples in the periodic validation (the final one uses all).", rich_help_panel=PANEL_VALIDATION)] = 2000,
+    checkpoint_every: Annotated[int, typer.Option(help="Write the checkpoint every N steps, and at the end.", rich_help_panel=PANEL_VALIDATION)] = 500,
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 on GPUs with it, else fp16 with a grad scaler; fp32 on the CPU), fp32, bf16, fp16.", rich_help_panel=PANEL_PERFORMANCE)] = Precision.auto,
+    compile: Annotated[bool, typer.Option("--compile", help="Use torch.compile.", rich_help_panel=PANEL_PERFORMANCE)] = False,
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="Capture the whole training step into a CUDA graph and replay it (one launch per step). Eager, with the reason logged, on the CPU or with fp16's grad scaler; not with --compile.", rich_help_panel=PANEL_PERFORMANCE)] = False,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.", rich_help_panel=PANEL_PERFORMANCE)] = Device.auto,
+    max_train_samples: Annotated[int | None, typer.Option(help="Train on a seeded subset of this many samples.", rich_help_panel=PANEL_DATA)] = None,
+    loader: Annotated[Loader, typer.Option(help="dali: shard-aligned reads into an NVIDIA DALI graph that decodes (JPEG on the GPU), resizes, flips, jitters and normalises on the training device; torch: the split resized into memory, batches assembled by torch.", rich_help_panel=PANEL_DATA)] = Loader.dali,
+    normalize: Annotated[Normalize, typer.Option(help="Input normalisation: store (the store's own per-channel mean and std, saved by generate or info --stats) or imagenet. Recorded in the checkpoint; evaluate and predict use it.", rich_help_panel=PANEL_DATA)] = Normalize.store,
+    source: Annotated[Source, typer.Option(help="Training images: store (read from --data) or online (composited when each batch is drawn, from --data's own settings and inputs: the samples the store holds, without reading them; validation still reads the store).", rich_help_panel=PANEL_DATA)] = Source.store,
+    cache: Annotated[Cache, typer.Option(help="device: load the training split once into the device's memory and index batches there (the fastest, when it fits); none: the loader reads.", rich_help_panel=PANEL_DATA)] = Cache.none,
+    stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read each batch's images from the store (the next batch's while this one trains) instead of loading the split into memory: for stores larger than RAM. Lossless stores; same batches.", rich_help_panel=PANEL_DATA)] = False,
+    allow_incomplete: Annotated[bool, typer.Option("--allow-incomplete", help="Train on a store not fully generated (only its finished shards); refused without it.", rich_help_panel=PANEL_DATA)] = False,
+    resume: Annotated[bool, typer.Option(help="Continue <out>/<stage>.pt exactly where it stopped.", rich_help_panel=PANEL_RUNS)] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run of this stage in --out (without it, or --resume, train refuses). On the coarse stage it also deletes <out>/fine.pt and the fine stage's files: they were built on the coarse network being replaced.", rich_help_panel=PANEL_RUNS)] = False,
+    plot: Annotated[bool, typer.Option(help="Write loss curves and sample predictions as PNG in <out>.", rich_help_panel=PANEL_VALIDATION)] = False,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE.toml", is_eager=True, expose_value=False, callback=_apply_config_file, help="Options from a TOML file of `option = value` lines named like these options (input-size = \"228x304\"; dashes or underscores); options given on the command line win.", rich_help_panel=PANEL_RUNS)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=PANEL_RUNS)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.", rich_help_panel=PANEL_RUNS)] = False,
 ) -> None:
     """Train the coarse/fine depth network (Eigen et al. 2014) on a store, held-out backgrounds for validation.
 
@@ -630,16 +795,16 @@ def _online_samples(data: Path, device: str):
     return samples
 
 
-@app.command()
+@app.command(cls=_PanelledCommand)
 def evaluate(
-    data: Annotated[Path, typer.Option(help="Zarr store (the held-out split is the one the checkpoint was trained with).")],
-    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.")],
-    split: Annotated[Split, typer.Option(help="val (held-out backgrounds), train, or all.")] = Split.val,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-    batch: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
-    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.")] = Device.auto,
-    loader: Annotated[Loader, typer.Option(help="dali: the training loader's DALI graph without augmentation (JPEG decoded on the GPU when evaluating there), images read batch by batch; torch: the split resized into memory by torch (or streamed with --stream). Metrics agree within 1e-6 (relative) at the store's size and 1e-3 resized (tested on the CPU, lossless and JPEG).")] = Loader.dali,
-    stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read images batch by batch instead of loading the split (stores larger than RAM).")] = False,
+    data: Annotated[Path, typer.Option(help="Zarr store (the held-out split is the one the checkpoint was trained with).", rich_help_panel=PANEL_INPUT)],
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by train.", rich_help_panel=PANEL_INPUT)],
+    split: Annotated[Split, typer.Option(help="val (held-out backgrounds), train, or all.", rich_help_panel=PANEL_INPUT)] = Split.val,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.", rich_help_panel=PANEL_OUTPUT)] = False,
+    batch: Annotated[int, typer.Option(help="Samples per forward pass.", rich_help_panel=PANEL_PERFORMANCE)] = 64,
+    device: Annotated[Device, typer.Option(help="auto, cpu or cuda.", rich_help_panel=PANEL_PERFORMANCE)] = Device.auto,
+    loader: Annotated[Loader, typer.Option(help="dali: the training loader's DALI graph without augmentation (JPEG decoded on the GPU when evaluating there), images read batch by batch; torch: the split resized into memory by torch (or streamed with --stream). Metrics agree within 1e-6 (relative) at the store's size and 1e-3 resized (tested on the CPU, lossless and JPEG).", rich_help_panel=PANEL_PERFORMANCE)] = Loader.dali,
+    stream: Annotated[bool, typer.Option("--stream", help="With --loader torch: read images batch by batch instead of loading the split (stores larger than RAM).", rich_help_panel=PANEL_PERFORMANCE)] = False,
 ) -> None:
     """The paper's error metrics for a checkpoint, next to the constant predictor."""
     _setup_logging(False)  # warnings: a fine checkpoint whose coarse one cannot be checked
@@ -720,20 +885,20 @@ class ImageFormat(str, Enum):
     jpeg = "jpeg"
 
 
-@app.command(short_help="Write a store as COCO instances or plain image/mask/depth folders.")
+@app.command(cls=_PanelledCommand, short_help="Write a store as COCO instances or plain image/mask/depth folders.")
 def export(
     kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention), plus instances/ (16-bit PNG ids) and alpha/ (8-bit PNG soft alpha) when the store has them.")],
     store: Annotated[Path, typer.Argument(help="A store written by generate (its finished shards are exported).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).")],
-    image_format: Annotated[ImageFormat, typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).")] = ImageFormat.auto,
-    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality when images are encoded here (1-100).")] = 95,
-    split: Annotated[Split, typer.Option(help="all, or train/val: samples of the backgrounds train holds in or out (same rule and seeds as train).")] = Split.all,
-    val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out (train's --val-fraction).")] = 0.1,
-    split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds (train's --split-seed).")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Export at most this many samples (the split's first).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier fgbg export in --out (never a folder fgbg did not write).")] = False,
-    threads: Annotated[int | None, typer.Option(help="Files encoded at once (default: one per core).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).", rich_help_panel=PANEL_OUTPUT)],
+    image_format: Annotated[ImageFormat, typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).", rich_help_panel=PANEL_OUTPUT)] = ImageFormat.auto,
+    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality when images are encoded here (1-100).", rich_help_panel=PANEL_OUTPUT)] = 95,
+    split: Annotated[Split, typer.Option(help="all, or train/val: samples of the backgrounds train holds in or out (same rule and seeds as train).", rich_help_panel=PANEL_SELECTION)] = Split.all,
+    val_fraction: Annotated[float, typer.Option(help="Fraction of backgrounds held out (train's --val-fraction).", rich_help_panel=PANEL_SELECTION)] = 0.1,
+    split_seed: Annotated[int, typer.Option(help="Seed choosing the held-out backgrounds (train's --split-seed).", rich_help_panel=PANEL_SELECTION)] = 0,
+    limit: Annotated[int | None, typer.Option(help="Export at most this many samples (the split's first).", rich_help_panel=PANEL_SELECTION)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier fgbg export in --out (never a folder fgbg did not write).", rich_help_panel=PANEL_OUTPUT)] = False,
+    threads: Annotated[int | None, typer.Option(help="Files encoded at once (default: one per core).", rich_help_panel=PANEL_PERFORMANCE)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=PANEL_RUNS)] = False,
 ) -> None:
     """Write a store in the formats other tools read, in one streaming pass (constant memory)."""
     from engine.store.export import ExportConfig, export_store
