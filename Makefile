@@ -27,7 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
 
-## pictures: the README's depth-source pictures in docs/
+## pictures: the depth-source pictures of docs/generating.md, in docs/
 pictures: $(STAMP)
 	cd benchmarks && ../$(PY) make_pictures.py
 

@@ -922,7 +922,7 @@ def export(
 @app.command(short_help="Images/s of every stage here, vs the naive loop, with history, ceilings and a chart.")
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes: the whole run in about a minute on 2 CPU cores (compare quick runs only with quick runs).")] = False,
-    stages: Annotated[str | None, typer.Option(help="Comma-separated stages or families (e.g. composite,loader); default: all (README, Speed, lists them).")] = None,
+    stages: Annotated[str | None, typer.Option(help="Comma-separated stages or families (e.g. composite,loader); default: all (docs/performance.md lists them).")] = None,
     device: Annotated[Device, typer.Option(help="Devices to measure: auto (the CPU, and CUDA where a GPU works), cpu, or cuda.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder of the JSON records (the history).")] = Path("benchmarks/results"),
     report: Annotated[bool, typer.Option("--report", help="Run nothing: rebuild benchmarks/RESULTS.md's generated section and the chart (docs/bench.png) from the records in --out.")] = False,
@@ -949,7 +949,7 @@ def bench(
             history = records.history(out)
             if not history:
                 raise _fail(f"no bench records in {out}: run `python cli.py bench` first")
-            root = Path(checkout)  # RESULTS.md and the README's chart live in the checkout
+            root = Path(checkout)  # RESULTS.md and the chart in docs/ live in the checkout
             chart = reports.chart(history, root / "docs" / "bench.png")
             reports.update_results(root / "benchmarks" / "RESULTS.md",
                                    reports.generated_section(history, "../docs/bench.png"))

@@ -1,4 +1,4 @@
-"""The README's blending-mode picture: ``docs/blend-modes.png``.
+"""The blending-mode picture of docs/generating.md: ``docs/blend-modes.png``.
 
     python benchmarks/make_blend_pictures.py
 

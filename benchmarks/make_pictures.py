@@ -1,4 +1,4 @@
-"""Regenerate the README's depth-source pictures in docs/ (``make pictures``).
+"""Regenerate the depth-source pictures in docs/ (shown in docs/generating.md) (``make pictures``).
 
 Small stores from 20 built-in backgrounds and cars, one per depth source, and
 a 4-sample contact sheet of each at 112-pixel tiles; and one of several

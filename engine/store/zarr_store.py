@@ -1,6 +1,6 @@
 """The Zarr v3 store: layout, creation, shard writes, resume and inspection.
 
-Layout (a documented contract; see the README)::
+Layout (a documented contract; see docs/store.md)::
 
     images        (N, H, W, 3) uint8        composites (lossless codecs)
     images_jpeg   (N,) bytes                one JPEG file per sample (--image-codec jpeg)
