@@ -157,9 +157,57 @@ def read_image(path: Path, max_pixels: int) -> tuple[Image.Image, str]:
     return image, digest
 
 
+#: Pillow modes of more than 8 bits per sample, and the range of values their type holds
+HIGH_BIT_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": None, "F": None}
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """An image of more than 8 bits per sample brought to 8 bits by its real range
+    (Pillow's own ``convert`` clips at 255, which turns a mid-grey 16-bit image white).
+
+    The real range is the range its values are meant to span, not the values it
+    happens to hold, so brightness stays comparable between images and a dark
+    image stays dark:
+
+    - 16-bit integers (modes ``I;16``, ``I;16L``, ``I;16B``; 16-bit PNG and TIFF):
+      ``0..65535`` → ``0..255`` (value × 255 / 65535, rounded), as viewers show them.
+    - 32-bit integers (mode ``I``): ``0..65535`` likewise when every value lies
+      there (a 16-bit file Pillow widened); else the image's own min..max.
+    - 32-bit floats (mode ``F``): ``0..1`` → ``0..255`` when every finite value lies
+      in ``[0, 1]`` (the float convention); else the image's own min..max.
+      NaN and infinities become 0.
+
+    16-bit RGB(A) PNGs reach us already as 8-bit ``RGB``/``RGBA`` (Pillow keeps
+    each sample's high byte, the same scaling), so they, and every 8-bit mode,
+    are returned as they are.
+
+    Args:
+        image: any Pillow image.
+
+    Returns:
+        The image itself, or an ``L`` (8-bit grayscale) image of the same size.
+    """
+    if image.mode not in HIGH_BIT_MODES:
+        return image
+    values = np.asarray(image).astype(np.float64)  # (h, w)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, 0.0)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    top = HIGH_BIT_MODES[image.mode]
+    if top is not None or (image.mode == "I" and lo >= 0 and hi <= 65535):
+        low, span = 0.0, 65535.0
+    elif image.mode == "F" and lo >= 0 and hi <= 1:
+        low, span = 0.0, 1.0
+    else:
+        low, span = lo, max(hi - lo, 1e-12)
+    scaled = np.clip(np.floor((values - low) * (255.0 / span) + 0.5), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, "L")
+
+
 def fit_background(image: Image.Image, height: int, width: int) -> np.ndarray:
-    """Centre-crop to the output aspect and resize: ``(height, width, 3) uint8``."""
-    rgb = image.convert("RGB")
+    """Centre-crop to the output aspect and resize: ``(height, width, 3) uint8``
+    (high-bit-depth images first brought to 8 bits by :func:`to_8bit`)."""
+    rgb = to_8bit(image).convert("RGB")
     fitted = ImageOps.fit(rgb, (width, height), method=Image.Resampling.LANCZOS)
     return np.asarray(fitted, dtype=np.uint8).copy()
 
@@ -293,12 +341,12 @@ def load_foregrounds(
                     f"mask is {mask.size[0]}x{mask.size[1]} but its image {path.name} is "
                     f"{image.size[0]}x{image.size[1]}",
                 )
-            rgba = np.asarray(image.convert("RGB"), dtype=np.uint8)
-            alpha = np.asarray(mask.convert("L"), dtype=np.uint8)
+            rgba = np.asarray(to_8bit(image).convert("RGB"), dtype=np.uint8)
+            alpha = np.asarray(to_8bit(mask).convert("L"), dtype=np.uint8)
             rgba = np.concatenate([rgba, alpha[..., None]], axis=2)
             record = InputFile(name, digest, mask_path.relative_to(mask_folder).as_posix(), mask_digest)
         elif "A" in image.getbands() or "transparency" in image.info:
-            rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+            rgba = np.asarray(to_8bit(image).convert("RGBA"), dtype=np.uint8)
         else:
             hint = " and no mask in --fg-masks" if mask_folder is not None else " (give --fg-masks)"
             raise InputError(path, f"foreground has no alpha channel{hint}")
