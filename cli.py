@@ -507,9 +507,10 @@ def preview(
     tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
     """Write a contact sheet PNG: image | mask | depth (colour map) per sample (| instances with several objects)."""
-    from engine.store.preview import contact_sheet
+    from engine.store.preview import check_sheet_path, contact_sheet
 
     try:
+        check_sheet_path(out)
         sheet = contact_sheet(store, n=n, tile=tile)
         sheet.save(out)
     except FgbgError as e:
@@ -601,8 +602,10 @@ def train(
                                allow_incomplete=allow_incomplete, samples=samples, ranks=ranks)
     except FgbgError as e:
         raise _fail(str(e)) from None
+    except OSError as e:  # the run folder or a checkpoint cannot be written (a read-only or full disk)
+        raise _fail(f"{e.filename or out}: cannot write ({e.strerror or e})") from None
     except KeyboardInterrupt:
-        raise _fail("interrupted: continue from the last checkpoint with --resume", 130) from None
+        raise _fail(_train_interrupted(out, _value(stage)), 130) from None
     finally:
         if grouped:
             end_group()
@@ -617,6 +620,15 @@ def train(
     typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "
                f"({report.images_per_second:.0f} images/s) -> {report.checkpoint}")
     typer.echo(_metric_table(report.metrics))
+
+
+def _train_interrupted(out: Path, stage: str) -> str:
+    """What a Ctrl-C during ``train`` leaves, and what to do next: --resume only where a checkpoint is."""
+    checkpoint = out / f"{stage}.pt"
+    if checkpoint.exists():
+        return f"interrupted: continue from the last checkpoint, {checkpoint}, with --resume"
+    return (f"interrupted before the first checkpoint: nothing to resume in {out}; "
+            "run the same command again (without --resume)")
 
 
 def _online_samples(data: Path, device: str):

@@ -249,12 +249,13 @@ class StoreSamples:
         if not selected.any():
             raise StoreError(f"{self.root}: no finished shard to export")
         if split != "all":
-            from engine.splits import held_out_backgrounds
+            from engine.splits import held_out_among, too_few_backgrounds
 
-            try:
-                held = held_out_backgrounds(len(self.attrs["inputs"]["backgrounds"]), val_fraction, split_seed)
-            except ValueError as e:
-                raise StoreError(f"{self.root}: {e}") from None
+            try:  # among the backgrounds the finished samples hold: train's rule (engine.splits)
+                held = held_out_among(bg[selected], val_fraction, split_seed)
+            except ValueError:
+                raise StoreError(f"{self.root}: no {split} split: " + too_few_backgrounds(
+                    int(selected.sum()), len(self.fg_names), len(np.unique(bg[selected])))) from None
             in_val = np.isin(bg, held)
             selected &= in_val if split == "val" else ~in_val
         self.indices = np.flatnonzero(selected)

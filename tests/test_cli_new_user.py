@@ -1,0 +1,101 @@
+"""What a new user hit (issue 22): one-line errors, honest messages, guards before long runs."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+SMALL = ["--builtin-backgrounds", "3", "--builtin-foregrounds", "2", "--size", "32",
+         "--positions", "4", "--shard-size", "16", "-q"]
+TRAIN = ["--input-size", "64", "--steps", "2", "--batch", "4", "--val-fraction", "0.34", "--device", "cpu",
+         "--loader", "torch", "-q"]
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("newuser") / "s.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def one_line_error(result) -> str:
+    """The CLI's refusal: exit 2, one ``error:`` line, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+# -- train --------------------------------------------------------------------------------------
+
+
+def test_refused_train_leaves_no_run_folder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "nope.zarr"), "--out", str(out), *TRAIN])
+    one_line_error(result)
+    assert not out.exists()
+
+
+def test_refused_train_on_a_one_background_store_leaves_no_run_folder(tmp_path: Path) -> None:
+    store = tmp_path / "one.zarr"
+    result = runner.invoke(app, ["generate", *SMALL, "--limit", "2", "--out", str(store)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "run"
+    line = one_line_error(runner.invoke(app, ["train", "--data", str(store), "--out", str(out), *TRAIN]))
+    assert "--limit" in line  # says what to change
+    assert not out.exists()
+
+
+def test_train_out_on_a_read_only_file_system_is_one_line(store: Path, tmp_path: Path, monkeypatch) -> None:
+    import engine.learn.train as train_module
+
+    import os
+    import types
+
+    # what a read-only mount answers, for train's check alone (typer checks --data with os.access too)
+    monkeypatch.setattr(train_module, "os", types.SimpleNamespace(access=lambda path, mode: False,
+                                                                   W_OK=os.W_OK, X_OK=os.X_OK))
+    line = one_line_error(runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "ro"), *TRAIN]))
+    assert "read-only" in line and "choose another --out" in line
+
+
+def test_train_write_failure_later_is_one_line(store: Path, tmp_path: Path, monkeypatch) -> None:
+    import engine.learn.train as train_module
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "late" / "coarse.pt"))
+
+    monkeypatch.setattr(train_module.Path, "mkdir", read_only)
+    line = one_line_error(runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "late"), *TRAIN]))
+    assert "Read-only file system" in line
+
+
+def test_ctrl_c_before_the_first_checkpoint_does_not_advise_resume(store: Path, tmp_path: Path, monkeypatch) -> None:
+    import engine.learn.data as data
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "load_split", interrupt)
+    result = runner.invoke(app, ["train", "--data", str(store), "--out", str(tmp_path / "run"), *TRAIN])
+    assert result.exit_code == 130
+    assert "before the first checkpoint" in result.output and "--resume" not in result.output.replace(
+        "without --resume", "")
+
+
+# -- preview ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["p4", "sheet.xyz"])
+def test_preview_out_without_an_image_extension_is_one_line(store: Path, tmp_path: Path, name: str) -> None:
+    line = one_line_error(runner.invoke(app, ["preview", str(store), "--out", str(tmp_path / name)]))
+    assert ".png" in line
