@@ -289,7 +289,7 @@ def generate(
             bg_dir=None if bg is None else str(bg), fg_dir=None if fg is None else str(fg),
             fg_mask_dir=None if fg_masks is None else str(fg_masks),
             builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
-            height=size, width=width or size, positions=positions, flip=flip,
+            height=size, width=size if width is None else width, positions=positions, flip=flip,
             scale_min=scale_min, scale_max=scale_max, placement=_value(placement), object_height=object_height,
             object_heights=_category_values(object_heights, "--object-heights"),
             height_jitter=height_jitter, objects_min=objects_per_image[0], objects_max=objects_per_image[1],
@@ -761,6 +761,9 @@ def export(
         raise _fail(str(e)) from None
     except OSError as e:
         raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted: {out} holds part of the export (no annotations.json); "
+                    "run the same command with --overwrite to export again", 130) from None
     seconds = time.perf_counter() - t0
     typer.echo(f"wrote {report.samples} samples, {report.instances} instances, {report.files} files to {out} "
                f"in {seconds:.1f} s ({report.samples / max(seconds, 1e-9):,.0f} samples/s)")

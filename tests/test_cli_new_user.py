@@ -99,3 +99,78 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_advise_resume(store: Path, 
 def test_preview_out_without_an_image_extension_is_one_line(store: Path, tmp_path: Path, name: str) -> None:
     line = one_line_error(runner.invoke(app, ["preview", str(store), "--out", str(tmp_path / name)]))
     assert ".png" in line
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def test_export_folders_counts_the_instances_it_writes(store: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "folders", str(store), "--out", str(tmp_path / "f"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 48 samples, 48 instances" in result.output  # one visible car per sample (was 0)
+
+
+def test_export_folders_counts_instance_ids(tmp_path: Path) -> None:
+    from engine.compose.generate import generate
+    from engine.store.export import ExportConfig, export_store
+    from tests.small_stores import several_objects
+
+    objects = tmp_path / "o.zarr"
+    generate(several_objects(limit=16, shard_size=16), objects)
+    report = export_store(ExportConfig(store=str(objects), out=str(tmp_path / "f"), kind="folders"))
+    coco = export_store(ExportConfig(store=str(objects), out=str(tmp_path / "c"), kind="coco"))
+    assert report.instances == coco.instances > 16  # several per sample, as COCO counts them
+
+
+def test_coco_file_name_is_relative_to_the_images_folder(store: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "coco"
+    assert runner.invoke(app, ["export", "coco", str(store), "--out", str(out), "-q"]).exit_code == 0
+    doc = json.loads((out / "annotations.json").read_text())
+    for entry in doc["images"]:
+        assert "/" not in entry["file_name"] and (out / "images" / entry["file_name"]).is_file()
+
+
+def test_ctrl_c_in_export_says_so_and_leaves_no_partial_json(store: Path, tmp_path: Path, monkeypatch) -> None:
+    import engine.store.export as export
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "encode_rle", interrupt)
+    out = tmp_path / "coco"
+    result = runner.invoke(app, ["export", "coco", str(store), "--out", str(out), "-q"])
+    assert result.exit_code == 130
+    assert "interrupted" in result.output and "--overwrite" in result.output
+    assert not list(out.glob("*.partial")), sorted(p.name for p in out.iterdir())
+
+
+# -- generate options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", [["--width", "0"], ["--width", "-5"], ["--size", "0"]])
+def test_non_positive_sizes_are_refused(tmp_path: Path, option: list[str]) -> None:
+    out = tmp_path / "s.zarr"
+    line = one_line_error(runner.invoke(app, ["generate", *SMALL, *option, "--out", str(out)]))
+    assert "output size" in line
+    assert not out.exists()
+
+
+def test_nested_foreground_folders_are_one_category(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from engine.assets.heights import resolve_heights
+    from engine.assets.images import category_of, load_foregrounds
+
+    (tmp_path / "fg" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "fg" / "c" / "b").mkdir(parents=True)
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[2:8, 2:8] = 255
+    Image.fromarray(rgba).save(tmp_path / "fg" / "a" / "b" / "cat.png")
+    Image.fromarray(rgba).save(tmp_path / "fg" / "c" / "b" / "dog.png")
+    _, files, _ = load_foregrounds(tmp_path / "fg", None, 32, 32, 10**6)
+    assert [category_of(f.name) for f in files] == ["a/b", "c/b"]  # the path below --fg, not the last folder
+    heights = resolve_heights([f.name for f in files], 1.5, (("a/b", 0.3),), (), "heights.csv")
+    assert heights.tolist() == [0.3, 1.5]  # --object-heights names the same categories

@@ -281,13 +281,16 @@ def load_backgrounds(
 
 
 def category_of(name: str) -> str:
-    """A foreground's category: the folder it sits in, from its recorded name.
+    """A foreground's category: the folder path it sits in below ``--fg``, from its recorded name.
 
     ``"builtin:car/00001"`` → ``"car"``; ``"sedans/a.png"`` → ``"sedans"``;
+    ``"vehicles/sedans/a.png"`` → ``"vehicles/sedans"`` (the whole path below
+    ``--fg``, not its last folder, so ``a/x`` and ``b/x`` stay apart);
     ``"a.png"`` (a file at the top of ``--fg``) → ``"object"``.
     """
     parts = name.split(":", 1)[-1].replace("\\", "/").split("/")
-    return parts[-2] if len(parts) > 1 and parts[-2] else "object"
+    folder = "/".join(p for p in parts[:-1] if p)
+    return folder or "object"
 
 
 def _relative_stem(path: Path, folder: Path) -> str:
@@ -319,7 +322,8 @@ def load_foregrounds(
     A foreground's alpha is its mask from ``mask_folder`` (same file stem, in
     the same sub-folder) when one exists there, else its own alpha channel;
     having neither is an error. Its recorded name is its path relative to
-    ``folder`` (``a.png``, ``sedans/b.png``): the sub-folder is its category.
+    ``folder`` (``a.png``, ``sedans/b.png``): its folder path below ``folder`` is its
+    category (:func:`category_of`: ``fg/a/b/cat.png`` → ``a/b``).
     The heights file at its top (:data:`HEIGHTS_FILE`) is not a foreground.
 
     Returns:

@@ -16,9 +16,9 @@ from engine.config import GenerateConfig
 from engine.errors import ConfigError
 
 #: bytes per output pixel while a shard is composited on the CPU: the float32 RGB
-#: working image and the stored arrays (measured: about 8 GB at 40 samples of 4096x4096)
+#: working image and the stored arrays (issue 22: about 8 GB at 40 samples of 4096x4096)
 WORKING_BYTES_PER_PIXEL = 12
-#: --blend poisson on the CPU: images per second at 224x224 on 2 loaded cores (the slow end measured)
+#: --blend poisson on the CPU: images per second at 224x224 (3-6 on 2 cores in the issue 22 report; the slow end)
 POISSON_CPU_IMAGES_PER_SECOND_224 = 3.0
 #: a run longer than this gets a time estimate before it starts
 LONG_RUN_SECONDS = 60.0
