@@ -275,9 +275,45 @@ def load_backgrounds(
 
     good, bad = _load_all(files, load, on_bad_input)
     if not good:
-        raise InputError(folder, f"no usable backgrounds ({len(bad)} bad files skipped)")
+        raise InputError(folder, f"no usable backgrounds: {describe_bad(bad)}")
     images = np.stack([g[0] for g in good])  # type: ignore[index]
-    return images, [g[1] for g in good], bad  # type: ignore[index]
+    records = [g[1] for g in good]  # type: ignore[index]
+    warning = upscale_warning(records, height, width)
+    if warning:
+        log.warning(warning)
+    return images, records, bad
+
+
+#: a background enlarged more than this many times is worth a warning (it will look blurred)
+MAX_UPSCALE = 4.0
+
+
+def upscale_warning(records: Sequence[InputFile], height: int, width: int, limit: float = MAX_UPSCALE) -> str | None:
+    """A line naming the backgrounds :func:`fit_background` enlarges more than ``limit`` times
+    (a 1x1 image to 224x224: 224 times), else ``None``."""
+    enlarged = []
+    for r in records:
+        if r.size is None:
+            continue
+        w0, h0 = r.size
+        factor = max(width / w0, height / h0)  # the crop to the output aspect keeps the smaller side whole
+        if factor > limit:
+            enlarged.append((factor, f"{r.name} ({w0}x{h0}, {factor:.0f}x)"))
+    if not enlarged:
+        return None
+    enlarged.sort(reverse=True)
+    shown = ", ".join(text for _, text in enlarged[:5]) + (f", and {len(enlarged) - 5} more" if len(enlarged) > 5 else "")
+    return (f"{len(enlarged)} background(s) enlarged more than {limit:g}x to {width}x{height}, so they will look "
+            f"blurred: {shown}; use larger images or a smaller --size")
+
+
+def describe_bad(bad: Sequence[BadInput], most: int = 10) -> str:
+    """``"every file is bad: a.png (not an image ...); b.png (...)"``, the first ``most`` of them."""
+    if not bad:
+        return "the folder holds none"
+    shown = "; ".join(f"{Path(b.path).name} ({b.reason})" for b in bad[:most])
+    more = f"; and {len(bad) - most} more" if len(bad) > most else ""
+    return f"all {len(bad)} files are bad (--on-bad-input skip): {shown}{more}"
 
 
 def category_of(name: str) -> str:
@@ -360,7 +396,7 @@ def load_foregrounds(
 
     good, bad = _load_all(files, load, on_bad_input)
     if not good:
-        raise InputError(folder, f"no usable foregrounds ({len(bad)} bad files skipped)")
+        raise InputError(folder, f"no usable foregrounds: {describe_bad(bad)}")
     return [g[0] for g in good], [g[1] for g in good], bad  # type: ignore[index]
 
 
@@ -513,7 +549,7 @@ def load_depth_maps(
 
     good, bad = _load_all(list(enumerate(bg_files)), load, on_bad_input)
     if not good:
-        raise InputError(folder, f"no usable depth maps ({len(bad)} bad)")
+        raise InputError(folder, f"no usable depth maps: {describe_bad(bad)}")
     maps = np.stack([g[1] for g in good])  # type: ignore[index]
     return maps, [g[2] for g in good], [g[0] for g in good], bad  # type: ignore[index]
 

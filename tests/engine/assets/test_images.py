@@ -251,3 +251,21 @@ def test_high_bit_depth_foregrounds_and_masks(tmp_path: Path) -> None:
     images, _, _ = load_foregrounds(fg, masks, 64, 64, 10**6)
     assert images[0].shape[:2] == (10, 10)
     assert abs(float(images[0][..., :3].mean()) - 127.5) <= 1.0 and (images[0][..., 3] == 255).all()
+
+
+def test_a_tiny_background_is_upscaled_with_a_warning(tmp_path: Path, caplog) -> None:
+    save(tmp_path / "dot.png", np.full((1, 1, 3), 90, np.uint8))
+    save(tmp_path / "fine.png", np.full((64, 64, 3), 90, np.uint8))
+    with caplog.at_level("WARNING"):
+        images, _, _ = load_backgrounds(tmp_path, 32, 32, 10**6)
+    assert images.shape == (2, 32, 32, 3)
+    assert "1 background(s) enlarged more than 4x" in caplog.text and "dot.png (1x1, 32x)" in caplog.text
+    assert "fine.png" not in caplog.text
+
+
+def test_every_bad_foreground_is_listed_under_skip(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    save(tmp_path / "b.png", np.zeros((8, 8, 3), np.uint8))  # no alpha, no mask
+    with pytest.raises(InputError, match=r"no usable foregrounds: all 2 files are bad.*a\.png \(not an image.*"
+                                         r"b\.png \(foreground has no alpha"):
+        load_foregrounds(tmp_path, None, 32, 32, 10**6, on_bad_input="skip")
