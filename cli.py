@@ -782,7 +782,8 @@ def bench(
 ) -> None:
     """Images/s of each stage on this machine (median of >= 5 repeats after warm-up, min-max), next to
     the naive per-image loop (one process and one per core) and, on a GPU, each stage's physical
-    ceiling, all measured in this run; appends a JSON record to --out."""
+    ceiling, all measured in this run; appends a JSON record to --out (a --quick run with the default
+    --out keeps it in benchmarks/scratch/quick-results, which git ignores: quick runs are checks, not history)."""
     checkout = str(Path(__file__).resolve().parent)
     if checkout not in sys.path:  # the suite lives beside cli.py in the checkout (e.g. an editable install's `fgbg`)
         sys.path.insert(0, checkout)
@@ -806,19 +807,14 @@ def bench(
             typer.echo(f"{len(history)} records -> benchmarks/RESULTS.md, {chart.relative_to(root)}")
             return
         record = _bench_run(quick, stages, device.value, scratch, quiet)
-        path = records.write(record, out)
+        path = records.write(record, records.record_folder(out, quick))  # --quick: not into the history
     except FgbgError as e:
         raise _fail(str(e)) from None
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
 
-    table = Table(title=f"fgbg bench ({'quick' if quick else 'full'} sizes): {reports.describe_machine(record)}")
-    for header in reports.HEADERS:
-        table.add_column(header, justify="left" if header in ("stage", "device", "notes") else "right")
-    for row in reports.table_rows(record):
-        table.add_row(*row)
-    console = Console(width=max(Console().width, 150))
-    console.print(table)
+    width = shutil.get_terminal_size((150, 24)).columns  # COLUMNS, else the terminal, else 150 (a log)
+    title = f"fgbg bench ({'quick' if quick else 'full'} sizes): {reports.describe_machine(record)}"
+    typer.echo(reports.render_table(record, title, width), nl=False)
     ceilings = ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in record["ceilings"].items())
     load = record["machine"].get("load_average_start")
     busy = f"; load average {load:.1f} on {record['machine']['cores']} cores" if load is not None else ""

@@ -174,3 +174,31 @@ def test_nested_foreground_folders_are_one_category(tmp_path: Path) -> None:
     assert [category_of(f.name) for f in files] == ["a/b", "c/b"]  # the path below --fg, not the last folder
     heights = resolve_heights([f.name for f in files], 1.5, (("a/b", 0.3),), (), "heights.csv")
     assert heights.tolist() == [0.3, 1.5]  # --object-heights names the same categories
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+def test_bench_table_fits_the_width() -> None:
+    from benchmarks.suite.report import render_table
+    from tests.benchmarks.suite.fixture_records import BASE, figure
+
+    record = {**BASE, "baselines": {"naive_single": figure("naive", 100.0), "naive_pool": figure("naive-pool", 180.0)},
+              "figures": [figure("composite", 1234.5), figure("loader-torch", 99.0)]}
+    for width in (80, 100):
+        text = render_table(record, "fgbg bench (quick sizes): Test CPU, 2 cores; no GPU", width)
+        assert max(len(line) for line in text.splitlines()) <= width
+        assert "composite" in text and "loader-torch" in text
+
+
+def test_quick_bench_records_stay_out_of_the_history(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+
+    from benchmarks.suite.record import DEFAULT_FOLDER, QUICK_FOLDER, record_folder
+
+    assert record_folder(DEFAULT_FOLDER, quick=True) == QUICK_FOLDER
+    assert record_folder(DEFAULT_FOLDER, quick=False) == DEFAULT_FOLDER  # full runs: the history
+    assert record_folder(tmp_path, quick=True) == tmp_path  # an explicit --out wins
+    root = Path(__file__).resolve().parents[1]
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(QUICK_FOLDER / "bench-x.json")], cwd=root)
+    assert ignored.returncode == 0  # git ignores it: no untracked file in the checkout
