@@ -170,6 +170,12 @@ def generate(
     ranks = ranks or Ranks()
     where = locate(out)
     out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
+    if ranks.leader and device != "cuda":  # before the assets are drawn or read (slow at large sizes)
+        from engine.compose.preflight import check_memory, known_samples
+
+        known = known_samples(config)
+        if known is not None:
+            check_memory(config, known, config.shard_size, run.writer_threads or 2, force=run.force)
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)

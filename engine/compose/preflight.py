@@ -41,6 +41,15 @@ def memory_estimate(config: GenerateConfig, n_samples: int, shard_size: int, wri
     return pixels * (WORKING_BYTES_PER_PIXEL + writer_threads * stored_bytes_per_pixel(config))
 
 
+def known_samples(config: GenerateConfig) -> int | None:
+    """The plan's sample count when it is known before the inputs are read: ``--limit``
+    bounds it, the built-in assets fix it; ``None`` for the user's folders without one."""
+    if config.builtin:
+        grid = config.builtin_backgrounds * config.builtin_foregrounds * (2 if config.flip else 1) * config.positions
+        return grid if config.limit is None else min(grid, config.limit)
+    return config.limit
+
+
 def available_memory() -> int:
     """Bytes of host memory available now (``MemAvailable``), else all of it; 0 when unknown."""
     try:

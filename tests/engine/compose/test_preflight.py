@@ -64,3 +64,17 @@ def test_generate_logs_the_time_estimate(tmp_path: Path, monkeypatch, caplog) ->
     with caplog.at_level(logging.WARNING):
         generate(small(limit=4, shard_size=4, chunk_size=4), tmp_path / "s.zarr")
     assert "estimate for 4 samples" in caplog.text
+
+
+def test_memory_is_checked_before_the_assets_are_drawn(tmp_path: Path, monkeypatch) -> None:
+    import engine.compose.generate as gen
+
+    monkeypatch.setattr(preflight, "available_memory", lambda: 200_000)
+
+    def never(config):
+        raise AssertionError("assets drawn before the memory check")
+
+    monkeypatch.setattr(gen, "load_assets", never)
+    with pytest.raises(ConfigError, match="--shard-size"):
+        generate(small(height=4096, width=4096), tmp_path / "s.zarr")
+    assert preflight.known_samples(small()) == 48 and preflight.known_samples(small(limit=5)) == 5
