@@ -191,7 +191,7 @@ def test_bench_table_fits_the_width() -> None:
         assert "composite" in text and "loader-torch" in text
 
 
-def test_quick_bench_records_stay_out_of_the_history(tmp_path: Path, monkeypatch) -> None:
+def test_quick_bench_records_stay_out_of_the_history(tmp_path: Path) -> None:
     import subprocess
 
     from benchmarks.suite.record import DEFAULT_FOLDER, QUICK_FOLDER, record_folder

@@ -132,7 +132,8 @@ def _match(entries: Entries, names: Sequence[str], source: str) -> tuple[list[fl
         shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
         raise ConfigError(f"{source}: no foreground or category named {', '.join(sorted(unknown))} "
                           f"(categories: {', '.join(sorted(known_categories))}; foregrounds: {shown}; "
-                          "a category is the folder path below --fg, a/b for --fg/a/b/x.png; a foreground its path below --fg)")
+                          "a category is the folder path below --fg, a/b for --fg/a/b/x.png; "
+                          "a foreground its path below --fg)")
     return per_file, per_category
 
 

@@ -302,7 +302,8 @@ def upscale_warning(records: Sequence[InputFile], height: int, width: int, limit
     if not enlarged:
         return None
     enlarged.sort(reverse=True)
-    shown = ", ".join(text for _, text in enlarged[:5]) + (f", and {len(enlarged) - 5} more" if len(enlarged) > 5 else "")
+    shown = ", ".join(text for _, text in enlarged[:5])
+    shown += f", and {len(enlarged) - 5} more" if len(enlarged) > 5 else ""
     return (f"{len(enlarged)} background(s) enlarged more than {limit:g}x to {width}x{height}, so they will look "
             f"blurred: {shown}; use larger images or a smaller --size")
 

@@ -230,9 +230,9 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int,
         try:
             val_bgs = held_out_among(bg[done], val_fraction, seed)
         except ValueError:
-            present = len(np.unique(bg[done]))
-            raise StoreError(f"{path}: no {split} split: "
-                             + too_few_backgrounds(int(done.sum()), len(attrs["inputs"]["foregrounds"]), present)) from None
+            advice = too_few_backgrounds(int(done.sum()), len(attrs["inputs"]["foregrounds"]),
+                                         len(np.unique(bg[done])))
+            raise StoreError(f"{path}: no {split} split: {advice}") from None
     else:
         val_bgs = np.sort(np.asarray(val_backgrounds, dtype=np.int64))
     in_val = np.isin(bg, val_bgs)

@@ -229,7 +229,8 @@ def make_run_folder(out: str | Path) -> None:
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StoreError(f"--out {out}: cannot create the run folder ({e.strerror or e}); choose another --out") from None
+        raise StoreError(f"--out {out}: cannot create the run folder ({e.strerror or e}); "
+                         "choose another --out") from None
 
 
 def check_earlier_run(config: TrainConfig, resume: bool, overwrite: bool) -> list[Path]:

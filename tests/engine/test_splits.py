@@ -86,7 +86,6 @@ def test_one_background_store_says_what_to_do(tmp_path: Path) -> None:
 
 def test_online_split_uses_the_same_rule() -> None:
     from engine.compose.online import OnlineSamples
-    from engine.learn.data import split_indices  # noqa: F401  (the store side is tested above)
 
     samples = OnlineSamples(small(limit=4), device="cpu")
     index, held = samples.split_indices("val", 0.34, 2)

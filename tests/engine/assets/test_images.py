@@ -198,7 +198,8 @@ def png_rgb16(path: Path, rgb: np.ndarray) -> Path:
     h, w = rgb.shape[:2]
     raw = b"".join(b"\x00" + rgb[r].astype(">u2").tobytes() for r in range(h))
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
     return path
 
 
