@@ -407,7 +407,7 @@ def generate(
             bg_dir=None if bg is None else str(bg), fg_dir=None if fg is None else str(fg),
             fg_mask_dir=None if fg_masks is None else str(fg_masks),
             builtin_backgrounds=builtin_backgrounds, builtin_foregrounds=builtin_foregrounds,
-            height=size, width=width or size, positions=positions, flip=flip,
+            height=size, width=size if width is None else width, positions=positions, flip=flip,
             scale_min=scale_min, scale_max=scale_max, placement=_value(placement), object_height=object_height,
             object_heights=_category_values(object_heights, "--object-heights"),
             height_jitter=height_jitter, objects_min=objects_per_image[0], objects_max=objects_per_image[1],
@@ -671,9 +671,10 @@ def preview(
     tile: Annotated[int | None, typer.Option(help="Tile height in pixels (default: the store's).")] = None,
 ) -> None:
     """Write a contact sheet PNG: image | mask | depth (colour map) per sample (| instances with several objects)."""
-    from engine.store.preview import contact_sheet
+    from engine.store.preview import check_sheet_path, contact_sheet
 
     try:
+        check_sheet_path(out)
         sheet = contact_sheet(store, n=n, tile=tile)
         sheet.save(out)
     except FgbgError as e:
@@ -766,8 +767,10 @@ def train(
                                allow_incomplete=allow_incomplete, samples=samples, ranks=ranks)
     except FgbgError as e:
         raise _fail(str(e)) from None
+    except OSError as e:  # the run folder or a checkpoint cannot be written (a read-only or full disk)
+        raise _fail(f"{e.filename or out}: cannot write ({e.strerror or e})") from None
     except KeyboardInterrupt:
-        raise _fail("interrupted: continue from the last checkpoint with --resume", 130) from None
+        raise _fail(_train_interrupted(out, _value(stage)), 130) from None
     finally:
         if grouped:
             end_group()
@@ -782,6 +785,15 @@ def train(
     typer.echo(f"{report.stage}: {report.steps_run} steps in {report.seconds:.0f} s "
                f"({report.images_per_second:.0f} images/s) -> {report.checkpoint}")
     typer.echo(_metric_table(report.metrics))
+
+
+def _train_interrupted(out: Path, stage: str) -> str:
+    """What a Ctrl-C during ``train`` leaves, and what to do next: --resume only where a checkpoint is."""
+    checkpoint = out / f"{stage}.pt"
+    if checkpoint.exists():
+        return f"interrupted: continue from the last checkpoint, {checkpoint}, with --resume"
+    return (f"interrupted before the first checkpoint: nothing to resume in {out}; "
+            "run the same command again (without --resume)")
 
 
 def _online_samples(data: Path, device: str):
@@ -914,6 +926,9 @@ def export(
         raise _fail(str(e)) from None
     except OSError as e:
         raise _fail(f"{out}: cannot write ({e.strerror or e})") from None
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted: {out} holds part of the export (no annotations.json); "
+                    "run the same command with --overwrite to export again", 130) from None
     seconds = time.perf_counter() - t0
     typer.echo(f"wrote {report.samples} samples, {report.instances} instances, {report.files} files to {out} "
                f"in {seconds:.1f} s ({report.samples / max(seconds, 1e-9):,.0f} samples/s)")
@@ -932,7 +947,8 @@ def bench(
 ) -> None:
     """Images/s of each stage on this machine (median of >= 5 repeats after warm-up, min-max), next to
     the naive per-image loop (one process and one per core) and, on a GPU, each stage's physical
-    ceiling, all measured in this run; appends a JSON record to --out."""
+    ceiling, all measured in this run; appends a JSON record to --out (a --quick run with the default
+    --out keeps it in benchmarks/scratch/quick-results, which git ignores: quick runs are checks, not history)."""
     checkout = str(Path(__file__).resolve().parent)
     if checkout not in sys.path:  # the suite lives beside cli.py in the checkout (e.g. an editable install's `fgbg`)
         sys.path.insert(0, checkout)
@@ -956,19 +972,14 @@ def bench(
             typer.echo(f"{len(history)} records -> benchmarks/RESULTS.md, {chart.relative_to(root)}")
             return
         record = _bench_run(quick, stages, device.value, scratch, quiet)
-        path = records.write(record, out)
+        path = records.write(record, records.record_folder(out, quick))  # --quick: not into the history
     except FgbgError as e:
         raise _fail(str(e)) from None
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
 
-    table = Table(title=f"fgbg bench ({'quick' if quick else 'full'} sizes): {reports.describe_machine(record)}")
-    for header in reports.HEADERS:
-        table.add_column(header, justify="left" if header in ("stage", "device", "notes") else "right")
-    for row in reports.table_rows(record):
-        table.add_row(*row)
-    console = Console(width=max(Console().width, 150))
-    console.print(table)
+    width = shutil.get_terminal_size((150, 24)).columns  # COLUMNS, else the terminal, else 150 (a log)
+    title = f"fgbg bench ({'quick' if quick else 'full'} sizes): {reports.describe_machine(record)}"
+    typer.echo(reports.render_table(record, title, width), nl=False)
     ceilings = ", ".join(f"{k.removesuffix('_GBps')} {v:.2f} GB/s" for k, v in record["ceilings"].items())
     load = record["machine"].get("load_average_start")
     busy = f"; load average {load:.1f} on {record['machine']['cores']} cores" if load is not None else ""

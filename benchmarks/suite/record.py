@@ -137,6 +137,20 @@ def read(path: str | Path) -> dict[str, Any]:
         raise BenchRecordError(f"{path}: {e}") from None
 
 
+#: where ``bench`` keeps its records unless ``--out`` says otherwise: the committed history
+DEFAULT_FOLDER = Path("benchmarks/results")
+#: where ``bench --quick`` keeps them instead (git-ignored: a quick run is a check, not history)
+QUICK_FOLDER = Path("benchmarks/scratch/quick-results")
+
+
+def record_folder(out: str | Path, quick: bool) -> Path:
+    """The folder a run's record goes to: ``out``, except that a ``--quick`` run with the
+    default ``out`` goes to :data:`QUICK_FOLDER`, so quick checks stay out of the
+    committed history (another ``--out`` keeps them there instead)."""
+    out = Path(out)
+    return QUICK_FOLDER if quick and out == DEFAULT_FOLDER else out
+
+
 def write(doc: dict[str, Any], folder: str | Path) -> Path:
     """Validate ``doc`` and write it as a new file in ``folder``; returns its path.
 

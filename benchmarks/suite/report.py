@@ -46,6 +46,31 @@ def table_rows(record: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def render_table(record: dict[str, Any], title: str, width: int) -> str:
+    """The run's table (:func:`table_rows`) drawn by rich at most ``width`` columns wide
+    (cells wrap to fit: ``COLUMNS=80`` gives an 80-column table), as plain text."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from rich import box
+
+    rows = table_rows(record)
+    narrow = width < 150  # a simpler frame and no empty columns, so the figures keep their room
+    keep = [i for i in range(len(HEADERS)) if not narrow or i < 4 or any(r[i].strip() for r in rows)]
+    table = Table(title=title, box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD, pad_edge=not narrow)
+    for i in keep:
+        header = HEADERS[i]
+        table.add_column(header, justify="left" if header in ("stage", "device", "notes") else "right",
+                         overflow="fold", no_wrap=header == "stage")
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    console = Console(width=width, file=io.StringIO(), color_system=None, force_terminal=False)
+    console.print(table)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
 def describe_machine(record: dict[str, Any]) -> str:
     """One line: CPU, cores, GPU and driver."""
     m = record["machine"]

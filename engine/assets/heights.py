@@ -4,14 +4,15 @@ A foreground's height comes from, first match wins:
 
 1. ``--object-heights`` naming the file (its recorded name, ``trucks/tanker.png``,
    or that name without its extension, ``trucks/tanker``);
-2. ``--object-heights`` naming its category (its sub-folder of ``--fg``, ``trucks``);
+2. ``--object-heights`` naming its category (its folder path below ``--fg``, ``trucks``,
+   or ``vehicles/trucks`` for ``--fg/vehicles/trucks/tanker.png``: :func:`category_of`);
 3. the same two in :data:`HEIGHTS_FILE` at the top of ``--fg`` (file, then category);
 4. ``--object-height``.
 
 So the command line overrides the folder's file, and within each a file's
-entry overrides its folder's. A bare key (no ``/``) that is both a category
-and the stem of a file at the top of ``--fg`` means the category (name the
-file with its extension). Built-in foregrounds are named ``builtin:car/00001``;
+entry overrides its folder's. A key that is both a category and a file's
+name without extension (``trucks`` for ``trucks.png`` and ``trucks/``) means
+the category (name the file with its extension). Built-in foregrounds are named ``builtin:car/00001``;
 ``car/00001`` names one of them too.
 """
 
@@ -118,7 +119,7 @@ def _match(entries: Entries, names: Sequence[str], source: str) -> tuple[list[fl
     per_category: list[float | None] = [None] * len(names)
     unknown = []
     for key, metres in entries:
-        if "/" not in key and key in known_categories:  # a bare key is a category first
+        if key in known_categories:  # a category first (a/b: the folder fg/a/b/), as export names it
             for i, c in enumerate(categories):
                 if c == key:
                     per_category[i] = metres
@@ -131,7 +132,8 @@ def _match(entries: Entries, names: Sequence[str], source: str) -> tuple[list[fl
         shown = ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
         raise ConfigError(f"{source}: no foreground or category named {', '.join(sorted(unknown))} "
                           f"(categories: {', '.join(sorted(known_categories))}; foregrounds: {shown}; "
-                          "a category is a sub-folder of --fg, a foreground its path below --fg)")
+                          "a category is the folder path below --fg, a/b for --fg/a/b/x.png; "
+                          "a foreground its path below --fg)")
     return per_file, per_category
 
 

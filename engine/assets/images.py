@@ -157,9 +157,57 @@ def read_image(path: Path, max_pixels: int) -> tuple[Image.Image, str]:
     return image, digest
 
 
+#: Pillow modes of more than 8 bits per sample, and the range of values their type holds
+HIGH_BIT_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": None, "F": None}
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """An image of more than 8 bits per sample brought to 8 bits by its real range
+    (Pillow's own ``convert`` clips at 255, which turns a mid-grey 16-bit image white).
+
+    The real range is the range its values are meant to span, not the values it
+    happens to hold, so brightness stays comparable between images and a dark
+    image stays dark:
+
+    - 16-bit integers (modes ``I;16``, ``I;16L``, ``I;16B``; 16-bit PNG and TIFF):
+      ``0..65535`` → ``0..255`` (value × 255 / 65535, rounded), as viewers show them.
+    - 32-bit integers (mode ``I``): ``0..65535`` likewise when every value lies
+      there (a 16-bit file Pillow widened); else the image's own min..max.
+    - 32-bit floats (mode ``F``): ``0..1`` → ``0..255`` when every finite value lies
+      in ``[0, 1]`` (the float convention); else the image's own min..max.
+      NaN and infinities become 0.
+
+    16-bit RGB(A) PNGs reach us already as 8-bit ``RGB``/``RGBA`` (Pillow keeps
+    each sample's high byte, the same scaling), so they, and every 8-bit mode,
+    are returned as they are.
+
+    Args:
+        image: any Pillow image.
+
+    Returns:
+        The image itself, or an ``L`` (8-bit grayscale) image of the same size.
+    """
+    if image.mode not in HIGH_BIT_MODES:
+        return image
+    values = np.asarray(image).astype(np.float64)  # (h, w)
+    finite = np.isfinite(values)
+    values = np.where(finite, values, 0.0)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    top = HIGH_BIT_MODES[image.mode]
+    if top is not None or (image.mode == "I" and lo >= 0 and hi <= 65535):
+        low, span = 0.0, 65535.0
+    elif image.mode == "F" and lo >= 0 and hi <= 1:
+        low, span = 0.0, 1.0
+    else:
+        low, span = lo, max(hi - lo, 1e-12)
+    scaled = np.clip(np.floor((values - low) * (255.0 / span) + 0.5), 0, 255).astype(np.uint8)
+    return Image.fromarray(scaled, "L")
+
+
 def fit_background(image: Image.Image, height: int, width: int) -> np.ndarray:
-    """Centre-crop to the output aspect and resize: ``(height, width, 3) uint8``."""
-    rgb = image.convert("RGB")
+    """Centre-crop to the output aspect and resize: ``(height, width, 3) uint8``
+    (high-bit-depth images first brought to 8 bits by :func:`to_8bit`)."""
+    rgb = to_8bit(image).convert("RGB")
     fitted = ImageOps.fit(rgb, (width, height), method=Image.Resampling.LANCZOS)
     return np.asarray(fitted, dtype=np.uint8).copy()
 
@@ -227,19 +275,59 @@ def load_backgrounds(
 
     good, bad = _load_all(files, load, on_bad_input)
     if not good:
-        raise InputError(folder, f"no usable backgrounds ({len(bad)} bad files skipped)")
+        raise InputError(folder, f"no usable backgrounds: {describe_bad(bad)}")
     images = np.stack([g[0] for g in good])  # type: ignore[index]
-    return images, [g[1] for g in good], bad  # type: ignore[index]
+    records = [g[1] for g in good]  # type: ignore[index]
+    warning = upscale_warning(records, height, width)
+    if warning:
+        log.warning(warning)
+    return images, records, bad
+
+
+#: a background enlarged more than this many times is worth a warning (it will look blurred)
+MAX_UPSCALE = 4.0
+
+
+def upscale_warning(records: Sequence[InputFile], height: int, width: int, limit: float = MAX_UPSCALE) -> str | None:
+    """A line naming the backgrounds :func:`fit_background` enlarges more than ``limit`` times
+    (a 1x1 image to 224x224: 224 times), else ``None``."""
+    enlarged = []
+    for r in records:
+        if r.size is None:
+            continue
+        w0, h0 = r.size
+        factor = max(width / w0, height / h0)  # the crop to the output aspect keeps the smaller side whole
+        if factor > limit:
+            enlarged.append((factor, f"{r.name} ({w0}x{h0}, {factor:.0f}x)"))
+    if not enlarged:
+        return None
+    enlarged.sort(reverse=True)
+    shown = ", ".join(text for _, text in enlarged[:5])
+    shown += f", and {len(enlarged) - 5} more" if len(enlarged) > 5 else ""
+    return (f"{len(enlarged)} background(s) enlarged more than {limit:g}x to {width}x{height}, so they will look "
+            f"blurred: {shown}; use larger images or a smaller --size")
+
+
+def describe_bad(bad: Sequence[BadInput], most: int = 10) -> str:
+    """``"every file is bad: a.png (not an image ...); b.png (...)"``, the first ``most`` of them."""
+    if not bad:
+        return "the folder holds none"
+    shown = "; ".join(f"{Path(b.path).name} ({b.reason})" for b in bad[:most])
+    more = f"; and {len(bad) - most} more" if len(bad) > most else ""
+    return f"all {len(bad)} files are bad (--on-bad-input skip): {shown}{more}"
 
 
 def category_of(name: str) -> str:
-    """A foreground's category: the folder it sits in, from its recorded name.
+    """A foreground's category: the folder path it sits in below ``--fg``, from its recorded name.
 
     ``"builtin:car/00001"`` → ``"car"``; ``"sedans/a.png"`` → ``"sedans"``;
+    ``"vehicles/sedans/a.png"`` → ``"vehicles/sedans"`` (the whole path below
+    ``--fg``, not its last folder, so ``a/x`` and ``b/x`` stay apart);
     ``"a.png"`` (a file at the top of ``--fg``) → ``"object"``.
     """
     parts = name.split(":", 1)[-1].replace("\\", "/").split("/")
-    return parts[-2] if len(parts) > 1 and parts[-2] else "object"
+    folder = "/".join(p for p in parts[:-1] if p)
+    return folder or "object"
 
 
 def _relative_stem(path: Path, folder: Path) -> str:
@@ -271,7 +359,8 @@ def load_foregrounds(
     A foreground's alpha is its mask from ``mask_folder`` (same file stem, in
     the same sub-folder) when one exists there, else its own alpha channel;
     having neither is an error. Its recorded name is its path relative to
-    ``folder`` (``a.png``, ``sedans/b.png``): the sub-folder is its category.
+    ``folder`` (``a.png``, ``sedans/b.png``): its folder path below ``folder`` is its
+    category (:func:`category_of`: ``fg/a/b/cat.png`` → ``a/b``).
     The heights file at its top (:data:`HEIGHTS_FILE`) is not a foreground.
 
     Returns:
@@ -293,12 +382,12 @@ def load_foregrounds(
                     f"mask is {mask.size[0]}x{mask.size[1]} but its image {path.name} is "
                     f"{image.size[0]}x{image.size[1]}",
                 )
-            rgba = np.asarray(image.convert("RGB"), dtype=np.uint8)
-            alpha = np.asarray(mask.convert("L"), dtype=np.uint8)
+            rgba = np.asarray(to_8bit(image).convert("RGB"), dtype=np.uint8)
+            alpha = np.asarray(to_8bit(mask).convert("L"), dtype=np.uint8)
             rgba = np.concatenate([rgba, alpha[..., None]], axis=2)
             record = InputFile(name, digest, mask_path.relative_to(mask_folder).as_posix(), mask_digest)
         elif "A" in image.getbands() or "transparency" in image.info:
-            rgba = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+            rgba = np.asarray(to_8bit(image).convert("RGBA"), dtype=np.uint8)
         else:
             hint = " and no mask in --fg-masks" if mask_folder is not None else " (give --fg-masks)"
             raise InputError(path, f"foreground has no alpha channel{hint}")
@@ -308,7 +397,7 @@ def load_foregrounds(
 
     good, bad = _load_all(files, load, on_bad_input)
     if not good:
-        raise InputError(folder, f"no usable foregrounds ({len(bad)} bad files skipped)")
+        raise InputError(folder, f"no usable foregrounds: {describe_bad(bad)}")
     return [g[0] for g in good], [g[1] for g in good], bad  # type: ignore[index]
 
 
@@ -461,7 +550,7 @@ def load_depth_maps(
 
     good, bad = _load_all(list(enumerate(bg_files)), load, on_bad_input)
     if not good:
-        raise InputError(folder, f"no usable depth maps ({len(bad)} bad)")
+        raise InputError(folder, f"no usable depth maps: {describe_bad(bad)}")
     maps = np.stack([g[1] for g in good])  # type: ignore[index]
     return maps, [g[2] for g in good], [g[0] for g in good], bad  # type: ignore[index]
 

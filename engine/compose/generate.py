@@ -126,6 +126,19 @@ def load_assets(config: GenerateConfig) -> AssetSet:
     return assets
 
 
+def _preflight(config: GenerateConfig, plan: SamplePlan, device: str, writer_threads: int, force: bool) -> None:
+    """Warn (logging) about what the run will cost and what the plan cannot give;
+    refuse a CPU run that would not fit in memory (:mod:`engine.compose.preflight`)."""
+    from engine.compose.preflight import check_memory, scale_range_warning, time_estimate
+
+    lines = [scale_range_warning(plan), time_estimate(config, plan.n_samples, device)]
+    if device != "cuda":  # the GPU path sizes its batches in flight itself (choose_slots)
+        lines.append(check_memory(config, plan.n_samples, config.shard_size, writer_threads, force=force))
+    for line in lines:
+        if line:
+            log.warning(line)
+
+
 def generate(
     config: GenerateConfig,
     out: str | Path,
@@ -157,11 +170,19 @@ def generate(
     ranks = ranks or Ranks()
     where = locate(out)
     out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
+    if ranks.leader and device != "cuda":  # before the assets are drawn or read (slow at large sizes)
+        from engine.compose.preflight import check_memory, known_samples
+
+        known = known_samples(config)
+        if known is not None:
+            check_memory(config, known, config.shard_size, run.writer_threads or 2, force=run.force)
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
     writer_threads = choose_writer_threads(run, device, compressor, hw)
     plan = plan_for(config, assets, depth)
+    if ranks.leader:  # before anything is written: a refusal leaves no store behind
+        _preflight(config, plan, device, writer_threads, run.force)
     joins = ranks.shared and ranks.world > ranks.group_size  # --shard: other jobs may have made the store
     if ranks.leader and (not out.exists() or run.overwrite or run.resume or joins):
         space = plan_space(out, config, plan.n_samples, run.force, run.resume or joins)  # raises when too small

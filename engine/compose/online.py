@@ -133,8 +133,12 @@ class OnlineSamples:
         """
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        val_bgs = held_out_backgrounds(self.n_backgrounds, val_fraction, seed)
         bg = self.bg_index(np.arange(self.n_samples, dtype=np.int64))
+        try:  # drawn among the backgrounds the plan's samples hold, as for a store (engine.splits)
+            val_bgs = splits.held_out_among(bg, val_fraction, seed)
+        except ValueError:
+            raise ConfigError("the plan: " + splits.too_few_backgrounds(
+                self.n_samples, int(self.plan.n_fg), len(np.unique(bg)))) from None
         in_val = np.isin(bg, val_bgs)
         keep = in_val if split == "val" else ~in_val if split == "train" else np.ones(len(bg), bool)
         index = np.flatnonzero(keep)

@@ -137,7 +137,8 @@ def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def validation_backgrounds(n_backgrounds: int, fraction: float, seed: int) -> np.ndarray:
-    """Sorted backgrounds held out for validation (:func:`engine.splits.held_out_backgrounds`)."""
+    """Sorted backgrounds held out for validation when the samples hold every one of
+    ``n_backgrounds`` (:func:`engine.splits.held_out_backgrounds`)."""
     from engine.splits import held_out_backgrounds
 
     if n_backgrounds < 2:
@@ -198,15 +199,22 @@ def check_complete(path: str | Path, allow_incomplete: bool) -> str | None:
     return f"{path}: incomplete store: using {part}"
 
 
-def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(path: str | Path, split: str, val_fraction: float, seed: int,
+                  val_backgrounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sample indices of ``split`` (``train``, ``val`` or ``all``) among completed shards.
+
+    The held-out backgrounds are drawn among those the completed samples hold
+    (:func:`engine.splits.held_out_among`), unless ``val_backgrounds`` gives them
+    (a checkpoint's record: evaluate and ``train --resume`` keep the split trained with).
 
     Returns:
         ``(indices, validation backgrounds)``.
 
     Raises:
-        StoreError: unknown or empty split.
+        StoreError: unknown or empty split (saying what to change).
     """
+    from engine.splits import held_out_among, too_few_backgrounds
+
     if split not in SPLITS:
         raise StoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     group, attrs = open_training_store(path)
@@ -215,13 +223,24 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) 
     for k in attrs["progress"]["shards_done"]:
         done[k * lay["shard_size"] : (k + 1) * lay["shard_size"]] = True
     bg = group["meta/bg_index"][:]
-    n_bg = len(attrs["inputs"]["backgrounds"])
-    val_bgs = validation_backgrounds(n_bg, val_fraction, seed)
+    if not done.any():
+        raise StoreError(f"{path}: the {split} split is empty: the store has no completed samples yet "
+                         "(finish it with generate --resume)")
+    if val_backgrounds is None:
+        try:
+            val_bgs = held_out_among(bg[done], val_fraction, seed)
+        except ValueError:
+            advice = too_few_backgrounds(int(done.sum()), len(attrs["inputs"]["foregrounds"]),
+                                         len(np.unique(bg[done])))
+            raise StoreError(f"{path}: no {split} split: {advice}") from None
+    else:
+        val_bgs = np.sort(np.asarray(val_backgrounds, dtype=np.int64))
     in_val = np.isin(bg, val_bgs)
     keep = done & (in_val if split == "val" else ~in_val if split == "train" else True)
     index = np.flatnonzero(keep)
     if len(index) == 0:
-        raise StoreError(f"{path}: the {split} split is empty (completed samples: {int(done.sum())})")
+        raise StoreError(f"{path}: the {split} split is empty (completed samples: {int(done.sum())}; held-out "
+                         f"backgrounds {val_bgs.tolist()}): is this the store the checkpoint was trained on?")
     return index, val_bgs
 
 

@@ -259,7 +259,9 @@ def evaluate_checkpoint(checkpoint_path: str | Path, data: str | Path, split: st
         raise ConfigError("--stream is for --loader torch (the DALI loader always reads batch by batch)")
     if batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch}")
-    index, _ = split_indices(data, split, train_config["val_fraction"], train_config["split_seed"])
+    # the split trained with (recorded by train), even if the store has grown since
+    index, _ = split_indices(data, split, train_config["val_fraction"], train_config["split_seed"],
+                             ckpt.get("val_backgrounds"))
     size = (mc.height, mc.width)
     arrays = load_split(data, index, size, mc.output_size, stream_images=stream, with_images=loader == "torch")
     model = load_model(ckpt, device)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engine.distributed import Ranks
-from engine.errors import ConfigError
+from engine.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from engine.learn.online_feed import SampleSource
@@ -199,6 +200,39 @@ def stage_files(out: str | Path, stage: str) -> list[Path]:
     return [Path(out) / name.format(stage=stage) for name in STAGE_FILES]
 
 
+def check_run_folder(out: str | Path) -> None:
+    """Refuse, before any work, a run folder that cannot be made or written: its
+    nearest existing ancestor must be a writable folder (a read-only file system
+    or a file in the way would otherwise fail at the first checkpoint).
+
+    Raises:
+        ConfigError: a file where the folder or one of its parents should be.
+        StoreError: that ancestor is not writable.
+    """
+    out = Path(out)
+    here = out
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if not here.is_dir():
+        raise ConfigError(f"--out {out}: {here} is a file, not a folder; choose another --out")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise StoreError(f"--out {out}: cannot write in {here} (read-only file system or no permission); "
+                         "choose another --out")
+
+
+def make_run_folder(out: str | Path) -> None:
+    """Create the run folder (once the inputs are accepted).
+
+    Raises:
+        StoreError: it cannot be created.
+    """
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"--out {out}: cannot create the run folder ({e.strerror or e}); "
+                         "choose another --out") from None
+
+
 def check_earlier_run(config: TrainConfig, resume: bool, overwrite: bool) -> list[Path]:
     """Refuse to replace an earlier run of this stage unless asked to.
 
@@ -270,11 +304,11 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     ranks = ranks or Ranks()
     check_ranks(config, ranks)
     to_remove = check_earlier_run(config, resume, overwrite)
+    if ranks.leader:
+        check_run_folder(config.out)
     device = pick_device(config.device)
     dtype = autocast_dtype(config.precision, device)
     out = Path(config.out)
-    if ranks.leader:  # rank 0 alone writes the run folder
-        out.mkdir(parents=True, exist_ok=True)
     ckpt_path = config.checkpoint_path()
     torch.manual_seed(config.seed)
 
@@ -305,8 +339,10 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     model = model.to(device).to(memory_format=torch.channels_last)
 
     # -- data: held-out backgrounds, resized into memory (images streamed with --stream) ------
-    train_index, val_bgs = split_indices(config.data, "train", config.val_fraction, config.split_seed)
-    val_index, _ = split_indices(config.data, "val", config.val_fraction, config.split_seed)
+    # held-out backgrounds among those the completed samples hold; a resumed run keeps its recorded ones
+    recorded = None if resumed is None else resumed.get("val_backgrounds")
+    train_index, val_bgs = split_indices(config.data, "train", config.val_fraction, config.split_seed, recorded)
+    val_index, _ = split_indices(config.data, "val", config.val_fraction, config.split_seed, val_bgs)
     incomplete = check_complete(config.data, allow_incomplete)
     if incomplete:
         log.warning(incomplete)
@@ -398,7 +434,9 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         })
         _write_log(log_path, history)
 
-    # -- the loop (data and model are ready: only now replace an earlier run) ----------
+    # -- the loop (data and model are ready: only now make the run folder, and replace an earlier run) --
+    if ranks.leader:  # rank 0 alone writes the run folder; a refused run leaves no empty one behind
+        make_run_folder(out)
     for path in to_remove if ranks.leader else ():
         path.unlink(missing_ok=True)
         log.info("removed %s (--overwrite)", path)

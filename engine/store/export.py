@@ -12,9 +12,12 @@ Labels follow from the store's arrays:
   has one (``--objects-per-image``), each instance with its own foreground
   (``meta/objects/fg_index``); otherwise its union mask is one instance, the
   sample's foreground;
-- a category per foreground folder: ``builtin:car/00001`` → ``car``,
-  ``sedans/a.png`` → ``sedans``; files at the top of the foreground folder are
-  ``object``;
+- a category per foreground folder, its path below ``--fg``: ``builtin:car/00001``
+  → ``car``, ``sedans/a.png`` → ``sedans``, ``vehicles/sedans/a.png`` →
+  ``vehicles/sedans``; files at the top of the foreground folder are ``object``;
+- COCO ``file_name`` is relative to the images folder (``00000012.png``, the
+  file ``<out>/images/00000012.png``), as pycocotools-based tools join
+  ``img_dir/file_name``: give them ``<out>/images`` as the image folder;
 - boxes and areas are those of the *visible* pixels; an instance with none is
   left out;
 - depth as 16-bit PNG in KITTI's convention: ``uint16 = round(metres · 256)``,
@@ -249,12 +252,13 @@ class StoreSamples:
         if not selected.any():
             raise StoreError(f"{self.root}: no finished shard to export")
         if split != "all":
-            from engine.splits import held_out_backgrounds
+            from engine.splits import held_out_among, too_few_backgrounds
 
-            try:
-                held = held_out_backgrounds(len(self.attrs["inputs"]["backgrounds"]), val_fraction, split_seed)
-            except ValueError as e:
-                raise StoreError(f"{self.root}: {e}") from None
+            try:  # among the backgrounds the finished samples hold: train's rule (engine.splits)
+                held = held_out_among(bg[selected], val_fraction, split_seed)
+            except ValueError:
+                raise StoreError(f"{self.root}: no {split} split: " + too_few_backgrounds(
+                    int(selected.sum()), len(self.fg_names), len(np.unique(bg[selected])))) from None
             in_val = np.isin(bg, held)
             selected &= in_val if split == "val" else ~in_val
         self.indices = np.flatnonzero(selected)
@@ -407,6 +411,32 @@ def export_store(config: ExportConfig, overwrite: bool = False, threads: int | N
     total = len(samples)
     if progress:
         progress(0, total)
+    try:
+        instances, files, done = _export_blocks(samples, config, out, image_dir, coco, categories, threads, progress)
+    except BaseException:  # Ctrl-C or an error: no .partial JSON left behind
+        if coco is not None:
+            coco.abort()
+        raise
+    if coco is not None:
+        coco.close()
+        files += 1
+    return ExportReport(out=out, samples=done, instances=instances, files=files)
+
+
+def count_instances(block: SampleBlock, row: int) -> int:
+    """Visible instances of sample ``row`` of ``block``: ids in its ``instances`` map,
+    else 1 when its mask has a pixel (as COCO counts them)."""
+    if block.instances is not None:
+        ids = block.instances[row]
+        return int(np.unique(ids[ids > 0]).size)
+    return int(bool(block.masks[row].any()))
+
+
+def _export_blocks(samples: StoreSamples, config: ExportConfig, out: Path, image_dir: Path, coco: CocoWriter | None,
+                   categories: list[int], threads: int | None, progress: Progress | None) -> tuple[int, int, int]:
+    """Write every selected sample; returns ``(instances, files, samples)``."""
+    done = instances = files = 0
+    total = len(samples)
     with ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="fgbg-export") as pool:
         for block in samples.blocks():
             stems = [f"{index:08d}" for index in block.indices.tolist()]
@@ -425,9 +455,11 @@ def export_store(config: ExportConfig, overwrite: bool = False, threads: int | N
             for row, (stem, job) in enumerate(zip(stems, images)):
                 ext, data = job.result()
                 _write(image_dir / f"{stem}.{ext}", data)
-                if coco is not None:
+                if coco is None:
+                    instances += count_instances(block, row)
+                else:
                     index = int(block.indices[row])
-                    coco.image(index, f"images/{stem}.{ext}", samples.width, samples.height)
+                    coco.image(index, f"{stem}.{ext}", samples.width, samples.height)  # relative to images/
                     for fg, mask in samples.instances_of(block, row):
                         box = visible_box(mask)
                         if box is None:  # fully occluded or outside the image: no annotation
@@ -440,10 +472,7 @@ def export_store(config: ExportConfig, overwrite: bool = False, threads: int | N
             done += len(stems)
             if progress:
                 progress(done, total)
-    if coco is not None:
-        coco.close()
-        files += 1
-    return ExportReport(out=out, samples=done, instances=instances, files=files)
+    return instances, files, done
 
 
 class CocoWriter:
@@ -474,6 +503,13 @@ class CocoWriter:
         self.a.write(("," if self.n_annotations > 1 else "") + "\n" + json.dumps(
             {"id": self.n_annotations, "image_id": image_id, "category_id": category_id, "bbox": box,
              "area": area, "segmentation": rle, "iscrowd": 0}))
+
+    def abort(self) -> None:
+        """Close and delete the partial files (an interrupted export)."""
+        for f in (self.a, self.f):
+            f.close()
+        for path in (self.side, self.partial):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.a.close()

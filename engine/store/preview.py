@@ -30,6 +30,24 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return np.floor(rgb + 0.5).astype(np.uint8)
 
 
+def check_sheet_path(path: str | Path) -> None:
+    """Refuse, before any work, an output file whose extension names no image format
+    Pillow writes (``p4``, ``sheet.xyz``): the extension chooses the format.
+
+    Raises:
+        ConfigError: no or an unknown extension.
+    """
+    from engine.errors import ConfigError
+
+    Image.init()
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        what = "has no extension" if not suffix else f"has the extension {suffix}, which names no image format"
+        raise ConfigError(f"--out {path} {what}: the extension chooses the format, e.g. "
+                          f"--out {Path(path).with_suffix('.png')} (or .jpg, .webp)")
+
+
 UNKNOWN_RGB = (48, 48, 48)
 
 

@@ -22,7 +22,7 @@ def test_precedence_file_over_folder_over_default() -> None:
 
 
 def test_names_without_their_extension_and_top_level_files() -> None:
-    metres = resolve_heights(NAMES, 1.5, command_line=(("trucks/tanker", 3.6), ("a", 0.5), ("heavy", 4.0)))
+    metres = resolve_heights(NAMES, 1.5, command_line=(("trucks/tanker", 3.6), ("a", 0.5), ("trucks/heavy", 4.0)))
     np.testing.assert_array_equal(metres, [0.5, 3.6, 1.5, 1.5, 4.0])
     builtin = ["builtin:car/00000", "builtin:car/00001"]
     np.testing.assert_array_equal(resolve_heights(builtin, 1.5, (("car/00001", 1.2),)), [1.5, 1.2])
@@ -45,7 +45,7 @@ def test_command_line_wins_over_the_heights_file() -> None:
 
 def test_unknown_names_are_listed_with_what_exists() -> None:
     with pytest.raises(ConfigError, match=r"--object-heights: no foreground or category named bikes, trucks/x\.png "
-                                          r"\(categories: heavy, object, people, trucks; foregrounds: a\.png"):
+                                          r"\(categories: object, people, trucks, trucks/heavy; foregrounds: a\.png"):
         resolve_heights(NAMES, 1.5, command_line=(("trucks/x.png", 1.0), ("bikes", 1.0)))
     with pytest.raises(ConfigError, match=r"^fg/heights\.csv: no foreground or category named nope"):
         resolve_heights(NAMES, 1.5, from_file=(("nope", 1.0),), file_source="fg/heights.csv")

@@ -185,3 +185,88 @@ def test_foreground_sub_folders_are_categories(folders: tuple[Path, Path], tmp_p
     assert files[2].mask == "people/car1.png" and files[0].mask is None
     assert fgs[2].shape == (25, 40, 4) and fgs[3].shape == (25, 60, 4)
     assert [category_of(f.name) for f in files] == ["object", "object", "people", "vans"]
+
+
+# -- high bit depth: converted by the type's range, not clipped at 255 ---------------------------
+
+
+def png_rgb16(path: Path, rgb: np.ndarray) -> Path:
+    """Write ``(h, w, 3) uint16`` as a 16-bit RGB PNG (Pillow cannot write one)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    h, w = rgb.shape[:2]
+    raw = b"".join(b"\x00" + rgb[r].astype(">u2").tobytes() for r in range(h))
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png16", "tiff16", "tiff16b", "int32", "float01"])
+def test_high_bit_depth_backgrounds_keep_their_brightness(tmp_path: Path, kind: str) -> None:
+    grey = np.full((20, 20), 0.5)  # mid-grey in every encoding
+    if kind == "png16":
+        Image.fromarray((grey * 65535).astype(np.uint16)).save(tmp_path / "a.png")
+    elif kind == "tiff16":
+        Image.fromarray((grey * 65535).astype(np.uint16)).save(tmp_path / "a.tif")
+    elif kind == "tiff16b":
+        Image.fromarray((grey * 65535).astype(">u2")).save(tmp_path / "a.tif")
+    elif kind == "int32":
+        Image.fromarray((grey * 65535).astype(np.int32)).save(tmp_path / "a.tif")
+    else:
+        Image.fromarray(grey.astype(np.float32)).save(tmp_path / "a.tif")
+    images, _, _ = load_backgrounds(tmp_path, 16, 16, 10**6)
+    assert abs(float(images.mean()) - 127.5) <= 1.0, images.mean()  # was 255 (I;16) or 0 (F): clipped
+
+
+def test_high_bit_depth_uses_the_type_range_not_the_image_range(tmp_path: Path) -> None:
+    dark = np.full((20, 20), 4096, np.uint16)  # a dark 16-bit image stays dark (not stretched to white)
+    dark[0, 0] = 8192
+    Image.fromarray(dark).save(tmp_path / "a.png")
+    images, _, _ = load_backgrounds(tmp_path, 20, 20, 10**6)
+    assert abs(float(np.median(images)) - 4096 * 255 / 65535) <= 1.0
+
+
+def test_float_images_outside_0_1_use_their_own_range(tmp_path: Path) -> None:
+    ramp = np.tile(np.linspace(-3.0, 7.0, 20, dtype=np.float32), (20, 1))
+    Image.fromarray(ramp).save(tmp_path / "a.tif")
+    images, _, _ = load_backgrounds(tmp_path, 20, 20, 10**6)
+    assert images[..., 0].min() <= 2 and images[..., 0].max() >= 253
+
+
+def test_rgb16_png_backgrounds_keep_their_brightness(tmp_path: Path) -> None:
+    png_rgb16(tmp_path / "a.png", np.full((20, 20, 3), 32768, np.uint16))
+    images, _, _ = load_backgrounds(tmp_path, 16, 16, 10**6)
+    assert abs(float(images.mean()) - 128) <= 1.0
+
+
+def test_high_bit_depth_foregrounds_and_masks(tmp_path: Path) -> None:
+    fg, masks = tmp_path / "fg", tmp_path / "m"
+    fg.mkdir()
+    masks.mkdir()
+    Image.fromarray(np.full((20, 20), 32768, np.uint16)).save(fg / "a.png")  # 16-bit grey object
+    mask = np.zeros((20, 20), np.uint16)
+    mask[5:15, 5:15] = 65535
+    Image.fromarray(mask).save(masks / "a.png")  # 16-bit mask: 65535 is opaque
+    images, _, _ = load_foregrounds(fg, masks, 64, 64, 10**6)
+    assert images[0].shape[:2] == (10, 10)
+    assert abs(float(images[0][..., :3].mean()) - 127.5) <= 1.0 and (images[0][..., 3] == 255).all()
+
+
+def test_a_tiny_background_is_upscaled_with_a_warning(tmp_path: Path, caplog) -> None:
+    save(tmp_path / "dot.png", np.full((1, 1, 3), 90, np.uint8))
+    save(tmp_path / "fine.png", np.full((64, 64, 3), 90, np.uint8))
+    with caplog.at_level("WARNING"):
+        images, _, _ = load_backgrounds(tmp_path, 32, 32, 10**6)
+    assert images.shape == (2, 32, 32, 3)
+    assert "1 background(s) enlarged more than 4x" in caplog.text and "dot.png (1x1, 32x)" in caplog.text
+    assert "fine.png" not in caplog.text
+
+
+def test_every_bad_foreground_is_listed_under_skip(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    save(tmp_path / "b.png", np.zeros((8, 8, 3), np.uint8))  # no alpha, no mask
+    with pytest.raises(InputError, match=r"no usable foregrounds: all 2 files are bad.*a\.png \(not an image.*"
+                                         r"b\.png \(foreground has no alpha"):
+        load_foregrounds(tmp_path, None, 32, 32, 10**6, on_bad_input="skip")

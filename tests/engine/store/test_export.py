@@ -83,7 +83,8 @@ def test_depth_png16():
 
 
 @pytest.mark.parametrize("name, category", [("builtin:car/00001", "car"), ("sedans/a.png", "sedans"),
-                                            ("a.png", "object"), ("x\\vans\\b.png", "vans")])
+                                            ("a.png", "object"), ("x\\vans\\b.png", "x/vans"),
+                                            ("a/b/cat.png", "a/b")])
 def test_category_of(name: str, category: str):
     assert category_of(name) == category
 
@@ -110,7 +111,7 @@ def test_coco_export_matches_the_store(stores: dict[str, Path], tmp_path: Path):
     assert [c["name"] for c in doc["categories"]] == ["car"]
     assert [im["id"] for im in doc["images"]] == list(range(48))
     for entry in doc["images"]:
-        png = np.asarray(Image.open(tmp_path / "coco" / entry["file_name"]))
+        png = np.asarray(Image.open(tmp_path / "coco" / "images" / entry["file_name"]))
         np.testing.assert_array_equal(png, images[entry["id"]])  # lossless store → lossless PNG
         assert (entry["width"], entry["height"]) == (48, 32)
     by_image = {a["image_id"]: a for a in doc["annotations"]}
