@@ -315,7 +315,7 @@ def _setup_logging(verbose: bool) -> None:
 def generate(
     out: Annotated[str, typer.Option("--out", "-o", help="Output Zarr store: a folder, or an fsspec URL (s3://, gs://, memory://, file://; built in --work-dir and copied there file by file).", rich_help_panel=PANEL_STORE)],
     bg: Annotated[Path | None, typer.Option(help="Folder of background images (any size/mode). Omit --bg and --fg to use the built-in street scenes and cars.", rich_help_panel=PANEL_INPUT)] = None,
-    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks; its sub-folders are categories (COCO export, --object-heights).", rich_help_panel=PANEL_INPUT)] = None,
+    fg: Annotated[Path | None, typer.Option(help="Folder of foregrounds: RGBA PNGs, or RGB images with --fg-masks; a foreground's category is its folder path below --fg (fg/a/b/cat.png -> a/b; files at the top: object), used by the COCO export and --object-heights.", rich_help_panel=PANEL_INPUT)] = None,
     fg_masks: Annotated[Path | None, typer.Option(help="Folder of masks named like the foregrounds (same file stem).", rich_help_panel=PANEL_INPUT)] = None,
     size: Annotated[int, typer.Option(help="Output height and width in pixels (square); see --width.", rich_help_panel=PANEL_LAYOUT)] = 224,
     width: Annotated[int | None, typer.Option(help="Output width if not square.", rich_help_panel=PANEL_LAYOUT)] = None,
@@ -325,7 +325,7 @@ def generate(
     scale_max: Annotated[float, typer.Option(help="Largest foreground height as a fraction of image height.", rich_help_panel=PANEL_LAYOUT)] = 0.6,
     placement: Annotated[Placement, typer.Option(help="perspective: pixel height = focal x --object-height / ground depth where the foreground stands (with --height-jitter), standing rows limited to those giving a height within --scale-min/--scale-max; uniform: scale and position drawn independently (the original dataset); auto: perspective where the backgrounds have a ground model (built-in scenes, or --horizon), else uniform.", rich_help_panel=PANEL_LAYOUT)] = Placement.auto,
     object_height: Annotated[float, typer.Option(help="Real height of the foregrounds in metres, for --placement perspective (1.5: a car).", rich_help_panel=PANEL_LAYOUT)] = 1.5,
-    object_heights: Annotated[str | None, typer.Option(help="Heights per category or file instead, NAME=METRES,... (e.g. car=1.5,person=1.75,trucks/tanker.png=3.6); a category is a sub-folder of --fg (the built-in cars: car), a file its path below --fg (extension optional). A file's entry wins over its category's; these win over a heights.csv (NAME,METRES lines) at the top of --fg.", rich_help_panel=PANEL_LAYOUT)] = None,
+    object_heights: Annotated[str | None, typer.Option(help="Heights per category or file instead, NAME=METRES,... (e.g. car=1.5,person=1.75,trucks/tanker.png=3.6); a category is a folder path below --fg, e.g. a/b (the built-in cars: car), a file its path below --fg (extension optional). A file's entry wins over its category's; these win over a heights.csv (NAME,METRES lines) at the top of --fg.", rich_help_panel=PANEL_LAYOUT)] = None,
     height_jitter: Annotated[float, typer.Option(help="Relative spread of --object-height per placement: height x (1 +/- jitter).", rich_help_panel=PANEL_LAYOUT)] = 0.1,
     objects_per_image: Annotated[tuple[int, int], typer.Option(help="MIN MAX objects per image, drawn per sample; object 0 is the grid's foreground, extra ones draw foreground, flip and placement by the same --placement rule. Composited far to near by depth. MAX > 1 adds the 'instances' map and per-object meta (boxes, visible pixels).", rich_help_panel=PANEL_LAYOUT)] = (1, 1),
     max_overlap: Annotated[float, typer.Option(help="With several objects: most an extra object's box may overlap another's, as a fraction of the smaller box (re-drawn up to 8 times, else left out).", rich_help_panel=PANEL_LAYOUT)] = 0.5,
@@ -371,7 +371,7 @@ def generate(
     max_pixels: Annotated[int, typer.Option(help="Refuse input images with more pixels than this (decompression bombs).", rich_help_panel=PANEL_INPUT)] = 64_000_000,
     on_bad_input: Annotated[OnBad, typer.Option(help="error: stop at the first bad file; skip: leave bad files out and list them.", rich_help_panel=PANEL_INPUT)] = OnBad.error,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store at --out.", rich_help_panel=PANEL_RUNS)] = False,
-    force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space.", rich_help_panel=PANEL_RUNS)] = False,
+    force: Annotated[bool, typer.Option("--force", help="Start even when the estimated size exceeds the free disk space, or the estimated memory the available memory.", rich_help_panel=PANEL_RUNS)] = False,
     resume: Annotated[bool, typer.Option(help="Complete an interrupted store at --out (same options), or start it.", rich_help_panel=PANEL_RUNS)] = False,
     device: Annotated[Device, typer.Option(help="Where to composite: auto (CUDA when a GPU is present, and says which it chose), cpu, or cuda (an error without a GPU). Both write the same bytes.", rich_help_panel=PANEL_PERFORMANCE)] = Device.auto,
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor; hybrid splits them between the CPU and the GPU in the proportion of its defaults).", rich_help_panel=PANEL_PERFORMANCE)] = None,
@@ -899,7 +899,7 @@ class ImageFormat(str, Enum):
 
 @app.command(cls=_PanelledCommand, short_help="Write a store as COCO instances or plain image/mask/depth folders.")
 def export(
-    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention), plus instances/ (16-bit PNG ids) and alpha/ (8-bit PNG soft alpha) when the store has them.")],
+    kind: Annotated[ExportKind, typer.Argument(help="coco: <out>/annotations.json (COCO instances: visible boxes, areas, compressed RLE masks, a category per foreground folder; file_name relative to <out>/images) and <out>/images/; folders: <out>/images/, masks/ (PNG, 0/255), depth/ (16-bit PNG, metres x 256, 0 = unknown: KITTI's convention), plus instances/ (16-bit PNG ids) and alpha/ (8-bit PNG soft alpha) when the store has them.")],
     store: Annotated[Path, typer.Argument(help="A store written by generate (its finished shards are exported).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (must be new or empty, or an earlier export with --overwrite).", rich_help_panel=PANEL_OUTPUT)],
     image_format: Annotated[ImageFormat, typer.Option(help="auto: a JPEG store's own bytes, not re-encoded, and PNG for lossless images; png; jpeg (encoded here at --jpeg-quality, 4:4:4).", rich_help_panel=PANEL_OUTPUT)] = ImageFormat.auto,
@@ -939,7 +939,7 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes: the whole run in about a minute on 2 CPU cores (compare quick runs only with quick runs).")] = False,
     stages: Annotated[str | None, typer.Option(help="Comma-separated stages or families (e.g. composite,loader); default: all (docs/performance.md lists them).")] = None,
     device: Annotated[Device, typer.Option(help="Devices to measure: auto (the CPU, and CUDA where a GPU works), cpu, or cuda.")] = "auto",
-    out: Annotated[Path, typer.Option(help="Folder of the JSON records (the history).")] = Path("benchmarks/results"),
+    out: Annotated[Path, typer.Option(help="Folder of the JSON records (the history; a --quick run with this default goes to benchmarks/scratch/quick-results).")] = Path("benchmarks/results"),
     report: Annotated[bool, typer.Option("--report", help="Run nothing: rebuild benchmarks/RESULTS.md's generated section and the chart (docs/bench.png) from the records in --out.")] = False,
     compare: Annotated[list[str] | None, typer.Option(metavar="REV_OR_JSON", help="Run nothing: each stage's ratio between two records, each a JSON file or a git revision (its latest record). Give it twice (old, then new), or once to compare with the newest record.")] = None,
     scratch: Annotated[Path, typer.Option(help="Scratch folder for the stores the run writes (emptied at the end).")] = Path("benchmarks/scratch/bench"),
