@@ -127,21 +127,25 @@ STAGES: tuple[Stage, ...] = (
              needs=USER_LOADER_SCRIPT, fills="images/s of a user's own loader feeding fgbg's training"),
     )),
     Stage("sweeps", "codecs, JPEG encoders, overhead options, blend modes, scenes: as time allows", (
-        Step("bench_gpu_sweeps", 40, "{py} benchmarks/bench_gpu.py --part sweeps --budget-s 25 --batch-sizes 1024,4096 "
+        Step("bench_gpu_sweeps", 38, "{py} benchmarks/bench_gpu.py --part sweeps --budget-s 24 --batch-sizes 1024,4096 "
              "--compared-samples 50000 --cpu-samples 20000 --jsonl {dir}/stages.jsonl --results-dir {dir}",
-             fills="kernel per batch size; one shard's stages; JPEG encoders (fgbg, nvJPEG, nvImageCodec, "
-                   "auto's pick); nvCOMP and its piece-size sweep; generate with --compressor cpu; CPU generate"),
-        Step("loader_overheads", 20, _LOADER + " --sections overheads --samples 8000 --steps 50 --overhead-steps 50 "
-             "--repeats 1 --no-compile", fills="(g): fused SGD, CUDA graphs, batch 128/256"),
-        Step("blend_modes", 20, "{py} benchmarks/bench_blend.py --device cuda --results-dir {dir}", needs="kornia",
-             fills="images/s per blend mode on the GPU"),
-        Step("objects", 15, "{py} benchmarks/bench_objects.py --device cuda --variants '1 1,1 3,3 3' "
+             fills="kernel per batch size; one shard's stages (host tables, D2H, statistics on the GPU); JPEG "
+                   "encoders (fgbg, nvJPEG, nvImageCodec, streams; auto's pick confirmed or not); nvCOMP and its "
+                   "piece-size sweep; generate with --compressor cpu (projected to 400k); CPU generate"),
+        Step("loader_overheads", 18, _LOADER + " --sections overheads --samples 8000 --steps 50 --overhead-steps 50 "
+             "--repeats 1 --no-compile", fills="(g): default vs fused SGD, CUDA graphs, batch 128/256"),
+        Step("blend_modes", 16, "{py} benchmarks/bench_blend.py --device cuda --results-dir {dir}", needs="kornia",
+             fills="images/s per blend mode on the GPU (batches of 2,048 at 224 px)"),
+        Step("objects", 14, "{py} benchmarks/bench_objects.py --device cuda --variants '1 1,1 3,3 3' "
              "--truncations 0,0.5 --samples 4096 --shard-size 1024 --repeats 1 --results-dir {dir}",
-             fills="generate's writing phase with several objects and truncation"),
+             fills="generate's writing phase with 1 1 / 1 3 / 3 3 objects per image, truncation 0 and 0.5"),
+        Step("objects_online", 10, "{py} benchmarks/bench_objects.py --online --device cuda --variants '1 1,1 3,3 3' "
+             "--batch 256 --reads 4 --samples 4096 --repeats 1 --results-dir {dir}",
+             fills="online reads (train --source online) with several objects"),
         Step("batch_assembly", 10, "{py} benchmarks/bench_data.py --results-dir {dir}",
              fills="batch assembly on the GPU"),
-        Step("cli_bench_quick", 15, "{py} cli.py bench --quick --device cuda --out {dir} --scratch {work}/bench -q",
-             fills="cli.py bench's CUDA stages (quick sizes)"),
+        Step("cli_bench_quick", 14, "{py} cli.py bench --quick --device cuda --out {dir} --scratch {work}/bench -q",
+             fills="cli.py bench's CUDA stages and ceilings (quick sizes: compare with quick runs only)"),
     )),
 )
 
