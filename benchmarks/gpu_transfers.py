@@ -65,7 +65,7 @@ def main() -> int:
           f"({sizes['transfer1'] / MIB:.1f} MiB) = {(sizes['checkout'] + sizes['transfer1']) / MIB:.1f} MiB")
     for p in sorted(first.iterdir()):
         print(f"    {p.stat().st_size / MIB:6.1f} MiB  {p.name}")
-    print(f"transfer 2: {second} ({sizes['transfer2'] / MIB:.1f} MiB)")
+    print(f"transfer 2: {second.relative_to(ROOT) if second.is_relative_to(ROOT) else second} ({sizes['transfer2'] / MIB:.1f} MiB)")
     for p in sorted(second.iterdir()):
         print(f"    {p.stat().st_size / MIB:6.1f} MiB  {p.name}")
     if sizes["checkout"] + sizes["transfer1"] > TRANSFER_MIB * MIB or sizes["transfer2"] > TRANSFER_MIB * MIB:

@@ -1,13 +1,13 @@
 """Rewrite a wheel without the files a Python 3.12 x86-64 machine never loads.
 
-The GPU machine's carry limit is 64 MiB a call; nvCOMP and nvImageCodec ship
-one extension per Python version, command-line tools and headers, which take
-most of their size (DALI too, but its libraries alone are over 64 MiB: `make
-gpu-wheels-dali` also splits it). Dropped files are removed from RECORD too, so pip installs
-the rest as usual.
+What reaches a GPU machine travels in transfers of at most 60 MiB (`make
+gpu-wheels`); nvCOMP, nvImageCodec and DALI ship one extension per Python
+version, command-line tools, headers and CUDA code for every GPU generation,
+which take most of their size. Dropped files are removed from RECORD (changed
+ones get new hashes), so pip installs the rest as usual.
 
     python benchmarks/trim_wheel.py WHEEL [WHEEL ...]
-    python benchmarks/trim_wheel.py --keep-sm 90 --xz WHEEL   # DALI for one H100/H200 in one transfer
+    python benchmarks/trim_wheel.py --keep-sm 90 --xz WHEEL   # DALI for an H100/H200, as WHEEL.xz
 
 ``--keep-sm 90``: blank the CUDA code of every other GPU architecture in the
 wheel's shared libraries (DALI's fat binaries carry SASS for sm_75 to sm_120
