@@ -61,11 +61,14 @@ def main() -> int:
         if len(data) > room:
             (second / f"{xz.name}.part-2").write_bytes(data[room:])
     sizes = {"checkout": checkout_bytes(), "transfer1": folder_bytes(first), "transfer2": folder_bytes(second)}
-    print(f"transfer 1: the checkout ({sizes['checkout'] / MIB:.1f} MiB) + {first.relative_to(ROOT) if first.is_relative_to(ROOT) else first} "
+    def shown(folder: Path) -> Path:
+        return folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
+
+    print(f"transfer 1: the checkout ({sizes['checkout'] / MIB:.1f} MiB) + {shown(first)} "
           f"({sizes['transfer1'] / MIB:.1f} MiB) = {(sizes['checkout'] + sizes['transfer1']) / MIB:.1f} MiB")
     for p in sorted(first.iterdir()):
         print(f"    {p.stat().st_size / MIB:6.1f} MiB  {p.name}")
-    print(f"transfer 2: {second.relative_to(ROOT) if second.is_relative_to(ROOT) else second} ({sizes['transfer2'] / MIB:.1f} MiB)")
+    print(f"transfer 2: {shown(second)} ({sizes['transfer2'] / MIB:.1f} MiB)")
     for p in sorted(second.iterdir()):
         print(f"    {p.stat().st_size / MIB:6.1f} MiB  {p.name}")
     if sizes["checkout"] + sizes["transfer1"] > TRANSFER_MIB * MIB or sizes["transfer2"] > TRANSFER_MIB * MIB:
