@@ -3,10 +3,12 @@ real compiler (NVVM), without a GPU or a driver. Run by
 ``tests/kernels/test_cuda_compile.py`` in a subprocess, because the test suite
 switches Numba's CUDA simulator on and the simulator compiles nothing.
 
-    NUMBA_ENABLE_CUDASIM=0 python tests/kernels/compile_cuda_kernels.py [--cc 9.0] [--module FILE ...]
+    NUMBA_ENABLE_CUDASIM=0 python tests/kernels/compile_cuda_kernels.py [--cc 9.0] [--module FILE ...] [--resources]
 
 Prints one JSON line per kernel: ``{"kernel": "module:name", "ok": bool,
-"error": str | None, "ptx_bytes": int}``, and ``{"kernel": ..., "ok": false,
+"error": str | None, "ptx_bytes": int}`` (with ``--resources``, also
+``"resources": {"registers", "stack_bytes", "spill_store_bytes",
+"spill_load_bytes"}`` from nvJitLink's log), and ``{"kernel": ..., "ok": false,
 "error": "no launch arguments listed ..."}`` for a kernel that
 :data:`LAUNCH_ARGS` does not list. ``--module FILE``: compile the kernels of
 that file too (their arguments from its own ``LAUNCH_ARGS``).
@@ -20,6 +22,7 @@ import importlib.util
 import json
 import os
 import pkgutil
+import re
 import sys
 import types
 from pathlib import Path
@@ -137,13 +140,42 @@ def load_file(path: Path) -> types.ModuleType:
     return module
 
 
-def compile_one(kernel: Any, args: tuple[Any, ...], cc: tuple[int, int]) -> dict[str, Any]:
+def resources(ptx: str, cc: tuple[int, int]) -> dict[str, int]:
+    """Registers, stack and spills of the kernel in ``ptx``, from nvJitLink's
+    ``ptxas`` log when it links the PTX to SASS for ``cc`` (no GPU needed)."""
+    from cuda.bindings import nvjitlink
+
+    handle = nvjitlink.create(2, [f"-arch=sm_{cc[0]}{cc[1]}", "-verbose"])
+    try:
+        data = ptx.encode()
+        nvjitlink.add_data(handle, nvjitlink.InputType.PTX, data, len(data), "kernel")
+        nvjitlink.complete(handle)
+        log = bytearray(nvjitlink.get_info_log_size(handle))
+        nvjitlink.get_info_log(handle, log)
+    finally:
+        nvjitlink.destroy(handle)
+    text = log.decode(errors="replace")
+    found = {}
+    for key, pattern in (("registers", r"Used (\d+) registers"), ("stack_bytes", r"(\d+) bytes stack frame"),
+                         ("spill_store_bytes", r"(\d+) bytes spill stores"),
+                         ("spill_load_bytes", r"(\d+) bytes spill loads")):
+        match = re.search(pattern, text)
+        if match:
+            found[key] = int(match.group(1))
+    return found
+
+
+def compile_one(kernel: Any, args: tuple[Any, ...], cc: tuple[int, int], with_resources: bool = False,
+                ) -> dict[str, Any]:
     signature = tuple(numba.typeof(a) for a in args)
     try:
         ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
     except Exception as exc:  # noqa: BLE001 - the compiler's message is the result
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "ptx_bytes": 0}
-    return {"ok": True, "error": None, "ptx_bytes": len(ptx)}
+    result: dict[str, Any] = {"ok": True, "error": None, "ptx_bytes": len(ptx)}
+    if with_resources:
+        result["resources"] = resources(ptx, cc)
+    return result
 
 
 def main() -> None:
@@ -151,6 +183,8 @@ def main() -> None:
     ap.add_argument("--cc", default="9.0", help="compute capability to compile for (default 9.0: H100/H200)")
     ap.add_argument("--module", type=Path, action="append", default=[], help="also compile this file's kernels")
     ap.add_argument("--only-modules", action="store_true", help="compile the --module files' kernels alone")
+    ap.add_argument("--resources", action="store_true",
+                    help="also link each kernel's PTX with nvJitLink: registers, stack and spills per kernel")
     args = ap.parse_args()
     cc = tuple(int(x) for x in args.cc.split("."))
     pretend_device(cc)
@@ -166,7 +200,7 @@ def main() -> None:
             result = {"ok": False, "error": f"no launch arguments listed for {name}: add them to LAUNCH_ARGS",
                       "ptx_bytes": 0}
         else:
-            result = compile_one(kernel, make_args(), cc)
+            result = compile_one(kernel, make_args(), cc, args.resources)
         print(json.dumps({"kernel": name, **result}), flush=True)
 
 

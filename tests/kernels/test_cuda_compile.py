@@ -4,7 +4,8 @@
 The rest of the suite runs the kernels under Numba's CUDA simulator, which
 executes them with Python semantics: a kernel the compiler rejects passes
 there. Here the compiler runs (NVVM from ``cuda-toolkit[nvvm]``, the test
-extras), in a subprocess because the simulator is on in this one; the broken
+extras), in a subprocess because the simulator is on in this one, then linked
+to SASS by nvJitLink (registers, stack, spills per kernel); the broken
 copies in ``broken_cuda_kernels.py`` show that it catches what the simulator
 lets through.
 """
@@ -29,7 +30,7 @@ def compiled() -> dict[str, dict]:
     """``module:kernel`` → its compile result, for the project's kernels and the broken copies (one subprocess)."""
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
     run = subprocess.run(
-        [sys.executable, str(HERE / "compile_cuda_kernels.py"), "--cc", "9.0", "--module", str(BROKEN)],
+        [sys.executable, str(HERE / "compile_cuda_kernels.py"), "--cc", "9.0", "--resources", "--module", str(BROKEN)],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert run.returncode == 0, f"the compile check crashed (pip install -e '.[test]'?):\n{run.stderr[-3000:]}"
@@ -45,6 +46,10 @@ def test_every_project_kernel_compiles_for_sm90(compiled: dict[str, dict]) -> No
     failed = {k: r["error"] for k, r in ours.items() if not r["ok"]}
     assert not failed, "\n\n".join(f"{k}:\n{e}" for k, e in failed.items())
     assert all(r["ptx_bytes"] > 1000 for r in ours.values())
+    # linked to sm_90 SASS by nvJitLink too: what each kernel costs in registers, stack and spills
+    used = {k: r["resources"] for k, r in ours.items()}
+    assert all(0 < r["registers"] <= 255 for r in used.values()), used
+    assert used["kernels.jpeg_cuda:_code_cuda"]["stack_bytes"] >= 4 * (192 + 64 + 64)  # its local arrays
 
 
 def test_broken_kernels_fail_with_the_compilers_message(compiled: dict[str, dict]) -> None:
