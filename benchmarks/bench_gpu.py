@@ -3,8 +3,8 @@
     python benchmarks/bench_gpu.py                                  # on a machine with a CUDA GPU
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --smoke   # code-path check, tiny sizes
 
-Measured, all in one run on one machine (``bash benchmarks/gpu_session.sh``
-runs it after the GPU tests):
+Measured, all in one run on one machine (``bash benchmarks/gpu_check.sh``
+runs it in two parts, ``--part headline`` and ``--part sweeps``):
 
 - the ceilings: device-to-device copy bandwidth (read + write bytes / s),
   pinned device-to-host bandwidth, and a plain sequential write (fsync'd) to
