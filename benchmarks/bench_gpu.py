@@ -3,8 +3,8 @@
     python benchmarks/bench_gpu.py                                  # on a machine with a CUDA GPU
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --smoke   # code-path check, tiny sizes
 
-Measured, all in one run on one machine (``bash benchmarks/gpu_session.sh``
-runs it after the GPU tests):
+Measured, all in one run on one machine (``bash benchmarks/gpu_check.sh``
+runs it in two parts, ``--part headline`` and ``--part sweeps``):
 
 - the ceilings: device-to-device copy bandwidth (read + write bytes / s),
   pinned device-to-host bandwidth, and a plain sequential write (fsync'd) to
@@ -40,12 +40,17 @@ runs it after the GPU tests):
 The last lines are a table of the issue's targets, each met or not. A stage
 that fails records its error and the run goes on; a stage that would start
 after ``--budget-s`` seconds is skipped (and says so), so the run ends in time.
-Results: stdout and ``<results-dir>/gpu.json``.
+Results: stdout and ``<results-dir>/gpu.json``; with ``--jsonl FILE`` also one
+JSON line per stage as it ends (a run cut short keeps what it measured).
+``--part headline`` (the ceilings, the naive loop, ``generate`` 400k lossless
+and JPEG) and ``--part sweeps`` (the rest) split the run in two for
+``bash benchmarks/gpu_check.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -82,9 +87,10 @@ def seconds(fn, repeats: int = 5, sync=None) -> float:
 class Run:
     """Records each stage's result (or its error), and skips stages past the time budget."""
 
-    def __init__(self, budget_s: float) -> None:
+    def __init__(self, budget_s: float, jsonl: Path | None = None) -> None:
         self.t0 = time.perf_counter()
         self.budget_s = budget_s
+        self.jsonl = jsonl
         self.results: dict[str, Any] = {}
 
     def stage(self, name: str, fn) -> Any:
@@ -97,7 +103,15 @@ class Run:
                 value = {"error": f"{type(e).__name__}: {e}"}
         self.results[name] = value
         print(f"{name}: {value}", flush=True)
+        self.record(name, value)
         return value
+
+    def record(self, name: str, value: Any) -> None:
+        """Append ``name``'s result to ``--jsonl`` (one line, written at once)."""
+        if self.jsonl is not None:
+            line = json.dumps({"bench": "bench_gpu", "stage": name, "value": value}, default=str)
+            with open(self.jsonl, "a") as f:
+                f.write(line + "\n")
 
 
 def device_bandwidth(cuda, size: int) -> dict[str, float]:
@@ -437,9 +451,17 @@ def main() -> None:
                          "runs --samples (the targets), the others --compared-samples")
     ap.add_argument("--compared-samples", type=int, default=100_000,
                     help="samples of the other --compressors' runs (the full run projected)")
+    ap.add_argument("--jpeg-samples", type=int, default=None,
+                    help="JPEG end-to-end samples (default: what the fastest encoder writes in 45 s; the full run "
+                         "projected when fewer than --samples)")
+    ap.add_argument("--part", choices=["all", "headline", "sweeps"], default="all",
+                    help="headline: ceilings, naive loop, generate lossless (first --compressors) and JPEG; "
+                         "sweeps: the rest")
+    ap.add_argument("--jsonl", type=Path, default=None, help="also append one JSON line per stage to this file")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: check the code paths (e.g. on the simulator)")
     ap.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
+    headline, sweeps = args.part == "headline", args.part == "sweeps"
 
     from engine.compose.compositor_cuda import CudaCompositor, cuda_status, device_name
     from engine.compose.depth import make_depth_source
@@ -465,7 +487,7 @@ def main() -> None:
     # the writer threads `generate` runs on this machine with JPEG (CPU-compressed labels)
     gpu_writers = choose_writer_threads(RunOptions(), "cuda", "cpu", Hardware(cores=cores))
     SCRATCH.mkdir(parents=True, exist_ok=True)
-    run = Run(args.budget_s)
+    run = Run(args.budget_s, args.jsonl)
     r = run.results
     r.update({"device": device_name(), "simulated": simulated, "image_size": size, "cores": cores})
     print(f"device: {r['device']}, {cores} CPU cores", flush=True)
@@ -511,7 +533,7 @@ def main() -> None:
                              "fraction_of_copy_bw": b * per_sample_out / t / (floors["device_copy_GBps"] * 1e9)}
         return rates
 
-    kernel = run.stage("kernel", kernel_rates) if not args.e2e_only else {"skipped": "--e2e-only"}
+    kernel = run.stage("kernel", kernel_rates) if not (args.e2e_only or headline) else {"skipped": "--e2e-only"}
     rates = [v["images_per_s"] for v in kernel.values() if isinstance(v, dict) and "images_per_s" in v]
     floors["kernel_images_per_s"] = max(rates) if rates else 1.3e6  # 1.33M/s measured on an H200
 
@@ -559,7 +581,7 @@ def main() -> None:
         batch.release()
         return {"images_per_s": n / t}
 
-    if not args.e2e_only:
+    if not (args.e2e_only or headline):
         run.stage("host_tables", host_tables)
         run.stage("d2h_raw_shard", d2h_raw)
         run.stage("channel_stats", channel_stats)
@@ -567,17 +589,18 @@ def main() -> None:
         run.stage("nvcomp_zstd", lambda: nvcomp_stage(shard, config.samples_per_chunk, n, floors["device_copy_GBps"] * 1e9))
         run.stage("nvcomp_sweep", lambda: nvcomp_sweep(shard, config, cores, args.smoke))
     comp.free.put(slot)
-    if not args.e2e_only:
+    if not (args.e2e_only or headline):
         run.stage("cpu_compress_write_shard", cpu_compress_write)
 
     # -- baselines and end to end -----------------------------------------------------------
     base = {"builtin_backgrounds": assets_n, "builtin_foregrounds": assets_n, "height": size, "width": size}
     naive = run.stage("naive", lambda: naive_rates(GenerateConfig(**base), args.naive_samples, cores)) \
-        if not args.e2e_only else {"skipped": "--e2e-only"}
+        if not (args.e2e_only or sweeps) else {"skipped": "--e2e-only or --part sweeps"}
     startup = run.stage("startup_seconds", import_seconds) if not args.smoke else 0.0
     startup = startup if isinstance(startup, float) else 0.0
     # 45 s of JPEG writing at most (was 60): the time went to the lossless runs of both compressors
-    jpeg_samples = jpeg_sample_count(r.get("jpeg_encode"), args.samples, config.shard_size, seconds_allowed=45.0)
+    jpeg_samples = args.jpeg_samples or jpeg_sample_count(r.get("jpeg_encode"), args.samples, config.shard_size,
+                                                          seconds_allowed=45.0)
     compressors = args.compressors.split(",")
     e2e: dict[str, tuple[Any, str, str]] = {  # the first: the default run, the targets'; then the others, shorter
         "cuda_zstd" + ("" if i == 0 else f"_{c}"): (
@@ -586,6 +609,8 @@ def main() -> None:
     }
     e2e["cuda_jpeg"] = (GenerateConfig(**base, limit=jpeg_samples, image_codec="jpeg"), "cuda", "cpu")
     e2e["cpu_zstd"] = (GenerateConfig(**base, limit=args.cpu_samples), "cpu", "cpu")
+    if args.part != "all":  # the headline: the defaults' runs; the sweeps: the others
+        e2e = {k: v for k, v in e2e.items() if (k in ("cuda_zstd", "cuda_jpeg")) == headline}
     for name, (cfg, device, compressor) in e2e.items():
         first = r.get("generate_cuda_zstd")
         if name == "cuda_zstd_cpu" and isinstance(first, dict) and str(first.get("compressor")).startswith("cpu-"):
@@ -629,6 +654,7 @@ def main() -> None:
     ]
     r["targets"] = {name: {"value": value, "met": None if value is None else bool(ok(value))}
                     for name, value, ok in targets}
+    run.record("targets", r["targets"])
     path = save("gpu-smoke" if args.smoke else "gpu", r, args.results_dir)
     shutil.rmtree(SCRATCH, ignore_errors=True)
     print("\ntarget                                      value        met")

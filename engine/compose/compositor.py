@@ -52,7 +52,7 @@ def blend_spec(config: GenerateConfig) -> object | None:
     except ImportError as e:
         what = f"--blend {config.blend}" if config.blend != "alpha" else "--harmonize"
         raise ConfigError(f"{what} needs Kornia ({e}): pip install kornia; on a GPU machine without network, "
-                          "make gpu-wheels-kornia and benchmarks/gpu_setup.sh install it") from None
+                          "make gpu-wheels and benchmarks/gpu_setup.sh install it") from None
 
     return BlendSpec(
         mode=config.blend, harmonize=config.harmonize, feather_sigma=config.feather_sigma,

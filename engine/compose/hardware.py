@@ -101,7 +101,7 @@ def resolve_compressor(requested: str, device: str, config: GenerateConfig, hw: 
     8k + 2.9k ~ 11k images/s (~36 s for 400k), for a store about a quarter
     larger (the GPU's share of the shards, ~2x larger each): small next to the
     time saved (the disk wrote 19 GB in 15 s there). This sum is
-    **unmeasured** until ``bash benchmarks/gpu_session.sh`` runs
+    **unmeasured** until ``bash benchmarks/gpu_check.sh`` runs
     ``generate_cuda_zstd`` (auto) next to ``generate_cuda_zstd_cpu``; if
     hybrid loses, ``auto`` goes back to ``cpu``. JPEG stores stay on the CPU under
     ``auto``: there only masks and depth are compressed (highly compressible,
