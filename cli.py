@@ -260,7 +260,7 @@ def generate(
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor; hybrid splits them between the CPU and the GPU in the proportion of its defaults).")] = None,
     work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).")] = None,
     shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.")] = None,
-    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.")] = ResumeCheck.index,
+    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how the store is checked before what it holds is kept: index (each done shard's file and index; meta/ and assets/ files present) or full (every chunk's checksum and decoding, of every array, as verify does). Damaged shards and meta/assets arrays are written again; verify says which level its damage needs.")] = ResumeCheck.index,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
