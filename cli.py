@@ -509,8 +509,8 @@ def verify(
         raise _fail(str(e)) from None
     whole = len(shards.whole_names)
     files = shards.files_to_check()
-    took = (f"{files} files ({len(shards.done)} done shards x {len(shards.names)} arrays, "
-            f"and {whole} meta/assets arrays) in {time.perf_counter() - t0:.1f} s")
+    took = (f"{files} files ({len(shards.done)} done shards x {len(shards.names)} arrays, and "
+            f"{files - len(shards.done) * len(shards.names)} of {whole} meta/assets arrays) in {time.perf_counter() - t0:.1f} s")
     if shards.unchecksummed:
         typer.echo(f"{store}: written before chunk checksums ({len(shards.unchecksummed)} arrays without): "
                    "a flipped bit that still decodes cannot be seen")

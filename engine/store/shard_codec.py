@@ -171,7 +171,7 @@ def strip_checksum(raw: bytes) -> bytes:
         ValueError: the checksum does not match (the chunk's bytes changed).
     """
     if len(raw) < 4 or _crc32c(raw[:-4]) != raw[-4:]:
-        raise ValueError("chunk checksum mismatch (its bytes changed on disk)")
+        raise ValueError("checksum mismatch (its bytes changed on disk)")
     return raw[:-4]
 
 

@@ -395,7 +395,7 @@ class StoreShards:
             if fmt.inner is None:
                 return self._check_with_zarr(name, start, stop)
             reason = _check_chunk(fmt, path.read_bytes(), range(start, stop), decode_jpeg)
-            return None if reason is None else f"chunk {shard}: {reason}"
+            return reason
         n_chunks = -(-(stop - start) // fmt.chunk_samples)
         # an old store's whole arrays left out chunks of fill values only
         may_lack = name not in self.names and not fmt.checksum
