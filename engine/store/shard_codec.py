@@ -337,7 +337,8 @@ def _read_index(f: Any, path: Path, n_chunks: int) -> np.ndarray:
 def damaged_shard_error(store: str | Path, array: str, shard: int, start: int, stop: int, reason: str) -> StoreError:
     """The one-line error for a damaged shard file, naming what to run."""
     return StoreError(f"{store}: {array} shard {shard} (samples {start}-{stop - 1}) is damaged: {reason}; "
-                      f"see `cli.py verify {store}`, repair with `generate --resume --resume-check full` (same options)")
+                      f"see `cli.py verify {store}`, "
+                      "repair with `generate --resume --resume-check full` (same options)")
 
 
 def _decoder(level: int | None) -> Callable[[bytes], bytes]:

@@ -141,7 +141,8 @@ def _array_format(root: Path, name: str) -> _ArrayFormat:
     names = names[:-1] if checksum else names
     zstd_checksum = any(c["name"] == "zstd" and c.get("configuration", {}).get("checksum") for c in inner_codecs)
     inner = {("bytes",): "raw", ("bytes", "zstd"): "zstd", ("vlen-bytes",): "vlen"}.get(tuple(names))
-    little = all(c.get("configuration", {}).get("endian", "little") == "little" for c in inner_codecs if c["name"] == "bytes")
+    little = all(c.get("configuration", {}).get("endian", "little") == "little"
+                 for c in inner_codecs if c["name"] == "bytes")
     if zstd_checksum or not index_ok or not little:
         inner = None
     sample_bytes = 0
@@ -241,7 +242,8 @@ class StoreShards:
     def _object_offset(self) -> np.ndarray:
         import zarr
 
-        return self.guard("meta/object_offset", None, lambda: zarr.open_array(self.root / "meta" / "object_offset", mode="r")[:])
+        path = self.root / "meta" / "object_offset"
+        return self.guard("meta/object_offset", None, lambda: zarr.open_array(path, mode="r")[:])
 
     def sample_range(self, shard: int) -> tuple[int, int]:
         start = shard * self.shard_size
