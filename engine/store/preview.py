@@ -251,7 +251,7 @@ def instance_colours(ids: np.ndarray) -> np.ndarray:
 def _pick(group: object, ranges: list[tuple[int, int]], n: int, shards: StoreShards) -> np.ndarray:
     """Up to ``n`` completed samples covering every background and foreground
     (from ``meta/``), or evenly spread ones when the store has no ``meta/``."""
-    if "meta" not in group:  # type: ignore[operator]
+    if "meta/bg_index" not in shards.whole_names:  # a store without meta/ (the store records what it has)
         return pick_samples(ranges, n)
     done = np.concatenate([np.arange(a, b) for a, b in ranges]) if ranges else np.empty(0, np.int64)
     if len(done) == 0:

@@ -65,6 +65,8 @@ class Problem:
     items: str = "samples"
 
     def __str__(self) -> str:
+        if self.unit == "array":  # the array itself (its zarr.json) is gone
+            return f"{self.array}: {self.reason}"
         return f"{self.array} {self.unit} {self.shard} ({self.items} {self.start}-{self.stop - 1}): {self.reason}"
 
 

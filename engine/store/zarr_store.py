@@ -720,6 +720,10 @@ def _repair_whole(root: Path, attrs: dict[str, Any], sources: WholeSources, leve
                 shutil.rmtree(root / name, ignore_errors=True)
                 (root / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(scratch / name, root / name)
+                for group_dir in Path(name).parents[:-1]:  # groups lost with it (meta/, meta/objects/)
+                    if not (root / group_dir / "zarr.json").is_file():
+                        shutil.copyfile(scratch / group_dir / "zarr.json", root / group_dir / "zarr.json")
+                        _fsync(root / group_dir / "zarr.json")
                 for path in (root / name).rglob("*"):
                     if path.is_file():
                         _fsync(path)

@@ -242,3 +242,15 @@ def test_new_stores_say_they_carry_checksums(stores: dict[str, Path]) -> None:
     assert "every chunk carries a CRC32C" in result.output
     doc = json.loads(runner.invoke(app, ["info", str(stores["jpeg"]), "--json"]).output)
     assert doc["chunk_checksums"] is True
+
+
+def test_a_lost_meta_folder_is_damage_not_a_store_without_meta(stores: dict[str, Path], tmp_path: Path) -> None:
+    store = tmp_path / "nometa.zarr"
+    shutil.copytree(stores["jpeg"], store)
+    shutil.rmtree(store / "meta")
+    result = runner.invoke(app, ["verify", str(store), "--quiet"])
+    assert result.exit_code == 1 and "  meta/fg_index: zarr.json missing" in result.output, result.output
+    with pytest.raises(StoreError, match="meta/bg_index: zarr.json missing"):
+        contact_sheet(store, n=8)
+    generate(CONFIGS["jpeg"], store, RunOptions(resume=True, resume_check="full"))
+    assert tree(store) == tree(stores["jpeg"])
