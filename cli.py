@@ -13,7 +13,7 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand
@@ -377,7 +377,7 @@ def generate(
     writer_threads: Annotated[int | None, typer.Option(help="Shards compressed and written at once (default: chosen from the cores, GPU and compressor; hybrid splits them between the CPU and the GPU in the proportion of its defaults).", rich_help_panel=PANEL_PERFORMANCE)] = None,
     work_dir: Annotated[Path | None, typer.Option(help="With a URL --out: the local folder the store is built in before each file is copied (default ~/.cache/fgbg/work/<name>; kept for --resume, deleted once the URL holds the complete store).", rich_help_panel=PANEL_RUNS)] = None,
     shard: Annotated[str | None, typer.Option(help="Write only part i/n of the store (0-based), for SLURM array jobs or several machines: store shard k belongs to part k mod n. Jobs create the store or join it; the last to finish completes it. Under torchrun, RANK/WORLD_SIZE split the part further.", rich_help_panel=PANEL_RUNS)] = None,
-    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how shards already done are checked before they are kept: index (each file's index and checksum) or full (every chunk decoded, as verify does). Damaged ones are written again.", rich_help_panel=PANEL_RUNS)] = ResumeCheck.index,
+    resume_check: Annotated[ResumeCheck, typer.Option(help="With --resume: how the store is checked before what it holds is kept: index (each done shard's file and index; meta/ and assets/ files present) or full (every chunk's checksum and decoding, of every array, as verify does). Damaged shards and meta/assets arrays are written again; verify says which level its damage needs.", rich_help_panel=PANEL_RUNS)] = ResumeCheck.index,
     config: Annotated[Path | None, typer.Option("--config", metavar="FILE.toml", is_eager=True, expose_value=False, callback=_apply_config_file, help="Options from a TOML file of `option = value` lines named like these options (builtin-backgrounds = 20; dashes or underscores); options given on the command line win. info STORE --config FILE writes a store's options as such a file.", rich_help_panel=PANEL_RUNS)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel=PANEL_RUNS)] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.", rich_help_panel=PANEL_RUNS)] = False,
@@ -537,13 +537,18 @@ def info(
             "samples_done": s.samples_done, "shards_done": s.shards_done, "shards": lay["n_shards"],
             "bytes_on_disk": s.bytes_on_disk, "files": s.n_files,
             "damaged_shards": [{"array": p.array, "shard": p.shard, "reason": p.reason} for p in s.damaged],
+            "chunk_checksums": not _unchecksummed(s.arrays),
             "arrays": {k: {**v, "shape": list(v["shape"])} for k, v in s.arrays.items()},
             "attributes": a,
         }, indent=2))
         return
     state = "complete" if s.complete else f"INCOMPLETE ({s.shards_done}/{lay['n_shards']} shards, finish with generate --resume)"
-    if s.damaged:
-        state += f", but {len({p.shard for p in s.damaged})} shards missing/damaged: run `cli.py verify {s.path}`"
+    per_sample = {p.shard for p in s.damaged if p.items == "samples" and p.unit == "shard" and "/" not in p.array}
+    whole = sorted({p.array for p in s.damaged if "/" in p.array})
+    if per_sample:
+        state += f", but {len(per_sample)} shards missing/damaged: run `cli.py verify {s.path}`"
+    if whole:
+        state += f"{' and' if per_sample else ', but'} {', '.join(whole)} damaged: run `cli.py verify {s.path}`"
     cfg = a["config"]
     inputs = a["inputs"]
     source = "built-in procedural streets and cars" if cfg["bg_dir"] is None else f"{cfg['bg_dir']} + {cfg['fg_dir']}"
@@ -582,6 +587,17 @@ def info(
         typer.echo(f"  stats     mean {', '.join(f'{v:.1f}' for v in st['mean'])}, std "
                    f"{', '.join(f'{v:.1f}' for v in st['std'])} (RGB, 0-255, {st['samples']:,} samples)")
     typer.echo(f"  on disk   {_size(s.bytes_on_disk)} in {s.n_files} files")
+    old = _unchecksummed(s.arrays)
+    if old:
+        typer.echo(f"  checksums none: {len(old)} of {len(s.arrays)} arrays carry no chunk checksums (written before "
+                   "fgbg added them): verify cannot see a flipped bit that still decodes; regenerate to add them")
+    else:
+        typer.echo("  checksums every chunk carries a CRC32C (checked by every reader and by verify)")
+
+
+def _unchecksummed(arrays: dict[str, dict[str, Any]]) -> list[str]:
+    """Arrays whose chunks carry no ``crc32c`` (stores written before chunk checksums)."""
+    return [name for name, v in arrays.items() if "crc32c" not in v["codecs"]]
 
 
 def _write_run_config(attrs: dict, store: str, path: Path) -> None:
@@ -635,31 +651,45 @@ def verify(
 ) -> None:
     """Read every shard the store records as done: file present, index checksum, every chunk decodes.
 
-    Lists each damaged shard (array, shard, samples, reason). Exit code 0: clean;
-    1: damaged shards (repair: generate --resume with the same options); 2: not a store.
-    Chunks carry no checksum of their own, so a flipped bit that still decodes is not seen.
+    Every array is checked: the done shards of the per-sample arrays (images,
+    masks, depth, alpha, instances) and every file of meta/ and assets/ (the
+    per-object results where done shards wrote them). A missing file or chunk,
+    a chunk failing its CRC32C, or one that does not decode is damage.
+    Lists each damaged file (array, shard, samples, reason) and the command
+    that repairs it. Exit code 0: clean, or no finished shard yet (said so);
+    1: damage found; 2: not a store. Stores written before chunk checksums:
+    a flipped bit that still decodes is not seen (said so).
     """
     import time
 
-    from engine.store.verify import StoreShards
+    from engine.store.verify import StoreShards, repair_advice
 
     t0 = time.perf_counter()
     try:
         shards = StoreShards(store)
-        with _CountProgress(disabled=quiet, label="verify", unit="shards") as bar:
+        with _CountProgress(disabled=quiet, label="verify", unit="files") as bar:
             problems = shards.check("full", threads=threads, decode_jpeg=decode_jpeg, progress=bar.update)
     except FgbgError as e:
         raise _fail(str(e)) from None
-    files = len(shards.done) * len(shards.names)
-    took = f"{files} shard files ({len(shards.done)} done shards x {len(shards.names)} arrays) in {time.perf_counter() - t0:.1f} s"
+    whole = len(shards.whole_names)
+    files = shards.files_to_check()
+    took = (f"{files} files ({len(shards.done)} done shards x {len(shards.names)} arrays, and "
+            f"{files - len(shards.done) * len(shards.names)} of {whole} meta/assets arrays) in {time.perf_counter() - t0:.1f} s")
+    if shards.unchecksummed:
+        typer.echo(f"{store}: written before chunk checksums ({len(shards.unchecksummed)} arrays without): "
+                   "a flipped bit that still decodes cannot be seen")
     if not problems:
+        if not shards.done:
+            n_shards = shards.attrs["layout"]["n_shards"]
+            typer.echo(f"{store}: empty: 0 of {n_shards} shards finished, no samples to check "
+                       f"(checked {took}); write them with generate --resume (same options)")
+            return
         typer.echo(f"{store}: clean: checked {took}")
         return
     for p in problems:
         typer.echo(f"  {p}")
-    n = len({p.shard for p in problems})
-    typer.echo(f"{store}: DAMAGED: {len(problems)} of {took} are bad, in {n} shards; "
-               "rewrite them with generate --resume (same options)")
+    n = len({(p.array, p.shard) for p in problems})
+    typer.echo(f"{store}: DAMAGED: {n} of {took} are bad; repair with {repair_advice(shards, problems)}")
     raise typer.Exit(1)
 
 

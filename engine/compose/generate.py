@@ -46,7 +46,14 @@ from engine.errors import ConfigError, StoreError
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
 from engine.store.location import Mirror, StoreLocation, locate, remote_exists, working_folder
 from engine.store.stats import ChannelHistogram, finish_stats
-from engine.store.zarr_store import ZarrWriter, discard_old_store, input_records, plan_space, read_attrs
+from engine.store.zarr_store import (
+    WholeSources,
+    ZarrWriter,
+    discard_old_store,
+    input_records,
+    plan_space,
+    read_attrs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +200,8 @@ def generate(
     if ranks.shared:
         writer, resumed = open_shared(out, config, plan, assets, depth, run, ranks)
     elif run.resume and out.exists():
-        writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check)
+        sources = WholeSources(plan, assets, depth.background_depth)
+        writer = ZarrWriter.open_resume(out, config, input_records(assets, config), run.resume_check, sources=sources)
     if not ranks.shared:
         resumed = writer is not None
     if writer is None:

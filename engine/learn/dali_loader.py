@@ -348,10 +348,12 @@ def _image_reader(root: Path) -> tuple[Any, bool, tuple[int, int]]:
         codecs = meta.get("codecs", [])
         conf = codecs[0].get("configuration", {}) if codecs else {}
         inner = [c["name"] for c in conf.get("codecs", [])]
-        if codecs[:1] and codecs[0]["name"] == "sharding_indexed" and inner == ["vlen-bytes"] \
+        vlen = inner in (["vlen-bytes"], ["vlen-bytes", "crc32c"])  # crc32c: chunk checksums (newer stores)
+        if codecs[:1] and codecs[0]["name"] == "sharding_indexed" and vlen \
                 and conf.get("index_location", "end") == "end":
             shard = int(meta["chunk_grid"]["configuration"]["chunk_shape"][0])
-            return VlenShardReader(key, shard, int(conf["chunk_shape"][0]), array.shape[0], name, root), True, size
+            return VlenShardReader(key, shard, int(conf["chunk_shape"][0]), array.shape[0], name, root,
+                                   checksum=inner[-1] == "crc32c"), True, size
     else:
         spec = shard_spec(meta)
         if spec is not None:

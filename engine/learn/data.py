@@ -222,7 +222,9 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int,
     done = np.zeros(lay["n_samples"], bool)
     for k in attrs["progress"]["shards_done"]:
         done[k * lay["shard_size"] : (k + 1) * lay["shard_size"]] = True
-    bg = group["meta/bg_index"][:]
+    from engine.store.verify import StoreShards
+
+    bg = StoreShards(path, attrs).read_array("meta/bg_index")  # damage is an error, never zeros
     if not done.any():
         raise StoreError(f"{path}: the {split} split is empty: the store has no completed samples yet "
                          "(finish it with generate --resume)")
@@ -310,7 +312,7 @@ def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int],
     # one torch thread per worker: these small resizes run slower, not faster, with intra-op threads
     with single_threaded_torch(), ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="fgbg-load") as pool:
         list(pool.map(load, range(len(runs))))  # list(): re-raises a worker's error here
-    bg = group["meta/bg_index"][:][index].astype(np.int64)
+    bg = shards.read_array("meta/bg_index")[index].astype(np.int64)
     return SplitArrays(index=index, images=images, depth=depth, masks=masks, bg_index=bg)
 
 

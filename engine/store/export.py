@@ -235,16 +235,17 @@ class StoreSamples:
         self.chunk = int(self.arrays["depth"].chunks[0])
         self.fg_names = [f["name"] for f in self.attrs["inputs"]["foregrounds"]]
         meta = group["meta"]
-        bg = np.asarray(meta["bg_index"][:], dtype=np.int64)
-        self.fg_index = np.asarray(meta["fg_index"][:], dtype=np.int64)
+        read = self.shards.read_array  # a damaged meta array is an error, never zeros
+        bg = np.asarray(read("meta/bg_index"), dtype=np.int64)
+        self.fg_index = np.asarray(read("meta/fg_index"), dtype=np.int64)
         #: several objects per image: sample i's instance k is object object_offset[i] + k - 1
         self.object_offset: np.ndarray | None = None
         self.object_fg: np.ndarray | None = None
         if "instances" in self.arrays:
             if "object_offset" not in meta or "objects" not in meta:
                 raise StoreError(f"{self.root}: an 'instances' array without meta/object_offset and meta/objects")
-            self.object_offset = np.asarray(meta["object_offset"][:], dtype=np.int64)
-            self.object_fg = np.asarray(meta["objects"]["fg_index"][:], dtype=np.int64)
+            self.object_offset = np.asarray(read("meta/object_offset"), dtype=np.int64)
+            self.object_fg = np.asarray(read("meta/objects/fg_index"), dtype=np.int64)
         selected = np.zeros(len(bg), bool)
         for k in self.shards.done:
             start, stop = self.shards.sample_range(k)

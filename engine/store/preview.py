@@ -203,8 +203,8 @@ def contact_sheet(path: str | Path, n: int = 16, tile: int | None = None) -> Ima
     arrays = lay.get("data_arrays", ())
     n = min(n, sheet_capacity(th0, tw0, lay["height"] * lay["width"], 3 + ("instances" in arrays) + ("alpha" in arrays)))
     group = zarr.open_group(Path(path), mode="r")
-    index = _pick(group, sorted(ranges), n)
     shards = StoreShards(path, attrs)  # a done shard's missing or damaged file is an error, not black tiles
+    index = _pick(group, sorted(ranges), n, shards)
 
     def read(name: str) -> np.ndarray:
         return shards.guard(name, index // shard, lambda: group[name].get_orthogonal_selection((index,)))
@@ -266,15 +266,15 @@ def instance_colours(ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pick(group: object, ranges: list[tuple[int, int]], n: int) -> np.ndarray:
+def _pick(group: object, ranges: list[tuple[int, int]], n: int, shards: StoreShards) -> np.ndarray:
     """Up to ``n`` completed samples covering every background and foreground
     (from ``meta/``), or evenly spread ones when the store has no ``meta/``."""
-    if "meta" not in group:  # type: ignore[operator]
+    if "meta/bg_index" not in shards.whole_names:  # a store without meta/ (the store records what it has)
         return pick_samples(ranges, n)
     done = np.concatenate([np.arange(a, b) for a, b in ranges]) if ranges else np.empty(0, np.int64)
     if len(done) == 0:
         raise StoreError("the store has no completed samples yet")
-    meta = group["meta"]  # type: ignore[index]
-    bg = np.concatenate([meta["bg_index"][a:b] for a, b in ranges])
-    fg = np.concatenate([meta["fg_index"][a:b] for a, b in ranges])
+    bg_all, fg_all = shards.read_array("meta/bg_index"), shards.read_array("meta/fg_index")
+    bg = np.concatenate([bg_all[a:b] for a, b in ranges])
+    fg = np.concatenate([fg_all[a:b] for a, b in ranges])
     return pick_covering(done, bg, fg, n)

@@ -6,6 +6,10 @@ files itself for the arrays fgbg creates. The format is the Zarr v3 sharding
 codec with ``index_location = "end"``: the encoded inner chunks back to back,
 then an index of ``(offset, nbytes)`` uint64 pairs, one per inner chunk in C
 order (``2**64 - 1`` twice for an absent chunk), then the CRC32C of the index.
+Each inner chunk ends with its own CRC32C (Zarr v3's ``crc32c`` codec after
+the compressor; stores written before it have none), so a flipped byte inside
+compressed data is found by every reader: zarr-python, tensorstore and
+:class:`ShardReader` check it.
 Edge chunks are padded to the full chunk shape with the fill value, as zarr
 does. Tests check the bytes equal zarr-python's for the same data, and
 :func:`shard_spec` refuses any array whose codecs this does not implement.
@@ -40,12 +44,14 @@ class ShardSpec:
         chunk_samples: samples per inner chunk.
         zstd_level: Zstandard level of the inner chunks, or ``None`` for raw bytes.
         fill_value: value used to pad an edge chunk.
+        checksum: each encoded chunk ends with its CRC32C (little-endian uint32).
     """
 
     shard_samples: int
     chunk_samples: int
     zstd_level: int | None
     fill_value: Any
+    checksum: bool = False
 
 
 def shard_spec(metadata: dict[str, Any]) -> ShardSpec | None:
@@ -66,6 +72,8 @@ def shard_spec(metadata: dict[str, Any]) -> ShardSpec | None:
     if conf["index_codecs"][0].get("configuration", {}).get("endian", "little") != "little":
         return None
     inner = conf["codecs"]
+    checksum = bool(inner) and inner[-1]["name"] == "crc32c"
+    inner = inner[:-1] if checksum else inner
     if not inner or inner[0]["name"] != "bytes" or inner[0].get("configuration", {}).get("endian", "little") != "little":
         return None
     level: int | None = None
@@ -73,7 +81,7 @@ def shard_spec(metadata: dict[str, Any]) -> ShardSpec | None:
         level = int(inner[1]["configuration"]["level"])
     elif len(inner) != 1:
         return None
-    return ShardSpec(int(shard[0]), int(chunk[0]), level, metadata.get("fill_value", 0))
+    return ShardSpec(int(shard[0]), int(chunk[0]), level, metadata.get("fill_value", 0), checksum)
 
 
 def encode_shard(
@@ -110,12 +118,13 @@ def encode_shard(
 
 
 def assemble_shard(encoded: list[bytes], spec: ShardSpec) -> bytes:
-    """The shard file's bytes from its chunks, already encoded (compressed
-    elsewhere, e.g. on the GPU): the chunks back to back, then the index and
-    its CRC32C.
+    """The shard file's bytes from its chunks, already compressed (here or
+    elsewhere, e.g. on the GPU): the chunks back to back, each followed by its
+    CRC32C when ``spec.checksum``, then the index and its CRC32C. Every write
+    path (CPU zstd, nvCOMP, raw) goes through here, so all get the checksum.
 
     Args:
-        encoded: the shard's encoded chunks in order, ``1 ≤ len ≤ shard_samples / chunk_samples``
+        encoded: the shard's compressed chunks in order, ``1 ≤ len ≤ shard_samples / chunk_samples``
             (fewer only for the store's last shard); an edge chunk must have been
             padded to the full chunk shape before encoding, as zarr does.
         spec: the array's :class:`ShardSpec`.
@@ -123,10 +132,14 @@ def assemble_shard(encoded: list[bytes], spec: ShardSpec) -> bytes:
     per_shard = spec.shard_samples // spec.chunk_samples
     if not 1 <= len(encoded) <= per_shard:
         raise ValueError(f"a shard holds 1..{per_shard} chunks, got {len(encoded)}")
+    if spec.checksum:
+        encoded = [part for e in encoded for part in (e, _crc32c(e))]
+        sizes = np.array([len(e) + len(c) for e, c in zip(encoded[::2], encoded[1::2])], dtype=np.uint64)
+    else:
+        sizes = np.array([len(e) for e in encoded], dtype=np.uint64)
     index = np.full((per_shard, 2), _ABSENT, dtype="<u8")
-    sizes = np.array([len(e) for e in encoded], dtype=np.uint64)
-    index[: len(encoded), 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
-    index[: len(encoded), 1] = sizes
+    index[: len(sizes), 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
+    index[: len(sizes), 1] = sizes
     index_bytes = index.tobytes()
     return b"".join(encoded) + index_bytes + _crc32c(index_bytes)
 
@@ -148,7 +161,18 @@ def _encoder(level: int | None) -> Callable[[np.ndarray], bytes]:
 def _crc32c(data: bytes) -> bytes:
     import google_crc32c
 
-    return np.uint32(google_crc32c.value(data)).astype("<u4").tobytes()
+    return google_crc32c.value(data).to_bytes(4, "little")
+
+
+def strip_checksum(raw: bytes) -> bytes:
+    """``raw`` without its trailing CRC32C (Zarr's ``crc32c`` codec), checked.
+
+    Raises:
+        ValueError: the checksum does not match (the chunk's bytes changed).
+    """
+    if len(raw) < 4 or _crc32c(raw[:-4]) != raw[-4:]:
+        raise ValueError("checksum mismatch (its bytes changed on disk)")
+    return raw[:-4]
 
 
 class ShardReader:
@@ -184,7 +208,8 @@ class ShardReader:
 
         Raises:
             ValueError: a sample out of range.
-            StoreError: a shard file missing or damaged (one line naming it).
+            StoreError: a shard file missing or damaged, a chunk missing or failing
+                its checksum (one line naming array, shard and samples).
         """
         samples = np.asarray(samples, dtype=np.int64)
         if samples.size and (samples.min() < 0 or samples.max() >= self.n_samples):
@@ -210,6 +235,15 @@ class ShardReader:
         stop = min(start + self.spec.shard_samples, self.n_samples)
         raise damaged_shard_error(self.store or self.shard_path(shard), self.name, shard, start, stop, reason)
 
+    def _verified(self, raw: bytes, slot: int) -> bytes:
+        """``raw`` without its checksum, checked (as is when the array has none)."""
+        if not self.spec.checksum:
+            return raw
+        try:
+            return strip_checksum(raw)
+        except ValueError as e:
+            raise ValueError(f"chunk {slot}: {e}") from None
+
     def _raw_chunk(self, chunk: int) -> tuple[Path, int, bytes | None]:
         """``(shard file, slot in it, encoded bytes)`` of ``chunk``; ``None`` bytes for an absent chunk."""
         per_shard = self.spec.shard_samples // self.spec.chunk_samples
@@ -231,9 +265,9 @@ class ShardReader:
     def _decode_chunk(self, chunk: int) -> np.ndarray:
         shape = (self.spec.chunk_samples, *self.sample_shape)
         path, slot, raw = self._raw_chunk(chunk)
-        if raw is None:
-            return np.full(shape, self.spec.fill_value, self.dtype)
-        data = np.frombuffer(self._decode(raw), dtype=self.dtype.newbyteorder("<"))
+        if raw is None:  # fgbg writes every chunk of a shard: an absent one was lost, not empty
+            raise ValueError(f"chunk {slot} missing from the index")
+        data = np.frombuffer(self._decode(self._verified(raw, slot)), dtype=self.dtype.newbyteorder("<"))
         if data.size != int(np.prod(shape)):
             raise ValueError(f"{path}: chunk {slot} decodes to {data.size} values, expected {int(np.prod(shape))}")
         return data.reshape(shape)
@@ -248,19 +282,20 @@ class VlenShardReader(ShardReader):
         shard_samples, chunk_samples: samples per shard file and per inner chunk.
 
     An absent chunk is damage here (a done shard holds every chunk), not a fill value.
+    ``checksum``: the chunks end with a CRC32C (the array's codecs end with ``crc32c``).
     """
 
     def __init__(self, shard_path: Callable[[int], Path], shard_samples: int, chunk_samples: int, n_samples: int,
-                 name: str = "array", store: str | Path | None = None) -> None:
-        super().__init__(shard_path, ShardSpec(shard_samples, chunk_samples, None, b""), (), object, n_samples,
-                         name=name, store=store)
+                 name: str = "array", store: str | Path | None = None, checksum: bool = False) -> None:
+        super().__init__(shard_path, ShardSpec(shard_samples, chunk_samples, None, b"", checksum), (), object,
+                         n_samples, name=name, store=store)
 
     def _decode_chunk(self, chunk: int) -> np.ndarray:
         _, slot, raw = self._raw_chunk(chunk)
         if raw is None:
             raise ValueError(f"chunk {slot} missing from the index")
         out = np.empty(self.spec.chunk_samples, dtype=object)
-        out[:] = vlen_items(raw, self.spec.chunk_samples, f"chunk {slot}")
+        out[:] = vlen_items(self._verified(raw, slot), self.spec.chunk_samples, f"chunk {slot}")
         return out
 
 
@@ -302,7 +337,8 @@ def _read_index(f: Any, path: Path, n_chunks: int) -> np.ndarray:
 def damaged_shard_error(store: str | Path, array: str, shard: int, start: int, stop: int, reason: str) -> StoreError:
     """The one-line error for a damaged shard file, naming what to run."""
     return StoreError(f"{store}: {array} shard {shard} (samples {start}-{stop - 1}) is damaged: {reason}; "
-                      f"see `cli.py verify {store}`, repair with `generate --resume`")
+                      f"see `cli.py verify {store}`, "
+                      "repair with `generate --resume --resume-check full` (same options)")
 
 
 def _decoder(level: int | None) -> Callable[[bytes], bytes]:

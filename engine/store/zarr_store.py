@@ -38,7 +38,7 @@ import re
 import shutil
 import threading
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +88,22 @@ def _zarr():
     return zarr
 
 
+#: zarr's runtime setting for every array fgbg writes: a chunk of fill values only
+#: is written too, so that a missing chunk is always damage (verify, readers)
+WRITE_ALL_CHUNKS = {"write_empty_chunks": True}
+
+
+def checksum_codecs() -> list[Any]:
+    """What ends every array's codecs: Zarr v3's ``crc32c`` (after the compressor),
+    a checksum on every chunk that zarr-python, tensorstore and fgbg's readers check."""
+    from zarr.codecs import Crc32cCodec
+
+    return [Crc32cCodec()]
+
+
 def lossless_codecs(codec: str, level: int) -> list[Any]:
-    """Compressors for a lossless array (an empty list stores raw bytes).
+    """Compressors for a lossless array, each chunk ending with its CRC32C
+    (:func:`checksum_codecs`; with ``codec="none"`` only that: raw bytes + checksum).
 
     Plain Zstandard for every array: measured on built-in composites
     (``benchmarks/bench_codecs.py``, RESULTS.md) it beat Blosc with byte- or
@@ -100,8 +114,8 @@ def lossless_codecs(codec: str, level: int) -> list[Any]:
     from zarr.codecs import ZstdCodec
 
     if codec == "none":
-        return []
-    return [ZstdCodec(level=level)]
+        return checksum_codecs()
+    return [ZstdCodec(level=level), *checksum_codecs()]
 
 
 @dataclass(frozen=True)
@@ -162,7 +176,8 @@ class ZarrWriter:
         #: the store this one replaces (``--overwrite``), moved aside until this one is complete
         self.replaced: Path | None = None
         zarr = _zarr()
-        self.arrays = {name: zarr.open_array(root / name, mode="r+") for name in data_array_names(config)}
+        self.arrays = {name: zarr.open_array(root / name, mode="r+", config=WRITE_ALL_CHUNKS)
+                       for name in data_array_names(config)}
         # Shards of fixed-size arrays are encoded here, chunks compressed on every
         # core (engine/store/shard_codec.py); variable-length JPEG bytes go through zarr.
         self.specs = {name: shard_spec(json.loads((root / name / "zarr.json").read_text())) for name in self.arrays}
@@ -172,8 +187,8 @@ class ZarrWriter:
         self._objects_lock = threading.Lock()
         if config.multi_object:
             self.object_offset = np.asarray(zarr.open_array(root / "meta" / "object_offset", mode="r")[:], np.int64)
-            self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+")
-                                  for name in OBJECT_RESULTS}
+            self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+",
+                                                        config=WRITE_ALL_CHUNKS) for name in OBJECT_RESULTS}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
 
     def close(self) -> None:
@@ -276,7 +291,7 @@ class ZarrWriter:
             def per_sample(name: str, shape: tuple[int, ...], dtype: Any, codecs: list[Any], dims: Sequence[str]) -> None:
                 group.create_array(
                     name, shape=(N, *shape), dtype=dtype, chunks=(C, *shape), shards=(S, *shape),
-                    compressors=codecs, fill_value=0, dimension_names=("sample", *dims),
+                    compressors=codecs, fill_value=0, dimension_names=("sample", *dims), config=WRITE_ALL_CHUNKS,
                 )
 
             if codec == "jpeg":
@@ -284,7 +299,8 @@ class ZarrWriter:
                     warnings.simplefilter("ignore")
                     group.create_array(
                         "images_jpeg", shape=(N,), dtype=zarr.dtype.VariableLengthBytes(),
-                        chunks=(C,), shards=(S,), compressors=[], dimension_names=("sample",),
+                        chunks=(C,), shards=(S,), compressors=checksum_codecs(), dimension_names=("sample",),
+                        config=WRITE_ALL_CHUNKS,
                     )
             else:
                 per_sample("images", (H, W, 3), np.uint8, lossless_codecs(codec, level), ("y", "x", "channel"))
@@ -314,6 +330,10 @@ class ZarrWriter:
                 "depth": depth_info,
                 "progress": {"shards_done": [], "complete": False},
             }
+            from engine.store.verify import whole_array_names  # imports this module
+
+            # the arrays written whole, so that verify misses none whose zarr.json is lost
+            attrs["layout"]["whole_arrays"] = list(whole_array_names(root))
             # Written last: a store without these attributes was never fully created.
             group.attrs.update({ATTRS_KEY: attrs})
             _fsync(root / "zarr.json")
@@ -324,13 +344,17 @@ class ZarrWriter:
     @classmethod
     def open_resume(
         cls, path: str | Path, config: GenerateConfig, inputs: dict[str, Any], verify: str = "index",
-        owned: Collection[int] | None = None,
+        owned: Collection[int] | None = None, sources: WholeSources | None = None,
     ) -> ZarrWriter | None:
         """Reopen a store made with the same config and inputs, to complete it.
 
         Done shards are checked first (``verify``: ``index`` reads each file's
         index, ``full`` decodes every chunk; see :mod:`engine.store.verify`);
         damaged ones are left out of the done set, so they are written again.
+        With ``sources`` (what the store was created from) the arrays written
+        whole (``meta/*``, ``assets/*``) are checked at the same level and the
+        damaged ones written again, the same bytes; damaged per-object results
+        make the done shards holding their rows be written again.
         With ``owned`` (the shards this process writes, when several write the
         store at once) only those are checked and temp files of killed writes
         are left alone (other ranks may be writing theirs); the process that
@@ -371,8 +395,11 @@ class ZarrWriter:
         if owned is not None:  # check only this rank's shards
             mine = sorted(set(attrs["progress"]["shards_done"]) & set(owned))
             attrs = {**attrs, "progress": {**attrs["progress"], "shards_done": mine}}
+        redo: set[int] = set()
+        if sources is not None and owned is None:
+            redo = _repair_whole(root, attrs, sources, verify)
         shards = StoreShards(root, attrs)
-        damaged = shards.damaged_shards(verify)
+        damaged = shards.damaged_shards(verify) | (redo & set(attrs["progress"]["shards_done"]))
         if stored.multi_object:  # a rank's done shard: its per-object results are in its side file
             candidates = set(owned) if owned is not None else set(attrs["progress"]["shards_done"])
             lost = {k for k in read_markers(root) if k in candidates and read_objects(root, k) is None}
@@ -654,6 +681,68 @@ def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
     return records
 
 
+@dataclass(frozen=True)
+class WholeSources:
+    """What a store's whole arrays (``meta/*``, ``assets/*``) are written from."""
+
+    plan: SamplePlan
+    assets: AssetSet
+    bg_depth: Callable[[], np.ndarray]  # () -> (NB, H, W) float32, called only for a repair
+
+
+def _repair_whole(root: Path, attrs: dict[str, Any], sources: WholeSources, level: str) -> set[int]:
+    """Check the arrays written whole at ``level`` (``full`` also checks every
+    chunk's checksum) and write the damaged ones again from ``sources`` (a pure
+    function of them: the same bytes). Returns the done shards to write again
+    because per-object results in their rows are damaged (those chunk files are
+    deleted: zarr rewrites a chunk whole from what it reads).
+    """
+    from engine.store.verify import OBJECT_RESULT_ARRAYS, StoreShards  # imports this module
+
+    shards = StoreShards(root, attrs)
+    problems = shards.check("full" if level == "full" else "index", arrays=shards.whole_names, threads=2)
+    if not problems:
+        return set()
+    log.warning("%s: writing again damaged %s", root, ", ".join(sorted({p.array for p in problems})))
+    config = GenerateConfig.from_dict(attrs["config"])
+    arrays = sorted({p.array for p in problems if p.array not in OBJECT_RESULT_ARRAYS})
+    if arrays:
+        scratch = root / f".repair-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            group = _zarr().open_group(scratch, mode="w")
+            codec = lossless_codecs("zstd", config.compression_level)
+            _write_meta(group, sources.plan, codec)
+            if config.multi_object:
+                _write_object_meta(group["meta"], sources.plan, codec)
+            _write_assets(group, sources.assets, sources.bg_depth(), codec)
+            for name in arrays:
+                shutil.rmtree(root / name, ignore_errors=True)
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(scratch / name, root / name)
+                for group_dir in Path(name).parents[:-1]:  # groups lost with it (meta/, meta/objects/)
+                    if not (root / group_dir / "zarr.json").is_file():
+                        shutil.copyfile(scratch / group_dir / "zarr.json", root / group_dir / "zarr.json")
+                        _fsync(root / group_dir / "zarr.json")
+                for path in (root / name).rglob("*"):
+                    if path.is_file():
+                        _fsync(path)
+                _fsync((root / name).parent)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    redo: set[int] = set()
+    results = [p for p in problems if p.array in OBJECT_RESULT_ARRAYS]
+    if results:
+        offset = np.asarray(_zarr().open_array(root / "meta" / "object_offset", mode="r")[:], np.int64)
+        layout = attrs["layout"]
+        for p in results:  # rows p.start:p.stop: every done shard whose objects fall in them
+            first = int(np.searchsorted(offset, p.start, side="right")) - 1  # sample holding row p.start
+            stop = int(np.searchsorted(offset, p.stop, side="left"))  # samples before it start before p.stop
+            redo |= set(range(max(first, 0) // layout["shard_size"], (stop - 1) // layout["shard_size"] + 1))
+            shards.path(p.array, p.shard).unlink(missing_ok=True)
+    return {k for k in redo if 0 <= k < int(attrs["layout"]["n_shards"])}
+
+
 def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
     N = plan.n_samples
     chunk = min(META_CHUNK, N)
@@ -663,7 +752,7 @@ def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
     meta = group.create_group("meta")
     arrays = {
         name: meta.create_array(name, shape=(N,), dtype=dtype, chunks=(chunk,), shards=(shard,),
-                                compressors=codec, fill_value=0, dimension_names=("sample",))
+                                compressors=codec, fill_value=0, dimension_names=("sample",), config=WRITE_ALL_CHUNKS)
         for name, dtype in dtypes.items()
     }
     for start in range(0, N, shard):
@@ -690,17 +779,18 @@ def _write_object_meta(meta: Any, plan: SamplePlan, codec: list[Any]) -> None:
     np.cumsum(counts, out=offset[1:])
     M = int(offset[-1])
     meta.create_array("object_offset", data=offset, chunks=(min(META_CHUNK, N + 1),), compressors=codec,
-                      dimension_names=("sample_edge",))
+                      dimension_names=("sample_edge",), config=WRITE_ALL_CHUNKS)
     objects = meta.create_group("objects")
     chunk = min(META_CHUNK, M)
     for name, values in parts.items():
         dtype = np.uint8 if name == "flip" else np.int32
         objects.create_array(name, data=np.concatenate(values).astype(dtype), chunks=(chunk,), compressors=codec,
-                             dimension_names=("object",))
+                             dimension_names=("object",), config=WRITE_ALL_CHUNKS)
     for name, dtype in OBJECT_RESULTS.items():
         shape = (M, 4) if name == "box" else (M,)
         objects.create_array(name, shape=shape, dtype=dtype, chunks=(min(OBJECT_CHUNK, M), *shape[1:]),
-                             compressors=codec, fill_value=0, dimension_names=("object", "xywh")[: len(shape)])
+                             compressors=codec, fill_value=0, dimension_names=("object", "xywh")[: len(shape)],
+                             config=WRITE_ALL_CHUNKS)
 
 
 #: assets per shard file (one chunk per asset inside it): 10,000 foregrounds are
@@ -717,18 +807,18 @@ def _write_assets(group: Any, assets: AssetSet, bg_depth: np.ndarray, codec: lis
     g = group.create_group("assets")
     bg = assets.bg_images
     g.create_array("bg", data=bg, chunks=(1, *bg.shape[1:]), shards=_asset_shards(len(bg), bg.shape[1:]),
-                   compressors=codec, dimension_names=("background", "y", "x", "channel"))
+                   compressors=codec, dimension_names=("background", "y", "x", "channel"), config=WRITE_ALL_CHUNKS)
     g.create_array("bg_depth", data=bg_depth.astype(np.float16), chunks=(1, *bg.shape[1:3]),
                    shards=_asset_shards(len(bg), bg.shape[1:3]),
-                   compressors=codec, dimension_names=("background", "y", "x"))
+                   compressors=codec, dimension_names=("background", "y", "x"), config=WRITE_ALL_CHUNKS)
     sizes = assets.fg_sizes
     fg = np.zeros((len(sizes), int(sizes[:, 0].max()), int(sizes[:, 1].max()), 4), np.uint8)
     for i, image in enumerate(assets.fg_images):
         fg[i, : image.shape[0], : image.shape[1]] = image
     g.create_array("fg", data=fg, chunks=(1, *fg.shape[1:]), shards=_asset_shards(len(fg), fg.shape[1:]),
-                   compressors=codec, dimension_names=("foreground", "y", "x", "channel"))
+                   compressors=codec, dimension_names=("foreground", "y", "x", "channel"), config=WRITE_ALL_CHUNKS)
     g.create_array("fg_size", data=sizes.astype(np.int32), compressors=codec,
-                   dimension_names=("foreground", "hw"))
+                   dimension_names=("foreground", "hw"), config=WRITE_ALL_CHUNKS)
 
 
 # -- output handling and inspection ---------------------------------------------

@@ -17,6 +17,7 @@ from engine.config import GenerateConfig
 from engine.errors import StoreError
 from engine.store import preview
 from engine.store.preview import _TURBO_KNOTS, COLOUR_BAR_HEIGHT, colour_bar, contact_sheet, depth_range, depth_to_rgb
+from engine.store.verify import StoreShards
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -38,7 +39,7 @@ def _inputs(store: Path, index: np.ndarray) -> tuple[set[int], set[int]]:
 @pytest.mark.parametrize("n", [7, 8, 12])
 def test_picked_samples_show_every_background_and_foreground(store: Path, n: int) -> None:
     group = zarr.open_group(store, mode="r")
-    index = preview._pick(group, [(0, 84)], n)
+    index = preview._pick(group, [(0, 84)], n, StoreShards(store))
     assert len(index) == n and len(set(index.tolist())) == n and (np.diff(index) > 0).all()
     assert _inputs(store, index) == (set(range(7)), set(range(3)))
 
@@ -67,7 +68,7 @@ def test_a_store_with_alpha_and_instances_shows_both(tmp_path: Path) -> None:
     generate(several_objects(save_alpha=True), out)
     sheet = contact_sheet(out, n=1)
     assert sheet.info["samples"] == 1 and sheet.width == 5 * 48
-    index = preview._pick(zarr.open_group(out, mode="r"), [(0, 48)], 1)
+    index = preview._pick(zarr.open_group(out, mode="r"), [(0, 48)], 1, StoreShards(out))
     alpha = zarr.open_group(out, mode="r")["alpha"][int(index[0])]
     tile = np.asarray(sheet)[preview.LABEL_HEIGHT : preview.LABEL_HEIGHT + 32, 4 * 48 :]
     np.testing.assert_array_equal(tile, np.repeat(alpha[..., None], 3, axis=2))

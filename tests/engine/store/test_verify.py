@@ -19,6 +19,7 @@ from engine.config import RunOptions
 from engine.errors import StoreError
 from engine.learn.data import StoreImages, load_split
 from engine.store.preview import contact_sheet
+from engine.store.shard_codec import _crc32c
 from engine.store.verify import StoreShards
 from engine.store.zarr_store import inspect_store
 from tests.small_stores import several_objects, small, tree
@@ -91,6 +92,12 @@ def test_verify_checks_every_array_and_decodes_jpegs(stores: dict[str, Path], tm
     raw = bytearray(path.read_bytes())
     start = raw.index(b"\xff\xd8")  # the first JPEG: corrupt its header, keep the chunk's layout
     raw[start : start + 4] = b"\x00\x00\x00\x00"
+    path.write_bytes(bytes(raw))
+    problems = StoreShards(jpeg).check("full")
+    assert [(p.array, p.shard) for p in problems] == [("images_jpeg", 2)] and "checksum" in problems[0].reason
+    # a bad JPEG under a sound checksum (a faulty encoder): only decoding it finds it
+    offset, nbytes = np.frombuffer(bytes(raw[-(4 * 16 + 4) : -4]), "<u8").reshape(4, 2)[0]
+    raw[offset + nbytes - 4 : offset + nbytes] = _crc32c(bytes(raw[offset : offset + nbytes - 4]))
     path.write_bytes(bytes(raw))
     problems = StoreShards(jpeg).check("full")
     assert [(p.array, p.shard) for p in problems] == [("images_jpeg", 2)] and "JPEG" in problems[0].reason
