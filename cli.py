@@ -458,6 +458,8 @@ def generate(
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
         typer.echo(f"  {bottleneck(report)}", err=True)
+        if report.writer_cost is not None:
+            typer.echo("\n".join(report.writer_cost.lines()), err=True)
         if len(report.compressed_shards) > 1:  # --compressor hybrid: each side's share
             shares = ", ".join(f"{name} {k}" for name, k in sorted(report.compressed_shards.items()))
             typer.echo(f"  shards compressed by {shares}", err=True)

@@ -62,6 +62,7 @@ from engine.store.progress import (
     write_marker,
 )
 from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
+from engine.store.writer_cost import ASSEMBLE, COMPRESS, FILE_WRITE, JPEG, OBJECTS, ZARR_WRITE, WriterCost
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
@@ -175,6 +176,8 @@ class ZarrWriter:
             self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+")
                                   for name in OBJECT_RESULTS}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
+        #: thread CPU time of each step of :meth:`write_shard` (engine/store/writer_cost.py)
+        self.cost = WriterCost()
 
     def close(self) -> None:
         """Stop the compression threads."""
@@ -404,15 +407,17 @@ class ZarrWriter:
         start, stop = self.layout.shard_range(index)
         if len(batch) != stop - start:
             raise ValueError(f"shard {index} needs {stop - start} samples, got {len(batch)}")
+        cost = self.cost
         arrays: dict[str, Any] = {"masks": batch.masks, "depth": batch.depth}
         if self.config.image_codec == "jpeg":
             q = self.config.jpeg_quality
-            if batch.encode_jpeg is not None:  # where the images are (the GPU)
-                arrays["images_jpeg"] = batch.encode_jpeg(q)
-            elif self.config.jpeg_encoder == "fgbg":
-                arrays["images_jpeg"] = encode_jpeg_fgbg(batch.images, q, self._pool)
-            else:
-                arrays["images_jpeg"] = encode_jpeg_pillow(batch.images, q)
+            with cost.step(JPEG):
+                if batch.encode_jpeg is not None:  # where the images are (the GPU)
+                    arrays["images_jpeg"] = batch.encode_jpeg(q)
+                elif self.config.jpeg_encoder == "fgbg":
+                    arrays["images_jpeg"] = encode_jpeg_fgbg(batch.images, q, self._pool)
+                else:
+                    arrays["images_jpeg"] = encode_jpeg_pillow(batch.images, q)
         else:
             arrays["images"] = batch.images
         if self.config.save_alpha:
@@ -428,14 +433,26 @@ class ZarrWriter:
                 if name in batch.compressed:  # compressed where the data is (nvCOMP on the GPU)
                     if spec is None or spec.zstd_level is None:
                         raise ValueError(f"{name}: chunks compressed elsewhere need a zstd array")
-                    atomic_write(path, assemble_shard(batch.compressed[name](), spec))
+                    with cost.step(COMPRESS + name):  # this thread's part: waiting for the device's chunks
+                        chunks = batch.compressed[name]()
+                    with cost.step(ASSEMBLE):
+                        shard = assemble_shard(chunks, spec)
                 elif spec is not None:
-                    atomic_write(path, encode_shard(data, spec, self._pool.map))
+                    # the writer thread's own CPU here is slicing and assembling; the chunks'
+                    # compression runs on the pool's threads and is timed there
+                    with cost.step(ASSEMBLE):
+                        shard = encode_shard(data, spec, cost.timed_map(COMPRESS + name, self._pool.map))
                 else:
-                    self.arrays[name][start:stop] = data
-                    _fsync(path)
+                    with cost.step(ZARR_WRITE):
+                        self.arrays[name][start:stop] = data
+                        _fsync(path)
+                    continue
+                with cost.step(FILE_WRITE):
+                    atomic_write(path, shard)
+                del shard
             if self.config.multi_object:
-                written += self._write_objects(start, stop, batch)
+                with cost.step(OBJECTS):
+                    written += self._write_objects(start, stop, batch)
             if self.mirror is not None:  # before mark_done copies the progress that records them
                 self.mirror.put(written)
         except OSError as e:
