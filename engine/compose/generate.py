@@ -193,6 +193,10 @@ def generate(
     done_samples = share - sum(b - a for a, b in map(writer.layout.shard_range, todo))
     log.info("%s: %d samples in %d shards, %d to write%s", out, total, writer.layout.n_shards, len(todo),
              f" (rank {ranks.rank} of {ranks.world})" if ranks.shared else "")
+    if config.image_codec != "jpeg" and device != "cuda":
+        # the writers count the host images: load the counting kernel (Numba's cache) now, with the
+        # other start-up work, not in the first shard's write (writer cost model: per-sample steps)
+        ChannelHistogram().add(np.zeros((1, 1, 1, 3), np.uint8))
     t_write = time.perf_counter()
     if progress:
         progress(0, done_samples, share)

@@ -38,8 +38,8 @@ import re
 import shutil
 import threading
 import warnings
-from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +176,9 @@ class ZarrWriter:
             self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+")
                                   for name in OBJECT_RESULTS}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
+        #: chunks go to the pool in runs, a few per thread: one task per chunk cost more in
+        #: futures, wake-ups and context switches than compressing a small chunk
+        self._chunk_map = grouped_map(self._pool, 2 * (os.cpu_count() or 1))
         #: thread CPU time of each step of :meth:`write_shard` (engine/store/writer_cost.py)
         self.cost = WriterCost()
 
@@ -441,7 +444,7 @@ class ZarrWriter:
                     # the writer thread's own CPU here is slicing and assembling; the chunks'
                     # compression runs on the pool's threads and is timed there
                     with cost.step(ASSEMBLE):
-                        shard = encode_shard_parts(data, spec, cost.timed_map(COMPRESS + name, self._pool.map))
+                        shard = encode_shard_parts(data, spec, cost.timed_map(COMPRESS + name, self._chunk_map))
                 else:
                     with cost.step(ZARR_WRITE):
                         self.arrays[name][start:stop] = data
@@ -634,6 +637,20 @@ def atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+
+
+def grouped_map(executor: Executor, tasks: int) -> Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]:
+    """An ordered ``map`` over ``executor`` that sends the items in ``tasks`` runs
+    (one task per run, not per item); results come back in the items' order."""
+
+    def map_fn(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        items = list(items)
+        size = max(1, -(-len(items) // tasks))
+        runs = [items[i : i + size] for i in range(0, len(items), size)]
+        for results in executor.map(lambda run: [fn(item) for item in run], runs):
+            yield from results
+
+    return map_fn
 
 
 def _write_all(fd: int, parts: Sequence[bytes]) -> None:

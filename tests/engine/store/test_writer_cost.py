@@ -78,3 +78,21 @@ def test_generate_reports_writer_cpu_by_step(tmp_path: Path) -> None:
     assert cost.total_ms_per_sample * cost.samples / 1e3 <= process_cpu * 1.01
     assert 0 < cost.compression_share < 1
     assert cost.to_dict()["compression_share"] == pytest.approx(cost.compression_share)
+
+
+def test_grouped_map_keeps_order_and_sends_few_tasks() -> None:
+    from engine.store.zarr_store import grouped_map
+
+    submitted = []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(1)
+            return super().submit(fn, *args, **kwargs)
+
+    with Counting(max_workers=2) as pool:
+        assert list(grouped_map(pool, 4)(lambda x: x * x, range(101))) == [x * x for x in range(101)]
+        assert len(submitted) == 4
+        assert list(grouped_map(pool, 4)(str, [])) == []
+        with pytest.raises(ZeroDivisionError):
+            list(grouped_map(pool, 4)(lambda x: 1 // x, [3, 2, 1, 0]))
