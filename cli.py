@@ -362,7 +362,7 @@ def generate(
     focal: Annotated[float | None, typer.Option(help="User backgrounds: focal length in output pixels (default: the width).", rich_help_panel=PANEL_DEPTH)] = None,
     max_depth: Annotated[float, typer.Option(help="Depth written for sky and far ground, metres.", rich_help_panel=PANEL_DEPTH)] = 80.0,
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).", rich_help_panel=PANEL_STORE)] = Codec.zstd,
-    compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 3 default, up to 22 smallest.", rich_help_panel=PANEL_STORE)] = 3,
+    compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 2 about half level 3's CPU for ~10% more bytes, 3 default, up to 22 smallest.", rich_help_panel=PANEL_STORE)] = 3,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.", rich_help_panel=PANEL_STORE)] = 95,
     jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU fgbg where its kernels run, else nvjpeg, else nvimgcodec; on the CPU libjpeg), libjpeg (every CPU core), fgbg (our kernels: every block row of a shard coded at once, on the GPU with --device cuda, else on every CPU core; the same bytes on both), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).", rich_help_panel=PANEL_STORE)] = JpegEncoder.auto,
     compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: cpu (zstd on every core), nvcomp (nvCOMP on the GPU), hybrid (each shard on the GPU or the CPU, whichever has room, so both work at once), or auto (hybrid with --device cuda, lossless images and a working nvCOMP, else cpu). Same decoded arrays either way; info says which wrote a store.", rich_help_panel=PANEL_PERFORMANCE)] = Compressor.auto,
@@ -458,6 +458,8 @@ def generate(
         for stage, seconds in sorted(report.stage_seconds.items()):
             typer.echo(f"  {seconds:8.2f} s  {stage}", err=True)
         typer.echo(f"  {bottleneck(report)}", err=True)
+        if report.writer_cost is not None:
+            typer.echo("\n".join(report.writer_cost.lines()), err=True)
         if len(report.compressed_shards) > 1:  # --compressor hybrid: each side's share
             shares = ", ".join(f"{name} {k}" for name, k in sorted(report.compressed_shards.items()))
             typer.echo(f"  shards compressed by {shares}", err=True)

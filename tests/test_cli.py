@@ -397,3 +397,12 @@ def test_gpu_compressors_on_the_cpu_are_one_line(tmp_path: Path, compressor: str
     assert result.exit_code == 2, result.output
     assert f"--compressor {compressor}: it runs on the GPU" in result.output and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_generate_verbose_reports_the_writers_cpu_by_step(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["generate", *SMALL, "-v", "--out", str(tmp_path / "v.zarr")])
+    assert result.exit_code == 0, result.output
+    assert "writer CPU time per sample (" in result.output and "compress images" in result.output
+    assert re.search(r"writers at \d+% of their compression ceiling", result.output)
+    quiet = runner.invoke(app, ["generate", *SMALL, "--out", str(tmp_path / "q.zarr")])
+    assert "compression ceiling" not in quiet.output

@@ -17,7 +17,10 @@ and a figure::
     {"stage": "composite", "device": "cpu", "batch": 256, "unit": "images/s",
      "median": 2100.0, "min": 2000.0, "max": 2200.0, "repeats": 5, "warmup_s": 1.3,
      "ratios": {"naive_single": 9.1, "naive_pool": 5.0},
-     "ceiling": "device_copy_GBps" | null, "fraction_of_ceiling": 0.4 | null}
+     "ceiling": "device_copy_GBps" | null, "fraction_of_ceiling": 0.4 | null,
+     "writer_cost": {"samples": 20000, "ms_per_sample": {"compress images": 0.3, ...},   # generate only
+                     "total_ms_per_sample": 0.5, "compression_ms_per_sample": 0.35,
+                     "compression_share": 0.7}}
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ def check_figure(fig: Any, where: str) -> None:
         _positive(ratio, f"{where}.ratios.{name}")
     if fig.get("fraction_of_ceiling") is not None:
         _positive(fig["fraction_of_ceiling"], f"{where}.fraction_of_ceiling")
+    if fig.get("writer_cost") is not None:
+        check_writer_cost(fig["writer_cost"], f"{where}.writer_cost")
+
+
+def check_writer_cost(cost: Any, where: str) -> None:
+    """Raise :class:`BenchRecordError` unless ``cost`` is a well-formed writer cost model
+    (``engine.store.writer_cost.WriterCostReport.to_dict``)."""
+    if not isinstance(cost, dict):
+        raise _fail(where, f"must be an object, got {type(cost).__name__}")
+    _positive(_typed(cost, "samples", int, where), f"{where}.samples")
+    for name, ms in _typed(cost, "ms_per_sample", dict, where).items():
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
+            raise _fail(f"{where}.ms_per_sample.{name}", f"must be a number >= 0, got {ms!r}")
+    _positive(_typed(cost, "total_ms_per_sample", (int, float), where), f"{where}.total_ms_per_sample")
+    _positive(_typed(cost, "compression_ms_per_sample", (int, float), where), f"{where}.compression_ms_per_sample")
+    share = _typed(cost, "compression_share", (int, float), where)
+    if not 0 < share <= 1:
+        raise _fail(f"{where}.compression_share", f"must be in (0, 1], got {share!r}")
+    if cost["compression_ms_per_sample"] > cost["total_ms_per_sample"] * (1 + 1e-9):
+        raise _fail(where, "compression_ms_per_sample exceeds total_ms_per_sample")
 
 
 def validate(doc: Any) -> dict[str, Any]:

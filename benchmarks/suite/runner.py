@@ -48,7 +48,8 @@ def figure(name: str, device: str, m: Measured) -> dict[str, Any]:
     return {"stage": name, "device": device, "batch": m.batch, "unit": "images/s",
             "median": m.items / m.timing.median_s, "min": rates[0], "max": rates[-1],
             "repeats": len(m.timing.times_s), "warmup_s": m.timing.warmup_s,
-            "ceiling": m.ceiling, "bytes_per_item": m.bytes_per_item, "notes": m.notes}
+            "ceiling": m.ceiling, "bytes_per_item": m.bytes_per_item, "notes": m.notes,
+            **({"writer_cost": m.writer_cost} if m.writer_cost is not None else {})}
 
 
 def naive_baselines(assets, plan, samples: int, cores: int, scratch: Path, repeats: int) -> dict[str, Measured]:

@@ -86,6 +86,9 @@ class Measured:
             stage, or ``None``.
         bytes_per_item: bytes of that ceiling's kind one sample moves.
         notes: a few words of context for the table (e.g. which encoder).
+        writer_cost: ``generate``'s writer cost model (the median run's
+            :meth:`WriterCostReport.to_dict`: thread CPU ms per sample by step,
+            compression share), or ``None``.
     """
 
     timing: Timing
@@ -94,6 +97,7 @@ class Measured:
     ceiling: str | None = None
     bytes_per_item: float | None = None
     notes: str = ""
+    writer_cost: dict | None = None
 
 
 @dataclass
@@ -339,8 +343,17 @@ def generate_e2e(ctx: Context, device: str) -> Measured:
     runs = generate_runs(config, path, device, ctx.sizes.repeats)
     stored = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     shutil.rmtree(path, ignore_errors=True)
+    # the writer cost model of the run with the median writer CPU time: thread CPU time,
+    # meaningful on a loaded machine where the wall-clock rate is not
+    costs = sorted((r.report.writer_cost for r in runs if r.report.writer_cost is not None),
+                   key=lambda c: c.total_ms_per_sample)
+    cost = costs[len(costs) // 2] if costs else None
+    notes = f"{samples} samples, zstd"
+    if cost is not None:
+        notes += f"; writers at {100 * cost.compression_share:.0f}% of compression ceiling"
     return Measured(Timing(warmup, tuple(r.writing_s for r in runs)), samples, config.shard_size,
-                    ceiling="disk_write_GBps", bytes_per_item=stored / samples, notes=f"{samples} samples, zstd")
+                    ceiling="disk_write_GBps", bytes_per_item=stored / samples, notes=notes,
+                    writer_cost=None if cost is None else cost.to_dict())
 
 
 def _batches(make: Callable[[int, int], Any], per_epoch: int) -> Iterator[Any]:

@@ -46,6 +46,7 @@ from engine.errors import ConfigError, StoreError
 from engine.store.device_codec import ChunkCompressor, NvcompZstd
 from engine.store.location import Mirror, StoreLocation, locate, remote_exists, working_folder
 from engine.store.stats import ChannelHistogram, finish_stats
+from engine.store.writer_cost import STATISTICS, WriterCostReport, cost_report, threads_cpu_seconds
 from engine.store.zarr_store import (
     WholeSources,
     ZarrWriter,
@@ -92,6 +93,8 @@ class GenerateReport:
     rank_figures: tuple[tuple[int, float], ...] = ()
     #: the store was complete when this process finished (all ranks' shards written)
     complete: bool = False
+    #: the writers' thread CPU time per sample, step by step (``None``: nothing written)
+    writer_cost: WriterCostReport | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -219,6 +222,10 @@ def generate(
     done_samples = share - sum(b - a for a, b in map(writer.layout.shard_range, todo))
     log.info("%s: %d samples in %d shards, %d to write%s", out, total, writer.layout.n_shards, len(todo),
              f" (rank {ranks.rank} of {ranks.world})" if ranks.shared else "")
+    if config.image_codec != "jpeg" and device != "cuda":
+        # the writers count the host images: load the counting kernel (Numba's cache) now, with the
+        # other start-up work, not in the first shard's write (writer cost model: per-sample steps)
+        ChannelHistogram().add(np.zeros((1, 1, 1, 3), np.uint8))
     t_write = time.perf_counter()
     if progress:
         progress(0, done_samples, share)
@@ -263,10 +270,11 @@ def generate(
             with clock(WAIT_RESULTS):
                 batch.ready()  # GPU batches may still be copying back
             with clock(WRITE):
-                if counted is not None and batch.histogram is not None:
-                    parts[index] = ChannelHistogram().add_counts(batch.histogram, len(batch))
-                elif counted is not None and batch.images is not None:
-                    parts[index] = ChannelHistogram().add(batch.images)
+                with writer.cost.step(STATISTICS):
+                    if counted is not None and batch.histogram is not None:
+                        parts[index] = ChannelHistogram().add_counts(batch.histogram, len(batch))
+                    elif counted is not None and batch.images is not None:
+                        parts[index] = ChannelHistogram().add(batch.images)
                 writer.write_shard(index, batch)
         finally:
             batch.release()
@@ -336,6 +344,8 @@ def generate(
                     finish_next()
             while pending:
                 finish_next()
+            # read before the pools shut down: their threads' whole CPU time, against the steps'
+            writers_cpu = threads_cpu_seconds([pool, writer._pool, *([gpu_pool] if gpu_pool else [])])
         except BaseException:
             if writer.replaced is not None:  # --overwrite: nothing of the old store is lost
                 log.warning("the store being replaced is kept at %s until %s is complete "
@@ -349,6 +359,7 @@ def generate(
             if gpu_pool is not None:
                 gpu_pool.shutdown(wait=True, cancel_futures=True)
     write_seconds = time.perf_counter() - t_write
+    writer_cost = cost_report(writer.cost.snapshot(), written, writers_cpu)
     figures = tuple((int(n), s) for n, s in gather_floats(ranks, [float(written), write_seconds]))
     if ranks.shared:
         complete = finish_shared(writer, ranks, config)
@@ -370,7 +381,7 @@ def generate(
         device=device, stage_seconds=dict(clock.seconds), write_seconds=write_seconds,
         writer_threads=writer_threads, compressor=compressed_by, jpeg_encoder=config.jpeg_encoder,
         compressed_shards=dict(compressed_shards),
-        rank=ranks.rank, world=ranks.world, rank_figures=figures, complete=complete,
+        rank=ranks.rank, world=ranks.world, rank_figures=figures, complete=complete, writer_cost=writer_cost,
     )
 
 

@@ -87,7 +87,16 @@ def shard_spec(metadata: dict[str, Any]) -> ShardSpec | None:
 def encode_shard(
     data: np.ndarray, spec: ShardSpec, map_fn: Callable[[Callable[[np.ndarray], bytes], Iterable[np.ndarray]], Iterable[bytes]] | None = None
 ) -> bytes:
-    """Encode the samples of one shard into the bytes of its file.
+    """Encode the samples of one shard into the bytes of its file (:func:`encode_shard_parts` joined)."""
+    return b"".join(encode_shard_parts(data, spec, map_fn))
+
+
+def encode_shard_parts(
+    data: np.ndarray, spec: ShardSpec, map_fn: Callable[[Callable[[np.ndarray], bytes], Iterable[np.ndarray]], Iterable[bytes]] | None = None
+) -> list[bytes]:
+    """Encode the samples of one shard into its file's bytes, as parts in file order
+    (the encoded chunks, then the index with its CRC32C): the writer hands them to
+    one ``writev`` instead of joining them (a copy of the whole shard, twice).
 
     Args:
         data: ``(n, ...)`` samples of the shard, ``1 ≤ n ≤ spec.shard_samples``
@@ -97,7 +106,7 @@ def encode_shard(
             ``map`` (Zstandard releases the GIL); the built-in ``map`` if ``None``.
 
     Returns:
-        The shard file's bytes.
+        The shard file's bytes, in parts.
     """
     n = len(data)
     if not 1 <= n <= spec.shard_samples:
@@ -114,14 +123,20 @@ def encode_shard(
             piece = padded
         chunks.append(np.ascontiguousarray(piece))
     encode = _encoder(spec.zstd_level)
-    return assemble_shard(list((map_fn or map)(encode, chunks)), spec)
+    return shard_parts(list((map_fn or map)(encode, chunks)), spec)
 
 
 def assemble_shard(encoded: list[bytes], spec: ShardSpec) -> bytes:
     """The shard file's bytes from its chunks, already compressed (here or
-    elsewhere, e.g. on the GPU): the chunks back to back, each followed by its
-    CRC32C when ``spec.checksum``, then the index and its CRC32C. Every write
-    path (CPU zstd, nvCOMP, raw) goes through here, so all get the checksum.
+    elsewhere, e.g. on the GPU): :func:`shard_parts` joined."""
+    return b"".join(shard_parts(encoded, spec))
+
+
+def shard_parts(encoded: list[bytes], spec: ShardSpec) -> list[bytes]:
+    """The shard file's bytes from its compressed chunks, as parts in file order:
+    the chunks back to back, each followed by its CRC32C when ``spec.checksum``,
+    then the index and its CRC32C. Every write path (CPU zstd, nvCOMP, raw) goes
+    through here, so all get the checksum.
 
     Args:
         encoded: the shard's compressed chunks in order, ``1 ≤ len ≤ shard_samples / chunk_samples``
@@ -141,7 +156,7 @@ def assemble_shard(encoded: list[bytes], spec: ShardSpec) -> bytes:
     index[: len(sizes), 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
     index[: len(sizes), 1] = sizes
     index_bytes = index.tobytes()
-    return b"".join(encoded) + index_bytes + _crc32c(index_bytes)
+    return [*encoded, index_bytes + _crc32c(index_bytes)]
 
 
 def encode_shard_with(executor: Executor | None) -> Callable[[np.ndarray, ShardSpec], bytes]:

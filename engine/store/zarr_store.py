@@ -38,8 +38,8 @@ import re
 import shutil
 import threading
 import warnings
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +61,8 @@ from engine.store.progress import (
     remove_markers,
     write_marker,
 )
-from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
+from engine.store.shard_codec import encode_shard_parts, shard_parts, shard_spec
+from engine.store.writer_cost import ASSEMBLE, COMPRESS, FILE_WRITE, JPEG, OBJECTS, ZARR_WRITE, WriterCost
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
@@ -190,6 +191,11 @@ class ZarrWriter:
             self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+",
                                                         config=WRITE_ALL_CHUNKS) for name in OBJECT_RESULTS}
         self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
+        #: chunks go to the pool in runs, a few per thread: one task per chunk cost more in
+        #: futures, wake-ups and context switches than compressing a small chunk
+        self._chunk_map = grouped_map(self._pool, 2 * (os.cpu_count() or 1))
+        #: thread CPU time of each step of :meth:`write_shard` (engine/store/writer_cost.py)
+        self.cost = WriterCost()
 
     def close(self) -> None:
         """Stop the compression threads."""
@@ -431,15 +437,17 @@ class ZarrWriter:
         start, stop = self.layout.shard_range(index)
         if len(batch) != stop - start:
             raise ValueError(f"shard {index} needs {stop - start} samples, got {len(batch)}")
+        cost = self.cost
         arrays: dict[str, Any] = {"masks": batch.masks, "depth": batch.depth}
         if self.config.image_codec == "jpeg":
             q = self.config.jpeg_quality
-            if batch.encode_jpeg is not None:  # where the images are (the GPU)
-                arrays["images_jpeg"] = batch.encode_jpeg(q)
-            elif self.config.jpeg_encoder == "fgbg":
-                arrays["images_jpeg"] = encode_jpeg_fgbg(batch.images, q, self._pool)
-            else:
-                arrays["images_jpeg"] = encode_jpeg_pillow(batch.images, q)
+            with cost.step(JPEG):
+                if batch.encode_jpeg is not None:  # where the images are (the GPU)
+                    arrays["images_jpeg"] = batch.encode_jpeg(q)
+                elif self.config.jpeg_encoder == "fgbg":
+                    arrays["images_jpeg"] = encode_jpeg_fgbg(batch.images, q, self._pool)
+                else:
+                    arrays["images_jpeg"] = encode_jpeg_pillow(batch.images, q)
         else:
             arrays["images"] = batch.images
         if self.config.save_alpha:
@@ -455,14 +463,26 @@ class ZarrWriter:
                 if name in batch.compressed:  # compressed where the data is (nvCOMP on the GPU)
                     if spec is None or spec.zstd_level is None:
                         raise ValueError(f"{name}: chunks compressed elsewhere need a zstd array")
-                    atomic_write(path, assemble_shard(batch.compressed[name](), spec))
+                    with cost.step(COMPRESS + name):  # this thread's part: waiting for the device's chunks
+                        chunks = batch.compressed[name]()
+                    with cost.step(ASSEMBLE):
+                        shard = shard_parts(chunks, spec)
                 elif spec is not None:
-                    atomic_write(path, encode_shard(data, spec, self._pool.map))
+                    # the writer thread's own CPU here is slicing and assembling; the chunks'
+                    # compression runs on the pool's threads and is timed there
+                    with cost.step(ASSEMBLE):
+                        shard = encode_shard_parts(data, spec, cost.timed_map(COMPRESS + name, self._chunk_map))
                 else:
-                    self.arrays[name][start:stop] = data
-                    _fsync(path)
+                    with cost.step(ZARR_WRITE):
+                        self.arrays[name][start:stop] = data
+                        _fsync(path)
+                    continue
+                with cost.step(FILE_WRITE):
+                    atomic_write(path, shard)
+                del shard
             if self.config.multi_object:
-                written += self._write_objects(start, stop, batch)
+                with cost.step(OBJECTS):
+                    written += self._write_objects(start, stop, batch)
             if self.mirror is not None:  # before mark_done copies the progress that records them
                 self.mirror.put(written)
         except OSError as e:
@@ -622,23 +642,65 @@ class ZarrWriter:
         return self.root / name / array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` durably and atomically: temp file, fsync, rename.
+def atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
+    """Write ``data`` (bytes, or parts written in order as one file) to ``path``
+    durably and atomically: temp file, fsync, rename.
 
-    A killed write leaves at most a ``*.partial`` file, removed on resume.
+    Parts go to the file with ``writev`` (one system call for a shard's chunks,
+    no joined copy). A killed write leaves at most a ``*.partial`` file, removed on resume.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
+    parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            _write_all(fd, parts)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+
+
+def grouped_map(executor: Executor, tasks: int) -> Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]:
+    """An ordered ``map`` over ``executor`` that sends the items in ``tasks`` runs
+    (one task per run, not per item); results come back in the items' order."""
+
+    def map_fn(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        items = list(items)
+        size = max(1, -(-len(items) // tasks))
+        runs = [items[i : i + size] for i in range(0, len(items), size)]
+        for results in executor.map(lambda run: [fn(item) for item in run], runs):
+            yield from results
+
+    return map_fn
+
+
+def _write_all(fd: int, parts: Sequence[bytes]) -> None:
+    """Write ``parts`` to ``fd`` in order, whole (``writev`` may write less than asked)."""
+    views = [memoryview(p).cast("B") for p in parts if len(p)]
+    if not hasattr(os, "writev"):  # Windows
+        for view in views:
+            while view:
+                view = view[os.write(fd, view):]
+        return
+    limit = _IOV_MAX
+    first = 0
+    while first < len(views):
+        n = os.writev(fd, views[first : first + limit])
+        while first < len(views) and n >= len(views[first]):
+            n -= len(views[first])
+            first += 1
+        if n:
+            views[first] = views[first][n:]
+
+
+#: buffers one ``writev`` takes at most
+_IOV_MAX = max(16, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") and "SC_IOV_MAX" in os.sysconf_names else 16
 
 
 def data_array_names(config: GenerateConfig) -> tuple[str, ...]:
@@ -890,9 +952,10 @@ def _restore_old_store(root: Path, old: Path | None) -> None:
 
 
 #: compression ratios measured on built-in composites (benchmarks/RESULTS.md:
-#: zstd level 3; level 1 gives images 3.6x) and JPEG q95 4:4:4 bits per pixel
+#: zstd level 3; level 1 gives images 3.6x, level 2 about 0.91x level 3's ratio)
+#: and JPEG q95 4:4:4 bits per pixel
 #: (100k samples at 224x224: 2.54 GB lossless, 2.20 GB with JPEG images)
-IMAGE_RATIO = {1: 3.6}
+IMAGE_RATIO = {1: 3.6, 2: 5.3}
 IMAGE_RATIO_DEFAULT = 5.85
 MASK_RATIO = 180.0
 DEPTH_RATIO = 123.0

@@ -21,6 +21,17 @@ def test_valid_record_passes_and_round_trips(make_record, tmp_path: Path) -> Non
     assert path.stat().st_size < record.MAX_BYTES
 
 
+#: a generate figure's writer cost model, as WriterCostReport.to_dict gives it
+WRITER_COST = {"samples": 768, "ms_per_sample": {"compress images": 0.3, "file: write, fsync, rename": 0.05},
+               "total_ms_per_sample": 0.4, "compression_ms_per_sample": 0.3, "compression_share": 0.75}
+
+
+def test_generate_figure_with_a_writer_cost_model_passes(make_record) -> None:
+    r = make_record()
+    r["figures"][0]["writer_cost"] = dict(WRITER_COST)
+    assert record.validate(r) is r
+
+
 def test_history_is_oldest_first_and_ignores_other_json(make_record, tmp_path: Path) -> None:
     record.write(make_record(commit="b" * 40, created="2026-11-28T00:00:00Z"), tmp_path)
     record.write(make_record(commit="a" * 40, created="2026-11-27T00:00:00Z"), tmp_path)
@@ -39,6 +50,12 @@ def test_history_is_oldest_first_and_ignores_other_json(make_record, tmp_path: P
     (lambda r: r.update(kind="other"), "not a bench record"),
     (lambda r: r["ceilings"].update(disk_write_GBps=0), "ceilings.disk_write_GBps: must be a positive number"),
     (lambda r: r["machine"].update(cores="2"), "machine.cores: must be int"),
+    (lambda r: r["figures"][0].update(writer_cost={**WRITER_COST, "compression_share": 1.5}),
+     "figures[0].writer_cost.compression_share: must be in"),
+    (lambda r: r["figures"][0].update(writer_cost={**WRITER_COST, "ms_per_sample": {"compress images": -1}}),
+     "figures[0].writer_cost.ms_per_sample.compress images: must be a number >= 0"),
+    (lambda r: r["figures"][0].update(writer_cost={k: v for k, v in WRITER_COST.items() if k != "samples"}),
+     "figures[0].writer_cost.samples: is missing"),
 ])
 def test_broken_record_is_refused_with_where(make_record, breaks, message: str) -> None:
     r = make_record()

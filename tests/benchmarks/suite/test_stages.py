@@ -50,3 +50,17 @@ def test_stage_measures_positive_rates(name: str, device: str, tmp_path) -> None
     assert m.items == 8 and len(m.timing.times_s) == TINY.repeats and min(m.timing.times_s) > 0
     if device == "cuda":
         assert m.ceiling == "device_copy_GBps" and m.bytes_per_item == 16 * 16 * 6
+
+
+def test_generate_stage_carries_the_writer_cost_model_into_a_valid_figure(tmp_path) -> None:
+    from benchmarks.suite.record import check_figure
+    from benchmarks.suite.runner import figure
+
+    m = select(["generate"])[0].run(Context(TINY, tmp_path), "cpu")
+    cost = m.writer_cost
+    assert cost is not None and cost["samples"] == 16 and 0 < cost["compression_share"] <= 1
+    assert "compress images" in cost["ms_per_sample"]
+    assert sum(cost["ms_per_sample"].values()) == pytest.approx(cost["total_ms_per_sample"], rel=1e-6)
+    fig = figure("generate", "cpu", m)
+    assert fig["writer_cost"] == cost and "of compression ceiling" in fig["notes"]
+    check_figure(fig, "figures[0]")

@@ -326,6 +326,25 @@ def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path: Path, monkeypa
     assert [p.name for p in target.parent.iterdir()] == ["0"]
 
 
+def test_atomic_write_of_parts_writes_them_whole_and_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.store.zarr_store as zs
+
+    parts = [b"abc", b"", bytes(range(256)) * 40, b"\x00" * 7, np.arange(300, dtype=np.uint16).tobytes()]
+    real = os.writev
+    calls = []
+
+    def short_writev(fd, buffers):  # the kernel may write less than asked: at most 1000 bytes a call
+        calls.append(len(buffers))
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:1000]])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    monkeypatch.setattr(zs, "_IOV_MAX", 2)  # and takes a limited number of buffers
+    zs.atomic_write(tmp_path / "c" / "0", parts)
+    assert (tmp_path / "c" / "0").read_bytes() == b"".join(parts)
+    assert len(calls) > 10 and max(calls) <= 2
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["0"]
+
+
 def test_resume_refuses_other_settings(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.zarr"
     generate(small(), out)

@@ -121,3 +121,13 @@ def test_vlen_reader_returns_zarrs_bytes_and_names_a_damaged_shard(tmp_path: Pat
     with pytest.raises(StoreError, match=r"x shard 1 \(samples 8-15\) is damaged: chunk 0: item 0 runs past"):
         reader.read(np.array([9]))
     assert list(reader.read(np.array([13]))) == [items[13]]  # the shard's other chunk is intact
+
+
+def test_shard_parts_join_to_the_shard_bytes() -> None:
+    from engine.store.shard_codec import ShardSpec, encode_shard_parts
+
+    spec = ShardSpec(8, 2, 3, 0)
+    data = np.random.default_rng(0).integers(0, 4, (7, 5, 3), dtype=np.uint8)
+    parts = encode_shard_parts(data, spec)
+    assert len(parts) == 4 + 1  # 4 chunks (the last padded), then the index with its checksum
+    assert b"".join(parts) == encode_shard(data, spec)
