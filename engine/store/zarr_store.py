@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import warnings
@@ -49,12 +48,13 @@ import numpy as np
 from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
+from engine.store.attrs import ATTRS_KEY, StoreInfo, describe_array, read_attrs  # noqa: F401 (their old home)
 from engine.store.jpeg import encode_jpeg_fgbg, encode_jpeg_pillow
+from engine.store.location import Mirror, inspect_remote, locate
 from engine.store.progress import (
     encode_objects,
     fold_markers,
     marker_dir,
-    merge_markers,
     objects_path,
     read_markers,
     read_objects,
@@ -62,17 +62,15 @@ from engine.store.progress import (
     write_marker,
 )
 from engine.store.shard_codec import assemble_shard, encode_shard, shard_spec
+from engine.store.verify import StoreShards, files_damaged
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
-    from engine.compose.compositor import Batch
-    from engine.compose.plan import SamplePlan
-    from engine.store.location import Mirror
+    from engine.store.written import SampleMeta, ShardContent
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-ATTRS_KEY = "fgbg"
 META_FIELDS = ("bg_index", "fg_index", "flip", "x", "y", "h", "w", "scale")
 #: samples per metadata chunk, and chunks per metadata shard
 META_CHUNK = 65536
@@ -193,7 +191,7 @@ class ZarrWriter:
         cls,
         path: str | Path,
         config: GenerateConfig,
-        plan: SamplePlan,
+        plan: SampleMeta,
         assets: AssetSet,
         bg_depth: np.ndarray,
         depth_info: dict[str, Any],
@@ -204,7 +202,7 @@ class ZarrWriter:
         Args:
             path: output folder.
             config: generation config (saved in the attributes).
-            plan: the sample plan (metadata arrays are written from it).
+            plan: every sample's placement (:class:`~engine.store.written.SampleMeta`; compose fills it).
             assets: inputs (saved under ``assets/`` with their names and hashes).
             bg_depth: ``(NB, H, W) float32`` background depth used.
             depth_info: the depth source's description.
@@ -225,7 +223,7 @@ class ZarrWriter:
 
     @classmethod
     def create_shared(
-        cls, path: str | Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        cls, path: str | Path, config: GenerateConfig, plan: SampleMeta, assets: AssetSet,
         bg_depth: np.ndarray, depth_info: dict[str, Any],
     ) -> bool:
         """Create the store when several processes may try at once (``--shard``):
@@ -262,7 +260,7 @@ class ZarrWriter:
 
     @classmethod
     def _create(
-        cls, root: Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        cls, root: Path, config: GenerateConfig, plan: SampleMeta, assets: AssetSet,
         bg_depth: np.ndarray, depth_info: dict[str, Any],
     ) -> ZarrWriter:
         zarr = _zarr()
@@ -364,7 +362,6 @@ class ZarrWriter:
         group = zarr.open_group(root, mode="r+")
         lay = attrs["layout"]
         layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
-        from engine.store.verify import StoreShards  # imports this module
 
         # done shards whose files were lost or damaged since are written again; their
         # files go first, so no write reads a damaged one (zarr merges into a partial shard)
@@ -393,7 +390,7 @@ class ZarrWriter:
         """Shards not yet recorded as done, in order."""
         return [k for k in range(self.layout.n_shards) if k not in self.done]
 
-    def write_shard(self, index: int, batch: Batch) -> None:
+    def write_shard(self, index: int, batch: ShardContent) -> None:
         """Write shard ``index`` from ``batch`` (its samples, in order) and fsync it.
 
         Safe to call from several threads for different shards.
@@ -444,7 +441,7 @@ class ZarrWriter:
                 "finished shards are kept: free space and run again with --resume"
             ) from None
 
-    def _write_objects(self, start: int, stop: int, batch: Batch) -> list[Path]:
+    def _write_objects(self, start: int, stop: int, batch: ShardContent) -> list[Path]:
         """Write the per-object results of samples ``start:stop`` (plane depth,
         visible pixels and box, from the batch's instance map) and fsync them;
         returns the chunk files written."""
@@ -654,7 +651,7 @@ def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
     return records
 
 
-def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
+def _write_meta(group: Any, plan: SampleMeta, codec: list[Any]) -> None:
     N = plan.n_samples
     chunk = min(META_CHUNK, N)
     shard = chunk * min(META_CHUNKS_PER_SHARD, -(-N // chunk))
@@ -674,7 +671,7 @@ def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
             array[start : start + len(p)] = values[name].astype(dtypes[name])
 
 
-def _write_object_meta(meta: Any, plan: SamplePlan, codec: list[Any]) -> None:
+def _write_object_meta(meta: Any, plan: SampleMeta, codec: list[Any]) -> None:
     """``meta/object_offset`` and ``meta/objects/*``: what the plan says of every
     object now, and empty per-object results the shards fill in."""
     N = plan.n_samples
@@ -881,87 +878,9 @@ def _gb(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
-def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True) -> dict[str, Any] | None:
-    """The ``fgbg`` attributes of the store at ``root``.
-
-    Shards that ranks writing the store at once recorded as progress markers
-    count as done (``markers``; see :mod:`engine.store.progress`).
-
-    Returns ``None`` when the group exists but its creation never finished
-    (only with ``allow_unfinished``).
-
-    Raises:
-        StoreError: no store there, or not one made by fgbg.
-    """
-    meta = root / "zarr.json"
-    if not root.exists():
-        url = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", str(root))  # a URL that became a Path
-        if url:
-            raise StoreError(f"{url[1]}://{url[2]}: this command reads a local store (a path); "
-                             "generate, info and zarr.open_group take URLs: copy the store down first")
-        raise StoreError(f"{root}: no such store")
-    if not meta.is_file():
-        raise StoreError(f"{root}: not a Zarr v3 store (no zarr.json)")
-    try:
-        doc = json.loads(meta.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{root}: unreadable zarr.json ({e})") from None
-    attrs = doc.get("attributes", {}).get(ATTRS_KEY)
-    if attrs is None:
-        if allow_unfinished and doc.get("node_type") == "group":
-            return None
-        raise StoreError(f"{root}: not an fgbg store (no '{ATTRS_KEY}' attributes)")
-    return merge_markers(root, attrs) if markers else attrs
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    """What ``info`` reports about a store."""
-
-    path: Path | str
-    attrs: dict[str, Any]
-    arrays: dict[str, dict[str, Any]]
-    bytes_on_disk: int
-    n_files: int
-    #: done shards whose file is missing or whose index is damaged (``verify`` also decodes them)
-    damaged: tuple[Any, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.attrs["progress"]["complete"])
-
-    @property
-    def shards_done(self) -> int:
-        return len(self.attrs["progress"]["shards_done"])
-
-    @property
-    def samples_done(self) -> int:
-        lay = self.attrs["layout"]
-        layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
-        return sum(b - a for a, b in (layout.shard_range(k) for k in self.attrs["progress"]["shards_done"]))
-
-
-def describe_array(doc: dict[str, Any], n_bytes: int) -> dict[str, Any]:
-    """What ``info`` says about an array, from its ``zarr.json`` and its bytes on disk."""
-    codecs = doc.get("codecs", [])
-    inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
-    used = inner["codecs"] if inner else codecs
-    return {
-        "shape": tuple(doc["shape"]),
-        "dtype": doc["data_type"],
-        "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
-        "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
-        "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
-                   if c["name"] not in ("bytes",)],
-        "bytes": n_bytes,
-    }
-
-
 def inspect_store(path: str | Path) -> StoreInfo:
     """Read a store's attributes, array descriptions and size on disk (no data read);
     ``path`` may be an fsspec URL (:func:`engine.store.location.inspect_remote`)."""
-    from engine.store.location import inspect_remote, locate
-
     where = locate(path)
     if where.remote:
         return inspect_remote(where.url)  # type: ignore[arg-type]
@@ -975,7 +894,5 @@ def inspect_store(path: str | Path) -> StoreInfo:
         name = meta.parent.relative_to(root).as_posix()
         arrays[name] = describe_array(doc, sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()))
     files = [p for p in root.rglob("*") if p.is_file()]
-    from engine.store.verify import files_damaged  # imports this module
-
     damaged = tuple(files_damaged(root, attrs))
     return StoreInfo(root, attrs, arrays, sum(p.stat().st_size for p in files), len(files), damaged)
