@@ -207,22 +207,15 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int) 
     Raises:
         StoreError: unknown or empty split.
     """
+    from engine.store.reader import split_indices as store_split
+
     if split not in SPLITS:
         raise StoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     group, attrs = open_training_store(path)
-    lay = attrs["layout"]
-    done = np.zeros(lay["n_samples"], bool)
-    for k in attrs["progress"]["shards_done"]:
-        done[k * lay["shard_size"] : (k + 1) * lay["shard_size"]] = True
-    bg = group["meta/bg_index"][:]
-    n_bg = len(attrs["inputs"]["backgrounds"])
-    val_bgs = validation_backgrounds(n_bg, val_fraction, seed)
-    in_val = np.isin(bg, val_bgs)
-    keep = done & (in_val if split == "val" else ~in_val if split == "train" else True)
-    index = np.flatnonzero(keep)
-    if len(index) == 0:
-        raise StoreError(f"{path}: the {split} split is empty (completed samples: {int(done.sum())})")
-    return index, val_bgs
+    try:  # the one rule, shared with engine.store.reader.Store.split
+        return store_split(attrs, group["meta/bg_index"][:], split, val_fraction, seed)
+    except StoreError as e:
+        raise StoreError(f"{path}: {e}") from None
 
 
 def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int], output_size: tuple[int, int],
