@@ -149,3 +149,21 @@ def test_dali_loader_resumes_mid_epoch(docs_ran: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(first[2:], rest))
     feed.close()
     again.close()
+
+
+def test_jpeg_store_with_several_objects_reads_as_arrays(tmp_path: Path) -> None:
+    """Whatever the codec: JPEG images come back decoded, objects and alpha per sample."""
+    from engine import RunOptions, generate, open_store
+    from tests.small_stores import several_objects
+
+    generate(several_objects(image_codec="jpeg", save_alpha=True, limit=16), tmp_path / "s.zarr", RunOptions())
+    store = open_store(tmp_path / "s.zarr")
+    one, three = store[5], store[4:7]
+    assert one["image"].shape == (32, 48, 3) and one["image"].dtype == np.uint8
+    assert one["instances"].dtype == np.uint16 and one["alpha"].dtype == np.uint8
+    objects = one["objects"]
+    assert 2 <= len(objects["fg_index"]) <= 4  # several_objects: 2 to 4 per image
+    assert objects["box"].shape == (len(objects["fg_index"]), 4)
+    assert isinstance(three["objects"], list) and len(three["objects"]) == 3
+    np.testing.assert_array_equal(three["objects"][1]["x"], objects["x"])
+    np.testing.assert_array_equal(three["image"][1], one["image"])
