@@ -397,7 +397,7 @@ def generate(
         raise _fail(str(e)) from None
     pin_local_gpu(ranks)  # before any CUDA library starts: LOCAL_RANK's GPU is this rank's device 0
     from engine.compose.compositor_cuda import resolve_device
-    from engine.compose.generate import generate as run_generate
+    from engine import generate as run_generate
     from engine.config import GenerateConfig, RunOptions
 
     grouped = False

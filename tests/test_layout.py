@@ -59,3 +59,33 @@ def test_imports_point_one_way(folder: str, forbidden: tuple[str, ...]) -> None:
 def test_engine_subpackages_exist() -> None:
     for name in ("assets", "compose", "store", "learn"):
         assert (ROOT / "engine" / name / "__init__.py").is_file()
+
+
+def all_imports(path: Path) -> set[str]:
+    """Every ``engine`` module a file imports: type-only and function-level imports included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return {m for m in found if m.startswith("engine")}
+
+
+def test_the_store_knows_no_compositor() -> None:
+    """Not even for type hints: what the store writes is described in engine/store/written.py."""
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p in sorted((ROOT / "engine/store").rglob("*.py"))
+           for m in sorted(all_imports(p)) if m.startswith(("engine.compose", "engine.learn"))]
+    assert not bad, "\n".join(bad)
+
+
+def test_store_modules_import_no_circle() -> None:
+    """engine/store's modules import each other one way, function-level imports included."""
+    modules = {f"engine.store.{p.stem}": p for p in (ROOT / "engine/store").glob("*.py") if p.stem != "__init__"}
+    edges = {m: {i for i in all_imports(p) if i in modules and i != m} for m, p in modules.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges[start])
+
+    circles = sorted(m for m in modules if reaches(m, m, {m}))
+    assert not circles, f"modules in an import circle: {circles}"

@@ -213,37 +213,17 @@ def split_indices(path: str | Path, split: str, val_fraction: float, seed: int,
     Raises:
         StoreError: unknown or empty split (saying what to change).
     """
-    from engine.splits import held_out_among, too_few_backgrounds
+    from engine.store.reader import split_indices as store_split
+    from engine.store.verify import StoreShards
 
     if split not in SPLITS:
         raise StoreError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     group, attrs = open_training_store(path)
-    lay = attrs["layout"]
-    done = np.zeros(lay["n_samples"], bool)
-    for k in attrs["progress"]["shards_done"]:
-        done[k * lay["shard_size"] : (k + 1) * lay["shard_size"]] = True
-    from engine.store.verify import StoreShards
-
     bg = StoreShards(path, attrs).read_array("meta/bg_index")  # damage is an error, never zeros
-    if not done.any():
-        raise StoreError(f"{path}: the {split} split is empty: the store has no completed samples yet "
-                         "(finish it with generate --resume)")
-    if val_backgrounds is None:
-        try:
-            val_bgs = held_out_among(bg[done], val_fraction, seed)
-        except ValueError:
-            advice = too_few_backgrounds(int(done.sum()), len(attrs["inputs"]["foregrounds"]),
-                                         len(np.unique(bg[done])))
-            raise StoreError(f"{path}: no {split} split: {advice}") from None
-    else:
-        val_bgs = np.sort(np.asarray(val_backgrounds, dtype=np.int64))
-    in_val = np.isin(bg, val_bgs)
-    keep = done & (in_val if split == "val" else ~in_val if split == "train" else True)
-    index = np.flatnonzero(keep)
-    if len(index) == 0:
-        raise StoreError(f"{path}: the {split} split is empty (completed samples: {int(done.sum())}; held-out "
-                         f"backgrounds {val_bgs.tolist()}): is this the store the checkpoint was trained on?")
-    return index, val_bgs
+    try:  # the one rule, shared with engine.store.reader.Store.split
+        return store_split(attrs, bg, split, val_fraction, seed, val_backgrounds)
+    except StoreError as e:
+        raise StoreError(f"{path}: {e}") from None
 
 
 def load_split(path: str | Path, index: np.ndarray, input_size: tuple[int, int], output_size: tuple[int, int],

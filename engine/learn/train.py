@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -294,7 +294,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     import torch
 
     from engine.learn.checkpoint import coarse_fingerprint, load_checkpoint, save_checkpoint
-    from engine.learn.data import BatchSampler, check_complete, load_split, make_batch, normalization, split_indices
+    from engine.learn.data import check_complete, load_split, normalization, split_indices
     from engine.learn.evaluate import autocast, autocast_dtype, loss_mask, pick_device
     from engine.learn.metrics import scale_invariant_loss
     from engine.learn.model import EigenDepth, ModelConfig, batch_lr_factor, load_alexnet_convs, param_groups
@@ -417,8 +417,8 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
         graph_step = None
     else:
         graph_step = _graph_step(config, scaler, model, optimizer, step_loss, TrainStep)
-    sampler = BatchSampler(len(train_data), config.batch, config.seed)
-    batches = _batches(config, train_data, mc, device, step, norm, samples, ranks)  # None: make_batch from the sampler
+    feed = training_loader(config, train_data, mc, device, norm, samples, ranks)  # the public loader's machinery
+    batches = feed.from_step(step)  # (x, depth, masks) on the device, a pure function of the step
     log_path = out / f"{config.stage}_log.csv"
     history = _read_log(log_path, upto=step) if resumed is not None else []
 
@@ -447,13 +447,7 @@ def train(config: TrainConfig, resume: bool = False, progress: TrainProgress | N
     t_loop = time.perf_counter()
     seen = 0
     while step < config.steps:
-        if batches is None:
-            rows = rank_rows(sampler(step), ranks)
-            x, depth, masks = make_batch(train_data, rows, config.seed * 2**32 + step, device, *norm)  # (B, 3, H, W)
-            if step + 1 < config.steps:
-                train_data.prefetch(rank_rows(sampler(step + 1), ranks))  # streamed images: read while this step runs
-        else:
-            x, depth, masks = next(batches)  # the same shapes, already on the device
+        x, depth, masks = next(batches)  # (B, 3, H, W), (B, 1, h, w), (B, 1, h, w) on the device
         if graph_step is not None:  # forward, loss, backward and update: captured, or eager with the same maths
             loss = graph_step(x, depth, masks)
         else:
@@ -617,47 +611,25 @@ def _check_same_coarse(built_on: dict[str, Any], config: TrainConfig) -> None:
                           "(coarse retrained since?); train the fine stage again with --overwrite")
 
 
-def _batches(config: TrainConfig, train_data: Any, mc: Any, device: Any, step: int,
-             norm: tuple[np.ndarray, np.ndarray], samples: SampleSource | None = None,
-             ranks: Ranks | None = None) -> Iterator[tuple] | None:
-    """The training batches from global ``step`` on, ``(x, depth, masks)`` on the
-    device, from the DALI loader, the device-resident split or online
-    compositing; ``None`` for the torch loader (the loop calls :func:`make_batch` itself)."""
-    if config.source == "online":
-        from engine.learn.online_feed import OnlineBatches
-
-        online = OnlineBatches(samples, train_data.index, (mc.height, mc.width), mc.output_size,  # type: ignore[arg-type]
-                               config.batch, config.seed, str(device), mean=tuple(norm[0]), std=tuple(norm[1]))
-        return online.from_step(step)
-    if config.cache == "device":
-        from engine.learn.device_cache import DeviceSplit
-
-        split = DeviceSplit.from_arrays(train_data, str(device), config.batch, config.seed,
-                                        mean=tuple(norm[0]), std=tuple(norm[1]))
-        epoch, start = split.plan.locate(step)
-
-        def resident() -> Iterator[tuple]:
-            e, i = epoch, start
-            while True:
-                for j in range(i, split.batches_per_epoch):
-                    yield split.batch(e, j)
-                e, i = e + 1, 0
-
-        return resident()
-    if config.loader == "torch":
-        return None
-    from engine.learn.dali_loader import DaliLoader, require_dali
-
-    require_dali("--loader dali", "train with --loader torch")
+def training_loader(config: TrainConfig, train_data: Any, mc: Any, device: Any,
+                    norm: tuple[np.ndarray, np.ndarray], samples: SampleSource | None = None,
+                    ranks: Ranks | None = None) -> Any:
+    """The :class:`~engine.learn.loader.Loader` of the training batches (what
+    :func:`engine.loader` returns): the DALI loader, the torch loader over the
+    split in memory (or streamed), the device-resident split or online
+    compositing, ``config.batch`` the global batch split across ``ranks``."""
+    from engine.learn.loader import Loader
 
     ranks = ranks or Ranks()
-    # several ranks: each reads every world-th position of the epoch, B/world per step, and
-    # drops the partial last batch so every rank runs the same number of steps per epoch
-    loader = DaliLoader(config.data, train_data.index, (mc.height, mc.width), mc.output_size,
-                        config.batch // ranks.world, config.seed, shard_id=ranks.rank, num_shards=ranks.world,
-                        drop_last=ranks.world > 1, device=str(device), split=train_data,
-                        mean=tuple(norm[0]), std=tuple(norm[1]))
-    return loader.from_step(step)
+    kind = "online" if config.source == "online" else "device" if config.cache == "device" else config.loader
+    if kind == "dali":
+        from engine.learn.dali_loader import require_dali
+
+        require_dali("--loader dali", "train with --loader torch")
+    return Loader(config.data, train_data.index, config.batch, kind=kind, device=str(device),
+                  input_size=(mc.height, mc.width), output_size=mc.output_size, mean=tuple(norm[0]),
+                  std=tuple(norm[1]), seed=config.seed, rank=ranks.rank, world=ranks.world,
+                  stream=config.stream, data=train_data, samples=samples)
 
 
 def input_normalization(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:

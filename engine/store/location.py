@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import StoreError
+from engine.store.attrs import ATTRS_KEY, StoreInfo, describe_array
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,6 @@ def read_remote_attrs(url: str) -> dict[str, Any]:
     Raises:
         StoreError: no store there, or not one fgbg made.
     """
-    from engine.store.zarr_store import ATTRS_KEY
-
     fs, root = filesystem(url)
     try:
         doc = json.loads(fs.cat_file(f"{root}/zarr.json"))
@@ -163,10 +162,8 @@ def inspect_remote(url: str) -> Any:
     fsspec (no data read). Done shards are checked to exist, not decoded.
 
     Returns:
-        A :class:`engine.store.zarr_store.StoreInfo`.
+        A :class:`engine.store.attrs.StoreInfo`.
     """
-    from engine.store.zarr_store import StoreInfo, describe_array
-
     attrs = read_remote_attrs(url)
     fs, root = filesystem(url)
     sizes = {p[len(root) + 1 :]: int(d.get("size") or 0) for p, d in fs.find(root, detail=True).items()}

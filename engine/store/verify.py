@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from engine.errors import StoreError
+from engine.store.attrs import read_attrs
 from engine.store.shard_codec import damaged_shard_error
 
 LEVELS = ("stat", "index", "full")
@@ -190,8 +191,6 @@ class StoreShards:
     """
 
     def __init__(self, root: str | Path, attrs: dict[str, Any] | None = None) -> None:
-        from engine.store.zarr_store import read_attrs
-
         self.root = Path(root)
         self.attrs = attrs if attrs is not None else read_attrs(self.root)
         lay = self.attrs["layout"]

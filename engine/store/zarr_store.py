@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import warnings
@@ -49,12 +48,13 @@ import numpy as np
 from engine import __version__
 from engine.config import GenerateConfig
 from engine.errors import StoreError
+from engine.store.attrs import ATTRS_KEY, StoreInfo, describe_array, read_attrs  # noqa: F401 (their old home)
 from engine.store.jpeg import encode_jpeg_fgbg, encode_jpeg_pillow
+from engine.store.location import Mirror, inspect_remote, locate
 from engine.store.progress import (
     encode_objects,
     fold_markers,
     marker_dir,
-    merge_markers,
     objects_path,
     read_markers,
     read_objects,
@@ -62,18 +62,16 @@ from engine.store.progress import (
     write_marker,
 )
 from engine.store.shard_codec import encode_shard_parts, shard_parts, shard_spec
+from engine.store.verify import OBJECT_RESULT_ARRAYS, StoreShards, files_damaged
 from engine.store.writer_cost import ASSEMBLE, COMPRESS, FILE_WRITE, JPEG, OBJECTS, ZARR_WRITE, WriterCost
 
 if TYPE_CHECKING:  # pragma: no cover
     from engine.assets.images import AssetSet
-    from engine.compose.compositor import Batch
-    from engine.compose.plan import SamplePlan
-    from engine.store.location import Mirror
+    from engine.store.written import SampleMeta, ShardContent
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-ATTRS_KEY = "fgbg"
 META_FIELDS = ("bg_index", "fg_index", "flip", "x", "y", "h", "w", "scale")
 #: samples per metadata chunk, and chunks per metadata shard
 META_CHUNK = 65536
@@ -214,7 +212,7 @@ class ZarrWriter:
         cls,
         path: str | Path,
         config: GenerateConfig,
-        plan: SamplePlan,
+        plan: SampleMeta,
         assets: AssetSet,
         bg_depth: np.ndarray,
         depth_info: dict[str, Any],
@@ -225,7 +223,7 @@ class ZarrWriter:
         Args:
             path: output folder.
             config: generation config (saved in the attributes).
-            plan: the sample plan (metadata arrays are written from it).
+            plan: every sample's placement (:class:`~engine.store.written.SampleMeta`; compose fills it).
             assets: inputs (saved under ``assets/`` with their names and hashes).
             bg_depth: ``(NB, H, W) float32`` background depth used.
             depth_info: the depth source's description.
@@ -246,7 +244,7 @@ class ZarrWriter:
 
     @classmethod
     def create_shared(
-        cls, path: str | Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        cls, path: str | Path, config: GenerateConfig, plan: SampleMeta, assets: AssetSet,
         bg_depth: np.ndarray, depth_info: dict[str, Any],
     ) -> bool:
         """Create the store when several processes may try at once (``--shard``):
@@ -283,7 +281,7 @@ class ZarrWriter:
 
     @classmethod
     def _create(
-        cls, root: Path, config: GenerateConfig, plan: SamplePlan, assets: AssetSet,
+        cls, root: Path, config: GenerateConfig, plan: SampleMeta, assets: AssetSet,
         bg_depth: np.ndarray, depth_info: dict[str, Any],
     ) -> ZarrWriter:
         zarr = _zarr()
@@ -394,7 +392,6 @@ class ZarrWriter:
         group = zarr.open_group(root, mode="r+")
         lay = attrs["layout"]
         layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
-        from engine.store.verify import StoreShards  # imports this module
 
         # done shards whose files were lost or damaged since are written again; their
         # files go first, so no write reads a damaged one (zarr merges into a partial shard)
@@ -426,7 +423,7 @@ class ZarrWriter:
         """Shards not yet recorded as done, in order."""
         return [k for k in range(self.layout.n_shards) if k not in self.done]
 
-    def write_shard(self, index: int, batch: Batch) -> None:
+    def write_shard(self, index: int, batch: ShardContent) -> None:
         """Write shard ``index`` from ``batch`` (its samples, in order) and fsync it.
 
         Safe to call from several threads for different shards.
@@ -491,7 +488,7 @@ class ZarrWriter:
                 "finished shards are kept: free space and run again with --resume"
             ) from None
 
-    def _write_objects(self, start: int, stop: int, batch: Batch) -> list[Path]:
+    def _write_objects(self, start: int, stop: int, batch: ShardContent) -> list[Path]:
         """Write the per-object results of samples ``start:stop`` (plane depth,
         visible pixels and box, from the batch's instance map) and fsync them;
         returns the chunk files written."""
@@ -747,7 +744,7 @@ def input_records(assets: AssetSet, config: GenerateConfig) -> dict[str, Any]:
 class WholeSources:
     """What a store's whole arrays (``meta/*``, ``assets/*``) are written from."""
 
-    plan: SamplePlan
+    plan: SampleMeta
     assets: AssetSet
     bg_depth: Callable[[], np.ndarray]  # () -> (NB, H, W) float32, called only for a repair
 
@@ -759,8 +756,6 @@ def _repair_whole(root: Path, attrs: dict[str, Any], sources: WholeSources, leve
     because per-object results in their rows are damaged (those chunk files are
     deleted: zarr rewrites a chunk whole from what it reads).
     """
-    from engine.store.verify import OBJECT_RESULT_ARRAYS, StoreShards  # imports this module
-
     shards = StoreShards(root, attrs)
     problems = shards.check("full" if level == "full" else "index", arrays=shards.whole_names, threads=2)
     if not problems:
@@ -805,7 +800,7 @@ def _repair_whole(root: Path, attrs: dict[str, Any], sources: WholeSources, leve
     return {k for k in redo if 0 <= k < int(attrs["layout"]["n_shards"])}
 
 
-def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
+def _write_meta(group: Any, plan: SampleMeta, codec: list[Any]) -> None:
     N = plan.n_samples
     chunk = min(META_CHUNK, N)
     shard = chunk * min(META_CHUNKS_PER_SHARD, -(-N // chunk))
@@ -825,7 +820,7 @@ def _write_meta(group: Any, plan: SamplePlan, codec: list[Any]) -> None:
             array[start : start + len(p)] = values[name].astype(dtypes[name])
 
 
-def _write_object_meta(meta: Any, plan: SamplePlan, codec: list[Any]) -> None:
+def _write_object_meta(meta: Any, plan: SampleMeta, codec: list[Any]) -> None:
     """``meta/object_offset`` and ``meta/objects/*``: what the plan says of every
     object now, and empty per-object results the shards fill in."""
     N = plan.n_samples
@@ -1034,87 +1029,9 @@ def _gb(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
 
 
-def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True) -> dict[str, Any] | None:
-    """The ``fgbg`` attributes of the store at ``root``.
-
-    Shards that ranks writing the store at once recorded as progress markers
-    count as done (``markers``; see :mod:`engine.store.progress`).
-
-    Returns ``None`` when the group exists but its creation never finished
-    (only with ``allow_unfinished``).
-
-    Raises:
-        StoreError: no store there, or not one made by fgbg.
-    """
-    meta = root / "zarr.json"
-    if not root.exists():
-        url = re.match(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", str(root))  # a URL that became a Path
-        if url:
-            raise StoreError(f"{url[1]}://{url[2]}: this command reads a local store (a path); "
-                             "generate, info and zarr.open_group take URLs: copy the store down first")
-        raise StoreError(f"{root}: no such store")
-    if not meta.is_file():
-        raise StoreError(f"{root}: not a Zarr v3 store (no zarr.json)")
-    try:
-        doc = json.loads(meta.read_text())
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{root}: unreadable zarr.json ({e})") from None
-    attrs = doc.get("attributes", {}).get(ATTRS_KEY)
-    if attrs is None:
-        if allow_unfinished and doc.get("node_type") == "group":
-            return None
-        raise StoreError(f"{root}: not an fgbg store (no '{ATTRS_KEY}' attributes)")
-    return merge_markers(root, attrs) if markers else attrs
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    """What ``info`` reports about a store."""
-
-    path: Path | str
-    attrs: dict[str, Any]
-    arrays: dict[str, dict[str, Any]]
-    bytes_on_disk: int
-    n_files: int
-    #: done shards whose file is missing or whose index is damaged (``verify`` also decodes them)
-    damaged: tuple[Any, ...] = ()
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.attrs["progress"]["complete"])
-
-    @property
-    def shards_done(self) -> int:
-        return len(self.attrs["progress"]["shards_done"])
-
-    @property
-    def samples_done(self) -> int:
-        lay = self.attrs["layout"]
-        layout = StoreLayout(lay["n_samples"], lay["height"], lay["width"], lay["shard_size"], lay["chunk_size"])
-        return sum(b - a for a, b in (layout.shard_range(k) for k in self.attrs["progress"]["shards_done"]))
-
-
-def describe_array(doc: dict[str, Any], n_bytes: int) -> dict[str, Any]:
-    """What ``info`` says about an array, from its ``zarr.json`` and its bytes on disk."""
-    codecs = doc.get("codecs", [])
-    inner = codecs[0]["configuration"] if codecs and codecs[0]["name"] == "sharding_indexed" else None
-    used = inner["codecs"] if inner else codecs
-    return {
-        "shape": tuple(doc["shape"]),
-        "dtype": doc["data_type"],
-        "chunks": tuple(inner["chunk_shape"]) if inner else tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]),
-        "shards": tuple(doc["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None,
-        "codecs": [c["name"] if c["name"] != "blosc" else f"blosc-{c['configuration']['cname']}" for c in used
-                   if c["name"] not in ("bytes",)],
-        "bytes": n_bytes,
-    }
-
-
 def inspect_store(path: str | Path) -> StoreInfo:
     """Read a store's attributes, array descriptions and size on disk (no data read);
     ``path`` may be an fsspec URL (:func:`engine.store.location.inspect_remote`)."""
-    from engine.store.location import inspect_remote, locate
-
     where = locate(path)
     if where.remote:
         return inspect_remote(where.url)  # type: ignore[arg-type]
@@ -1128,7 +1045,5 @@ def inspect_store(path: str | Path) -> StoreInfo:
         name = meta.parent.relative_to(root).as_posix()
         arrays[name] = describe_array(doc, sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()))
     files = [p for p in root.rglob("*") if p.is_file()]
-    from engine.store.verify import files_damaged  # imports this module
-
     damaged = tuple(files_damaged(root, attrs))
     return StoreInfo(root, attrs, arrays, sum(p.stat().st_size for p in files), len(files), damaged)
