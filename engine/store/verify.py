@@ -227,8 +227,6 @@ class StoreShards:
             return [k for k in units if (self.root / name / fmt.key(k)).is_file()]
         if name not in OBJECT_RESULT_ARRAYS:
             return list(units)
-        from engine.store.zarr_store import read_attrs
-
         # shards recorded in the attributes (not in markers: their results are still in side files)
         recorded = read_attrs(self.root, markers=False)["progress"]["shards_done"]  # type: ignore[index]
         if not recorded:
