@@ -120,13 +120,13 @@ STAGES: tuple[Stage, ...] = (
                    "400k): writing phase, whole call, vs floor, vs naive; the targets met or not"),
     )),
     Stage("training", "training images/s and NVML GPU utilisation per loader", (
-        Step("bench_loader", 115, _LOADER + " --sections loaders --samples 20000 --steps 100",
+        Step("bench_loader", 105, _LOADER + " --sections loaders --samples 20000 --steps 90",
              fills="(a)-(f): device-resident, DALI lossless, DALI JPEG (mixed), torch (in memory, streamed), "
                    "online; each loader alone; GPU utilisation (NVML) during each"),
     )),
     Stage("user_loader", "the user-loader benchmark (runs only when its script exists)", (
-        Step("bench_user_loader", 15, "{py} " + USER_LOADER_SCRIPT + " --device cuda --results-dir {dir}",
-             needs=USER_LOADER_SCRIPT, fills="images/s of a user's own loader feeding fgbg's training"),
+        Step("bench_user_loader", 25, "{py} " + USER_LOADER_SCRIPT + " --device cuda --seconds 4 --json {dir}/user_loader.json",
+             needs=USER_LOADER_SCRIPT, fills="engine.loader vs a plain torch DataLoader (workers = cores) for examples/train_segmentation.py's work, images/s side by side"),
     )),
     Stage("sweeps", "codecs, JPEG encoders, overhead options, blend modes, scenes: as time allows", (
         Step("bench_gpu_sweeps", 38, "{py} benchmarks/bench_gpu.py --part sweeps --budget-s 24 --batch-sizes 1024,4096 "
