@@ -32,6 +32,7 @@ room (only for near-random pixels at high quality).
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -381,9 +382,18 @@ def _encode_segments(images, recip, dc_code, dc_len, ac_code, ac_len, dct, zigza
                                                          ac_code, ac_len, dct, zigzag, px, tmp, coef, out)
 
 
+def _renamed(fn, name):
+    """``fn`` under another name: Numba's on-disk cache is keyed by the function's
+    qualified name (not by ``parallel``), so two compilations of one function would
+    load each other's machine code in a later process."""
+    copy = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    return copy
+
+
 #: every core (one caller at a time), and one core (callers on their own threads: writer pools)
 _encode_segments_cpu = numba.njit(parallel=True, nogil=True, cache=True)(_encode_segments)
-_encode_segments_serial = numba.njit(nogil=True, cache=True)(_encode_segments)
+_encode_segments_serial = numba.njit(nogil=True, cache=True)(_renamed(_encode_segments, "_encode_segments_serial"))
 
 
 @numba.njit(nogil=True, cache=True)

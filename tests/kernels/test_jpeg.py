@@ -210,3 +210,13 @@ def test_dali_gpu_decoder_reads_the_files() -> None:
     images = scene(8, 224, 224)
     for decoded, image in zip(dali_decode(J.encode_jpeg_batch(images, 95), "mixed"), images):
         assert psnr(decoded, image) >= 40.0
+
+
+def test_the_one_core_and_every_core_coders_have_their_own_numba_cache_files():
+    # Numba keys its on-disk cache by the function's qualified name, not by
+    # ``parallel``: one cache file for both would load one's code in place of the other's.
+    from kernels import jpeg
+
+    every_core = jpeg._encode_segments_cpu._cache._cache_file._index_path
+    one_core = jpeg._encode_segments_serial._cache._cache_file._index_path
+    assert every_core != one_core
