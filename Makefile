@@ -19,9 +19,11 @@ demo: $(STAMP)
 	$(PY) cli.py info demo.zarr
 	$(PY) cli.py preview demo.zarr --n 16 --out preview.png
 
-## test: the whole test suite (CUDA kernels run under Numba's simulator without a GPU)
+## test: the whole test suite (CUDA kernels run under Numba's simulator without a GPU), on
+## TEST_WORKERS processes (pytest-xdist; `make test TEST_WORKERS=0` runs it in this one)
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## bench: images/s of generate vs the naive per-image loop (see benchmarks/RESULTS.md)
 bench: $(STAMP)

@@ -32,9 +32,15 @@ HAS_CUDA = _has_cuda()
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "0" if HAS_CUDA else "1")
 
 # The built-in asset cache of this session: a fresh folder, never the user's
-# (CLI tests in subprocesses inherit it); deleted when the session ends.
-SESSION_CACHE = tempfile.TemporaryDirectory(prefix="fgbg-test-cache-")
-os.environ["FGBG_CACHE_DIR"] = SESSION_CACHE.name
+# (CLI tests in subprocesses inherit it); deleted when the session ends. Under
+# pytest-xdist the main process makes it before starting its workers, which
+# inherit it and share it (entries are written by rename, safe to share).
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("FGBG_TEST_SESSION_CACHE"):
+    SESSION_CACHE_DIR = os.environ["FGBG_TEST_SESSION_CACHE"]
+else:
+    SESSION_CACHE = tempfile.TemporaryDirectory(prefix="fgbg-test-cache-")
+    SESSION_CACHE_DIR = os.environ["FGBG_TEST_SESSION_CACHE"] = SESSION_CACHE.name
+os.environ["FGBG_CACHE_DIR"] = SESSION_CACHE_DIR
 
 #: absolute tolerance per output dtype, for kernels compared with references
 TOLERANCE = {"uint8": 0, "uint16": 0, "float16": 1e-3, "float32": 1e-5}

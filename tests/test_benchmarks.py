@@ -195,7 +195,7 @@ def test_compression_sweep_with_the_host_stand_in() -> None:
 @pytest.mark.slow
 def test_bench_loader_runs(tmp_path: Path) -> None:
     stdout = run("bench_loader.py", "--samples", "128", "--steps", "2", "--batch", "8", "--input-size", "64",
-                 "--results-dir", str(tmp_path))
+                 "--overhead-steps", "1", "--repeats", "1", "--results-dir", str(tmp_path))
     assert "b_dali_lossless" in stdout and "training" in stdout
     results = json.loads((tmp_path / "loader.json").read_text())["results"]
     for name in ("a_device_resident", "b_dali_lossless", "c_dali_jpeg", "d_torch_in_memory", "e_online_compositing"):

@@ -214,6 +214,7 @@ def _child_with_rank(parent: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find a rank's process")
 @pytest.mark.parametrize("extra, port", [((), 29563), (("--objects-per-image", "1", "3", "--max-overlap", "0.6"), 29565)],
                          ids=["one-object", "several-objects"])

@@ -77,6 +77,7 @@ def test_what_ranks_cannot_do_is_refused(store: Path, tmp_path: Path) -> None:
         check_ranks(TrainConfig(**fields(store, tmp_path)), Ranks(rank=0, world=2))
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_stay_in_sync_and_resume_on_one(store: Path, tmp_path: Path) -> None:
     out, reports = tmp_path / "run", tmp_path / "reports"
     torchrun(2, fields(store, out), reports, port=29571)  # rank 1 fails if it writes into `out`
