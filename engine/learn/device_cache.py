@@ -16,6 +16,7 @@ loader would make from the same plan, within float32 rounding.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,11 +50,16 @@ def free_memory(device: torch.device) -> int:
     (a seam: tests fake a small budget)."""
     import torch
 
-    from engine.compose.preflight import available_memory
-
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    return available_memory()
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def check_fits(n: int, input_size: tuple[int, int], output_size: tuple[int, int], device: torch.device) -> None:
