@@ -12,7 +12,10 @@ included), alternating A B A B so drift hits both alike:
   then :func:`benchmarks.suite.naive.naive_generate` (Pillow resize and flip,
   straight-alpha paste, JPEG of composite and mask, appended to a zip) on the
   same placements as ``generate``'s plan (computed once beforehand and passed
-  in a ``.npz``, as a plan would be). ``--pool`` adds B on every core
+  in a ``.npz``, as a plan would be). The cut-outs are cropped and shrunk
+  once at load to the output's scale (``--naive-fg fit``, as generate's are, so
+  each sample's work is the suite's established baseline), or resized from
+  the file's full size every sample (``--naive-fg original``). ``--pool`` adds B on every core
   (:func:`~benchmarks.suite.naive.naive_generate_pool`, one zip per process).
 
 Without ``--bg/--fg`` the files are made: the built-in streets drawn at
@@ -38,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +110,21 @@ def save_plan(bg_dir: Path, fg_dir: Path, samples: int, path: Path) -> int:
     return n
 
 
-def naive_main(plan_path: Path, out: Path, processes: int) -> None:
+def fit_foreground(image: Any, height: int, width: int) -> np.ndarray:
+    """Pillow's version of ``engine.assets.images.canonical_foreground``: crop an RGBA image
+    tight to alpha > 0 and shrink it once into ``height x 3*width`` (``(h', w', 4) uint8``),
+    so each sample resizes from about the output's scale, as the engine's cut-outs do."""
+    from PIL import Image
+
+    crop = image.crop(image.getchannel("A").getbbox())
+    shrink = min(1.0, height / crop.height, 3 * width / crop.width)
+    if shrink < 1.0:
+        size = (max(1, round(crop.width * shrink)), max(1, round(crop.height * shrink)))
+        crop = crop.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(crop)
+
+
+def naive_main(plan_path: Path, out: Path, processes: int, fg_mode: str) -> None:
     """The naive whole process (B): read and resize the files with Pillow, then the per-image loop."""
     from PIL import Image
 
@@ -116,7 +134,9 @@ def naive_main(plan_path: Path, out: Path, processes: int) -> None:
     height, width = (int(v) for v in saved["size"])
     backgrounds = np.stack([np.asarray(Image.open(f).convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
                             for f in saved["bg_files"]])  # (NB, H, W, 3) uint8
-    foregrounds = [np.asarray(Image.open(f).convert("RGBA")) for f in saved["fg_files"]]  # (h, w, 4) uint8 each
+    foregrounds = [Image.open(f).convert("RGBA") for f in saved["fg_files"]]
+    foregrounds = [fit_foreground(f, height, width) if fg_mode == "fit" else np.asarray(f)
+                   for f in foregrounds]  # (h, w, 4) uint8 each
     placements = SavedPlacements(**{f: saved[f] for f in PLACEMENT_FIELDS})
     if processes > 1:
         out.mkdir(parents=True, exist_ok=True)
@@ -151,6 +171,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--samples", type=int, default=40_000, help="samples per run (generate --limit)")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each, alternating")
     ap.add_argument("--pool", action="store_true", help="also time the naive loop on every core")
+    ap.add_argument("--naive-fg", choices=("fit", "original"), default="fit",
+                    help="naive loop's cut-outs: shrunk once at load to the output's scale like generate's "
+                         "(fit), or resized from the file's full size every sample (original)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run each (a smoke test)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--naive-plan", type=Path, help=argparse.SUPPRESS)  # the naive process (B) itself
@@ -166,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.naive_plan is not None:
-        naive_main(args.naive_plan, args.naive_out, args.naive_processes)
+        naive_main(args.naive_plan, args.naive_out, args.naive_processes, args.naive_fg)
         return
     from benchmarks.common import machine
 
@@ -187,12 +210,13 @@ def main(argv: list[str] | None = None) -> None:
             "generate": [sys.executable, str(ROOT / "cli.py"), "generate", "--bg", str(bg_dir), "--fg", str(fg_dir),
                          "--limit", str(n), "--out", str(scratch / "store.zarr"), "--overwrite", "-q"],
             "naive": [sys.executable, __file__, "--naive-plan", str(plan_path), "--naive-out",
-                      str(scratch / "naive.zip")],
+                      str(scratch / "naive.zip"), "--naive-fg", args.naive_fg],
         }
         cores = os.cpu_count() or 1
         if args.pool and cores > 1:
             commands["naive_pool"] = [sys.executable, __file__, "--naive-plan", str(plan_path), "--naive-out",
-                                      str(scratch / "naive-pool"), "--naive-processes", str(cores)]
+                                      str(scratch / "naive-pool"), "--naive-processes", str(cores),
+                                      "--naive-fg", args.naive_fg]
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
         for r in range(args.repeats):
             for name, command in commands.items():  # A B A B: drift hits both alike
@@ -205,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
         result = {
             "samples": n, "bg_dir": str(bg_dir), "fg_dir": str(fg_dir),
             "backgrounds": len(np.load(plan_path)["bg_files"]), "foregrounds": len(np.load(plan_path)["fg_files"]),
-            "photo_size": list(args.photo_size) if args.bg is None else None,
+            "photo_size": list(args.photo_size) if args.bg is None else None, "naive_fg": args.naive_fg,
             "commands": {name: " ".join(c) for name, c in commands.items()},
             "runs": runs, "median_s": median, "images_per_s": rate,
             "ratio_generate_vs_naive": rate["generate"] / rate["naive"],
