@@ -257,3 +257,18 @@ def test_bench_stats_runs(tmp_path: Path) -> None:
     assert "kernel_all_cores_gb_s" in stdout
     results = json.loads((tmp_path / "stats.json").read_text())["results"]
     assert results["kernel_gb_s"] > 0 and results["bincount_gb_s"] > 0
+
+
+def test_bench_user_files_quick_writes_both_whole_process_figures(tmp_path: Path) -> None:
+    out = tmp_path / "user_files.json"
+    stdout = run("bench_user_files.py", "--quick", "--pool", "--json", str(out))
+    assert "generate / naive loop, whole process" in stdout
+    result = json.loads(out.read_text())
+    assert result["samples"] == 40 and result["backgrounds"] == 3 and result["foregrounds"] == 2
+    assert result["naive_fg"] == "fit"
+    names = {"generate", "naive"} | ({"naive_pool"} if (os.cpu_count() or 1) > 1 else set())
+    assert set(result["runs"]) == names and all(len(runs) == 1 for runs in result["runs"].values())
+    assert all(result["images_per_s"][name] > 0 for name in names)
+    rate = result["images_per_s"]
+    assert result["ratio_generate_vs_naive"] == pytest.approx(rate["generate"] / rate["naive"], rel=1e-9)
+    assert "cli.py generate --bg" in result["commands"]["generate"] and result["machine"]["cpu_count"] >= 1
