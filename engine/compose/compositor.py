@@ -38,6 +38,8 @@ from kernels import placement as P
 HOST_TABLES = "placement table + atlas (host)"
 #: stage name of the blending post-pass
 BLEND_PASS = "blend post-pass"
+#: stage name of counting the store's statistics where the objects changed the background
+COUNT_CHANGED = "statistics: pixels the objects changed"
 
 
 def blend_spec(config: GenerateConfig) -> object | None:
@@ -307,16 +309,75 @@ def object_table(objects: ObjectPlacements, table: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([table, ids[:, None]], axis=1)[order])
 
 
+class OutputBuffers:
+    """Reused output arrays for the CPU compositor's batches.
+
+    A shard's outputs are a lot of memory (616 MB for 2,048 samples at
+    224x224); freshly mapped pages cost the OS a zeroing pass every batch (~15%
+    of ``generate``'s CPU on 2 cores, measured with perf: ``clear_page``), so a
+    batch's arrays go back here on
+    :meth:`Batch.release` and the next batch of no more samples writes into them.
+    At most ``keep`` sets are kept (those in flight are the caller's); thread-safe,
+    since writer threads release what the main thread takes.
+    """
+
+    def __init__(self, height: int, width: int, alpha: bool, keep: int = 4) -> None:
+        self.height, self.width, self.alpha, self.keep = height, width, alpha, keep
+        self._free: list[dict[str, np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    def take(self, n: int, instances: bool) -> tuple[dict[str, np.ndarray], Callable[[], None]]:
+        """Arrays for ``n`` samples (``images (n, H, W, 3) uint8``, ``masks (n, H, W)
+        uint8``, ``depth (n, H, W) uint16``, ``alpha`` and ``instances`` when asked
+        (else ``None``); contents undefined) and the function that gives them back."""
+        with self._lock:
+            found = next((i for i, f in enumerate(self._free)
+                          if len(f["masks"]) >= n and (f["instances"] is not None) == instances), None)
+            whole = self._free.pop(found) if found is not None else None
+        if whole is None:
+            h, w = self.height, self.width
+            whole = {
+                "images": np.empty((n, h, w, 3), np.uint8), "masks": np.empty((n, h, w), np.uint8),
+                "depth": np.empty((n, h, w), np.uint16),
+                "alpha": np.empty((n, h, w), np.uint8) if self.alpha else None,
+                "instances": np.empty((n, h, w), np.uint16) if instances else None,
+            }
+        given = threading.Event()  # a second release must not hand the arrays out twice
+
+        def give_back() -> None:
+            if given.is_set():
+                return
+            given.set()
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(whole)
+
+        return {k: None if a is None else a[:n] for k, a in whole.items()}, give_back
+
+    def clear(self) -> None:
+        """Drop the kept arrays (their memory goes back to the system)."""
+        with self._lock:
+            self._free.clear()
+
+
 class Compositor:
     """Composites batches of placements on the CPU.
+
+    A returned :class:`Batch`'s arrays are reused for a later batch once its
+    ``release()`` is called (as the batch's contract says): read or copy them first.
 
     Args:
         assets: backgrounds and canonical foregrounds.
         depth: the depth source (background depth and foreground plane depth).
         config: mask threshold and whether soft alpha is kept.
+        count_images: give each batch its images' per-channel histogram
+            (``Batch.histogram``, a store's statistics), counted from the
+            backgrounds' histograms and the pixels the objects changed; only
+            without a blending post-pass (which changes pixels around the
+            objects): then the caller counts the images.
     """
 
-    def __init__(self, assets: AssetSet, depth: DepthSource, config: GenerateConfig) -> None:
+    def __init__(self, assets: AssetSet, depth: DepthSource, config: GenerateConfig, count_images: bool = False) -> None:
         self.bg_images = np.ascontiguousarray(assets.bg_images)
         self.bg_depth16 = depth.background_depth().astype(np.float16).view(np.uint16)
         self.depth = depth
@@ -326,6 +387,13 @@ class Compositor:
         self.occlusion = config.occlusion == "background"
         self.blend = blend_spec(config)  #: ``None``: no post-pass (``--blend alpha``)
         self.clock = StageClock()  #: where the compositing time goes (read by generate's report)
+        _, height, width, _ = self.bg_images.shape
+        self.buffers = OutputBuffers(height, width, alpha=config.save_alpha)
+        self.bg_counts: np.ndarray | None = None  #: ``(NB, 3, 256) int64`` each background's histogram
+        if count_images and self.blend is None:
+            from kernels.histogram import image_histograms
+
+            self.bg_counts = image_histograms(self.bg_images)
 
     def table(self, p: Placements) -> np.ndarray:
         """``(B, 8) int64`` kernel placement table for ``p`` (fills the atlas)."""
@@ -363,12 +431,8 @@ class Compositor:
         prepared = p if isinstance(p, Prepared) else self.prepare(p)
         p, table = prepared.placements, prepared.table
         n = len(p)
-        _, height, width, _ = self.bg_images.shape
-        images = np.empty((n, height, width, 3), np.uint8)
-        masks = np.empty((n, height, width), np.uint8)
-        depth = np.empty((n, height, width), np.uint16)
-        alpha = np.empty((n, height, width), np.uint8) if self.save_alpha else None
-        instances = None
+        out, release = self.buffers.take(n, instances=prepared.objects is not None)
+        images, masks, depth, alpha, instances = (out[k] for k in ("images", "masks", "depth", "alpha", "instances"))
         with self.clock("composite kernel (CPU)"):
             if prepared.objects is None:
                 composite_batch(
@@ -376,7 +440,6 @@ class Compositor:
                     images, masks, depth, alpha, occlusion=self.occlusion,
                 )
             else:
-                instances = np.empty((n, height, width), np.uint16)
                 composite_objects_batch(
                     self.bg_images, self.bg_depth16, prepared.atlas, table, prepared.objects.offset,
                     self.threshold, images, masks, depth, instances, alpha, occlusion=self.occlusion,
@@ -384,10 +447,25 @@ class Compositor:
         if self.blend is not None:
             with self.clock(BLEND_PASS):
                 self.blend_host(images, table, prepared.atlas, prepared.objects_offset())
+        histogram = None
+        if self.bg_counts is not None:
+            with self.clock(COUNT_CHANGED):
+                histogram = self.count(images, table, prepared.objects_offset())
         batch = Batch(images, masks, depth.view(np.float16), alpha, instances=instances,
-                      objects=prepared.batch_objects())
+                      objects=prepared.batch_objects(), release=release, histogram=histogram)
         self.replace_depth(batch, p)
         return batch
+
+    def count(self, images: np.ndarray, table: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+        """``(3, 256) int64`` histogram of the kernel's ``(B, H, W, 3) uint8`` composites
+        of ``table`` (``(B, 8)``, or ``(M, 9)`` with ``offset``: several objects)."""
+        from kernels.histogram import changed_rectangles, composite_histogram
+
+        _, height, width, _ = images.shape
+        rects = changed_rectangles(table, height, width, offset)
+        bg_index = np.ascontiguousarray(table[:, P.BG] if offset is None else table[offset[:-1], P.BG])
+        assert self.bg_counts is not None
+        return composite_histogram(self.bg_counts, self.bg_images, images, bg_index, rects)
 
     def blend_host(
         self, images: np.ndarray, table: np.ndarray, atlas: np.ndarray, offset: np.ndarray | None = None
@@ -416,7 +494,8 @@ class Compositor:
                 blend_objects_batch(*args, torch.from_numpy(offset), self.blend, depth, chunk=16)
 
     def close(self) -> None:
-        """Release what compositing held beyond memory (threads); after the last batch is written."""
+        """Release what compositing held (reused output arrays); after the last batch is written."""
+        self.buffers.clear()
 
     def replace_depth(self, batch: Batch, p: Placements) -> None:
         """Overwrite the batch's depth when the source predicts it per composite."""

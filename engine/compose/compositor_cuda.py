@@ -265,6 +265,7 @@ class CudaCompositor(Compositor):
         """Stop the ``nvimgcodec-streams`` encoding threads, if any."""
         if self.jpeg_streams is not None:
             self.jpeg_streams.close()
+        super().close()
 
     def _sync_atlas(self) -> Any:
         """Bring the device atlas up to the host one and return it: append new

@@ -222,9 +222,10 @@ def generate(
     done_samples = share - sum(b - a for a, b in map(writer.layout.shard_range, todo))
     log.info("%s: %d samples in %d shards, %d to write%s", out, total, writer.layout.n_shards, len(todo),
              f" (rank {ranks.rank} of {ranks.world})" if ranks.shared else "")
-    if config.image_codec != "jpeg" and device != "cuda":
-        # the writers count the host images: load the counting kernel (Numba's cache) now, with the
-        # other start-up work, not in the first shard's write (writer cost model: per-sample steps)
+    if config.image_codec != "jpeg" and device != "cuda" and blend_spec(config) is not None:
+        # after a blending post-pass the writers count the host images: load the counting kernel
+        # (Numba's cache) now, with the other start-up work, not in the first shard's write
+        # (writer cost model: per-sample steps)
         ChannelHistogram().add(np.zeros((1, 1, 1, 3), np.uint8))
     t_write = time.perf_counter()
     if progress:
@@ -256,7 +257,9 @@ def generate(
             count_images=counted is not None,
         )
     else:
-        compositor = Compositor(assets, depth, config)
+        # the compositor counts the statistics from the backgrounds' counts and the pixels
+        # the objects changed (without a blending post-pass), the writers only add them up
+        compositor = Compositor(assets, depth, config, count_images=counted is not None)
     written = 0
     parts: dict[int, ChannelHistogram] = {}
     pending: deque[tuple[int, int, Future[None]]] = deque()

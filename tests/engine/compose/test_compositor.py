@@ -95,3 +95,64 @@ def test_several_objects_composite_far_to_near_as_the_reference(occlusion: str) 
     np.testing.assert_array_equal(np.float16(batch.objects["depth"]).view(np.uint16), table[:, P.DEPTH])
     # up to four objects per image, all of them seen somewhere
     assert len(np.unique(batch.instances)) == 5 and (np.diff(objects.offset) > 1).all()
+
+
+# -- reused output arrays and the batch's statistics ---------------------------------------
+
+
+def test_output_buffers_are_reused_only_after_release() -> None:
+    from engine.compose.compositor import OutputBuffers
+
+    buffers = OutputBuffers(4, 5, alpha=True, keep=1)
+    a, release_a = buffers.take(3, instances=False)
+    b, _ = buffers.take(3, instances=False)
+    assert not np.shares_memory(a["images"], b["images"])  # a is still out: never handed out twice
+    assert a["images"].shape == (3, 4, 5, 3) and a["alpha"].shape == (3, 4, 5) and a["instances"] is None
+    release_a()
+    release_a()  # a second release gives nothing back twice
+    c, release_c = buffers.take(2, instances=False)  # fewer samples: the same memory, viewed shorter
+    assert np.shares_memory(c["images"], a["images"]) and c["masks"].shape == (2, 4, 5)
+    d, _ = buffers.take(2, instances=False)
+    assert not np.shares_memory(d["images"], a["images"])
+    release_c()
+    e, _ = buffers.take(2, instances=True)  # several objects need instance arrays: not the kept set
+    assert e["instances"].shape == (2, 4, 5) and not np.shares_memory(e["images"], a["images"])
+
+
+def small_compositor(blend: str = "alpha", objects: int = 1, count_images: bool = True):
+    from engine.compose.compositor import Compositor
+    from engine.compose.depth import make_depth_source
+    from engine.compose.generate import load_assets
+    from engine.compose.plan import plan_for
+    from engine.config import GenerateConfig
+
+    many = {"objects_min": 2, "objects_max": objects, "max_overlap": 1.0} if objects > 1 else {}
+    config = GenerateConfig(builtin_backgrounds=3, builtin_foregrounds=3, height=32, width=48, positions=3,
+                            truncation=0.5, blend=blend, **many)
+    assets = load_assets(config)
+    depth = make_depth_source(config, assets)
+    plan = plan_for(config, assets, depth)
+    work = plan.objects(0, plan.n_samples) if objects > 1 else plan.placements(0, plan.n_samples)
+    return Compositor(assets, depth, config, count_images=count_images), work
+
+
+@pytest.mark.parametrize("objects", [1, 4])
+def test_batch_histogram_counts_the_batch_images(objects: int) -> None:
+    from tests.kernels.test_histogram import bincount_reference
+
+    compositor, work = small_compositor(objects=objects)
+    first = compositor.composite(work)
+    want = bincount_reference(first.images)
+    np.testing.assert_array_equal(first.histogram, want)
+    first.release()
+    again = compositor.composite(work)  # into the released arrays: the same batch, the same counts
+    np.testing.assert_array_equal(again.histogram, want)
+    np.testing.assert_array_equal(bincount_reference(again.images), want)
+
+
+def test_no_batch_histogram_after_a_blending_pass_or_when_not_asked() -> None:
+    pytest.importorskip("kornia")
+    compositor, work = small_compositor(blend="feather")
+    assert compositor.composite(work).histogram is None  # pixels around the objects changed: the writers count
+    compositor, work = small_compositor(count_images=False)
+    assert compositor.composite(work).histogram is None

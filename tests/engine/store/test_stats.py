@@ -108,7 +108,7 @@ def test_images_kept_on_the_device_leave_stats_absent(tmp_path: Path, monkeypatc
         batch = real(self, placements)
         images, c = batch.images, small().chunk_size
         frames = lambda: [bytes(codec.encode(np.ascontiguousarray(images[i : i + c]))) for i in range(0, len(images), c)]
-        return dataclasses.replace(batch, images=None, compressed={"images": frames})
+        return dataclasses.replace(batch, images=None, compressed={"images": frames}, histogram=None)
 
     monkeypatch.setattr(gen.Compositor, "composite", device_images)
     out = tmp_path / "d.zarr"
