@@ -188,10 +188,11 @@ class ZarrWriter:
             self.object_offset = np.asarray(zarr.open_array(root / "meta" / "object_offset", mode="r")[:], np.int64)
             self.object_arrays = {name: zarr.open_array(root / "meta" / "objects" / name, mode="r+",
                                                         config=WRITE_ALL_CHUNKS) for name in OBJECT_RESULTS}
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fgbg-compress")
+        cores = usable_cores()
+        self._pool = ThreadPoolExecutor(max_workers=cores, thread_name_prefix="fgbg-compress")
         #: chunks go to the pool in runs, a few per thread: one task per chunk cost more in
         #: futures, wake-ups and context switches than compressing a small chunk
-        self._chunk_map = grouped_map(self._pool, 2 * (os.cpu_count() or 1))
+        self._chunk_map = grouped_map(self._pool, 2 * cores)
         #: thread CPU time of each step of :meth:`write_shard` (engine/store/writer_cost.py)
         self.cost = WriterCost()
 
@@ -637,6 +638,15 @@ class ZarrWriter:
     def _shard_path(self, name: str, index: int) -> Path:
         array = self.arrays[name]
         return self.root / name / array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (``taskset``, cgroup cpusets), not the machine's count:
+    one compression thread each."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
