@@ -101,6 +101,32 @@ def test_report_renders_the_fixture_and_regenerates_only_its_section(tmp_path: P
     assert "| c_dali_jpeg | 23,000 | 0.954 | 93 | 31,000 |" in text
     assert "**sweeps / blend_modes**: **timeout**" in text and "| blend.modes.alpha.images_per_s | 90,000 |" in text
     assert "numba-cuda | 0.30.4" in text and "NVIDIA H200" in text
+    # issue 24's sweep: one table of nvCOMP alone per piece size and generate per setting, then the verdict
+    assert "### Inner chunks and compressors: the sweep and the default (issue 24)" in text
+    assert ("| setting | GB/s | ratio | 400k s, compressor alone | writing s, 400k projected | store bytes | GPU share "
+            "| compression share of writer CPU |") in text
+    assert "| nvcomp-zstd alone, pieces of 150,528 B: --chunk-size 1 (one sample's image) | 25 | 5.6 | 6.72 | — |" in text
+    assert ("| generate `--compressor hybrid --compression-level 3 (default chunks)` (today's default), 20,480 samples "
+            "| 3.85 | 10.5 | — | 31.2 | 587,202,560 | 0.2 | 0.81 |") in text
+    assert ("**Chunk verdict**: fastest end to end: `--compressor nvcomp --chunk-size 1`, 19.5 s writing for 400,000 "
+            "samples (projected from 20,480 samples) vs 31.2 s with today's default") in text
+    assert "`GenerateConfig.samples_per_chunk`" in text and "to 1 sample per chunk" in text
+    assert "`resolve_compressor` (today hybrid), to nvcomp." in text
+
+
+def _fixture_line(step: str) -> dict:
+    return next(line for line in gpu_report.read_lines(FIXTURE) if line.get("step") == step)
+
+
+def test_report_computes_the_chunk_verdict_when_the_run_did_not_record_it() -> None:
+    """A run cut before its end records no ``chunk_verdict``: the report derives the same one from the runs."""
+    line = _fixture_line("bench_gpu_sweeps")
+    recorded = gpu_report.sweep_section(line)
+    stages = line["outputs"]["stages.jsonl"]
+    cut = {**line, "outputs": {"stages.jsonl": [s for s in stages if s["stage"] != "chunk_verdict"]}}
+    assert len(cut["outputs"]["stages.jsonl"]) == len(stages) - 1
+    assert gpu_report.sweep_section(cut) == recorded
+    assert gpu_report.sweep_section(None)[-2:] == ["not reached", ""]
 
 
 def test_chunk_sweep_projects_400k_by_hand() -> None:
