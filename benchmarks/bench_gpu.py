@@ -21,9 +21,24 @@ runs it in two parts, ``--part headline`` and ``--part sweeps``):
   call on the shard and as ``generate``'s writer threads at once, with
   whether ``--jpeg-encoder auto`` picks the fastest), nvCOMP Zstandard (rate,
   ratio next to CPU zstd-3, frames read by the CPU's zstd, content size in
-  the frame header), a sweep of nvCOMP piece sizes (64 KiB, 256 KiB, the
-  store's 1.2 MB chunk; one call per array vs one per shard; GB/s and ratio
-  next to CPU zstd-3 on the same pieces), CPU compression + write;
+  the frame header), CPU compression + write;
+- issue 24's sweep, first among the shard's stages (a run cut short keeps
+  it): nvCOMP alone on the shard in pieces of 64 KiB, 256 KiB, one sample's
+  image (``H*W*3``, ``--chunk-size 1``'s image chunk) and the store's default
+  image chunk (about 1.2 MB): one call per array vs one per shard, GB/s and
+  ratio next to CPU zstd-3 on the same pieces, and ``projected_400k_s``: 400k
+  samples' raw bytes at the per-shard-call rate vs their compressed bytes at
+  the measured disk rate, the larger (projected from the compressor alone,
+  not a ``generate`` run); then ``generate`` end to end on the GPU per
+  ``--chunk-settings`` (``generate_sweep_*``; default ``--compressor nvcomp``
+  with the default chunks, ``--chunk-size 1`` and ``2``, ``hybrid`` at
+  ``--compression-level 3`` and ``2``, ``cpu``), each on
+  ``--compared-samples`` with its writing phase projected to ``--samples``,
+  its store bytes and ratio, × floor, the GPU's share of the shards and the
+  writers' CPU cost per step (``writer_cost``: compression's share of it);
+  ``chunk_verdict`` (benchmarks/chunk_sweep.py): the fastest setting end to
+  end, whether it is today's default, and if not what to change (the chunk
+  rule is one for every device: stores resume across devices);
 - the naive per-image loop, alone and on a pool of every core;
 - ``generate`` with its defaults (what ``cli.py generate`` does) end to end,
   lossless and JPEG, on the GPU (``--samples``, default the full 400k;
@@ -37,19 +52,23 @@ runs it in two parts, ``--part headline`` and ``--part sweeps``):
   PCIe at the measured D2H rate, and the kernel at its measured rate —
   never the program's own compressor.
 
-The last lines are a table of the issue's targets, each met or not. A stage
+The last lines are a table of the issue's targets, each met or not, then the
+sweep and its chunk verdict (when the sweep ran). A stage
 that fails records its error and the run goes on; a stage that would start
 after ``--budget-s`` seconds is skipped (and says so), so the run ends in time.
 Results: stdout and ``<results-dir>/gpu.json``; with ``--jsonl FILE`` also one
 JSON line per stage as it ends (a run cut short keeps what it measured).
 ``--part headline`` (the ceilings, the naive loop, ``generate`` 400k lossless
-and JPEG) and ``--part sweeps`` (the rest) split the run in two for
-``bash benchmarks/gpu_check.sh``.
+and JPEG) and ``--part sweeps`` (the rest, issue 24's sweep first) split the
+run in two for ``bash benchmarks/gpu_check.sh``. With ``--smoke`` and no
+nvCOMP, the sweep's nvCOMP and hybrid runs use the host stand-in (CPU zstd
+through the device path): a code-path check, no nvCOMP figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -58,13 +77,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chunk_sweep import (DEFAULT_SETTINGS, FULL_SAMPLES, chunk_verdict, parse_settings, project_400k, samples_full,
+                         seconds_full, setting_key, setting_label, sweep_runs)
 from common import RESULTS, ROOT, save, scratch
 from engine.store.jpeg import JPEG_STREAMS
 
@@ -347,7 +369,8 @@ def end_to_end(config, device: str, floors: dict[str, float], startup_s: float, 
     from engine.compose.generate import bottleneck, generate
     from engine.config import RunOptions
 
-    out = SCRATCH / f"e2e-{device}-{config.image_codec}-{compressor}.zarr"
+    out = SCRATCH / (f"e2e-{device}-{config.image_codec}-{compressor}-chunk{config.samples_per_chunk}"
+                     f"-level{config.compression_level}.zarr")
     marks: list[float] = []
     t0 = time.perf_counter()
     report = generate(config, out, RunOptions(overwrite=True, device=device, compressor=compressor),
@@ -371,6 +394,7 @@ def end_to_end(config, device: str, floors: dict[str, float], startup_s: float, 
         parts["kernel"] = n / floors["kernel_images_per_s"]
     floor = max(parts.values())
     whole_s = startup_s + (end - t0)
+    raw = n * per_sample_raw
     return {
         "samples": n, "seconds_writing": write_s, "seconds_whole_call": whole_s,
         # start-up = whole call - writing: the imports (a fresh process) + generate's set-up before
@@ -381,6 +405,11 @@ def end_to_end(config, device: str, floors: dict[str, float], startup_s: float, 
         "jpeg_encoder": report.jpeg_encoder, "writer_threads": report.writer_threads,
         "compressed_shards": shards, "gpu_compressed_share": gpu_share,
         "stage_seconds": report.stage_seconds, "bottleneck": bottleneck(report),
+        # the inner chunking and CPU level it ran with; raw bytes in per second of writing, raw / store bytes
+        "chunk_samples": config.samples_per_chunk, "compression_level": config.compression_level,
+        "raw_GBps_writing": raw / write_s / 1e9, "store_ratio": raw / store_bytes if store_bytes else None,
+        # the writers' CPU time per sample by step, and how near they run to their compression ceiling
+        "writer_cost": None if report.writer_cost is None else report.writer_cost.to_dict(),
     }
 
 
@@ -421,10 +450,14 @@ def naive_rates(config, samples: int, cores: int) -> dict[str, float]:
     return {"single": single, "pool": pool, "processes": cores}
 
 
-def nvcomp_sweep(shard: dict[str, Any], config: Any, cores: int, smoke: bool) -> dict[str, Any]:
+def nvcomp_sweep(shard: dict[str, Any], config: Any, cores: int, smoke: bool,
+                 disk_GBps: float | None) -> dict[str, Any]:
     """:func:`compression_sweep` of one shard with nvCOMP (with ``--smoke`` and
-    no nvCOMP: the host stand-in, to check the code path) at 64 KiB, 256 KiB
-    and the store's image chunk (about 1.2 MB)."""
+    no nvCOMP: the host stand-in, to check the code path) at 64 KiB, 256 KiB,
+    one sample's image (``H*W*3``: ``--chunk-size 1``'s image chunk, 150,528 B
+    at 224) and the store's default image chunk (about 1.2 MB); each size with
+    its ``setting`` and ``projected_400k_s`` (:func:`chunk_sweep.project_400k`
+    at the one-call-per-shard rate and the measured ``disk_GBps``)."""
     from engine.store.device_codec import HostZstdStandIn, NvcompZstd, nvcomp_problem
 
     problem = nvcomp_problem()
@@ -432,9 +465,42 @@ def nvcomp_sweep(shard: dict[str, Any], config: Any, cores: int, smoke: bool) ->
         return {"skipped": problem}
     compressor = HostZstdStandIn(level=3) if problem else NvcompZstd()
     flat = {name: d.reshape(-1).view(np.uint8) for name, d in shard.items()}
-    image_chunk = config.samples_per_chunk * config.height * config.width * 3
-    sizes = [64 << 10, 256 << 10, image_chunk] if not smoke else [256, 1024]
-    return compression_sweep(flat, sizes, compressor, cores)
+    per_image = config.height * config.width * 3
+    image_chunk = config.samples_per_chunk * per_image
+    # --smoke's shard is smaller than one default chunk: that size has no piece there
+    sizes = sorted({64 << 10, 256 << 10, per_image, image_chunk} if not smoke else {256, per_image, 1024})
+    labels = {per_image: "--chunk-size 1 (one sample's image)",
+              image_chunk: f"default chunks ({config.samples_per_chunk} samples' images)"}
+    rows = compression_sweep(flat, sizes, compressor, cores)
+    per_sample = config.height * config.width * (3 + 1 + 2)
+    for size in sizes:
+        row = rows[str(size)]
+        # chunks run along samples: a piece size no --chunk-size gives is the compressor's figure only
+        row["setting"] = labels.get(size, "pieces only (no --chunk-size gives it)")
+        row["projected_400k_s"] = project_400k(row["per_shard_call_GBps"], row["ratio"], disk_GBps, per_sample)
+    rows["disk_write_GBps"] = disk_GBps
+    return rows
+
+
+@contextmanager
+def nvcomp_stand_in(active: bool) -> Iterator[None]:
+    """With ``active`` (``--smoke`` where nvCOMP is absent): ``generate``'s nvCOMP
+    and hybrid paths run with the host stand-in (CPU zstd through the device
+    path, as the tests do), so the simulator checks the sweep's code path; the
+    figures are then no nvCOMP figures (its runs say ``host-zstd-stand-in``)."""
+    if not active:
+        yield
+        return
+    import engine.compose.generate as gen
+    from engine.store.device_codec import HostZstdStandIn
+
+    detect, make = gen.detect_hardware, gen.make_device_compressor
+    gen.detect_hardware = lambda device: dataclasses.replace(detect(device), nvcomp=None)
+    gen.make_device_compressor = lambda: HostZstdStandIn(level=3)
+    try:
+        yield
+    finally:
+        gen.detect_hardware, gen.make_device_compressor = detect, make
 
 
 def main() -> None:
@@ -450,7 +516,11 @@ def main() -> None:
                     help="GPU lossless end-to-end compressors, comma-separated (auto,cpu,nvcomp,hybrid): the first "
                          "runs --samples (the targets), the others --compared-samples")
     ap.add_argument("--compared-samples", type=int, default=100_000,
-                    help="samples of the other --compressors' runs (the full run projected)")
+                    help="samples of the other --compressors' runs and of the --chunk-settings runs (the full run "
+                         "projected)")
+    ap.add_argument("--chunk-settings", default=DEFAULT_SETTINGS,
+                    help="generate runs on the GPU comparing inner chunks and the CPU level, compressor:chunk:level "
+                         "each ('default': the chunk rule of engine/config.py), most important first; '' for none")
     ap.add_argument("--jpeg-samples", type=int, default=None,
                     help="JPEG end-to-end samples (default: what the fastest encoder writes in 45 s; the full run "
                          "projected when fewer than --samples)")
@@ -469,6 +539,7 @@ def main() -> None:
     from engine.compose.hardware import Hardware, choose_writer_threads
     from engine.compose.plan import plan_for
     from engine.config import GenerateConfig, RunOptions
+    from engine.store.device_codec import nvcomp_problem
     from engine.store.zarr_store import ZarrWriter
     from kernels.composite_cuda import composite_batch_cuda
 
@@ -480,7 +551,8 @@ def main() -> None:
 
     if args.smoke:
         size, assets_n, sizes, big = 16, 3, [4, 8], 1 << 16
-        args.samples, args.cpu_samples, args.naive_samples, args.compared_samples = 48, 48, 8, 48
+        # the compared runs shorter than the rest: the chunk sweep makes six of them on the simulator
+        args.samples, args.cpu_samples, args.naive_samples, args.compared_samples = 48, 48, 8, 16
     else:
         size, assets_n, sizes, big = 224, 100, [int(b) for b in args.batch_sizes.split(",")], 1 << 30
     cores = os.cpu_count() or 1
@@ -581,19 +653,66 @@ def main() -> None:
         batch.release()
         return {"images_per_s": n / t}
 
+    base = {"builtin_backgrounds": assets_n, "builtin_foregrounds": assets_n, "height": size, "width": size}
+
+    def e2e_stage(name: str, cfg: Any, device: str, compressor: str, startup_s: float | None) -> dict[str, Any]:
+        """``end_to_end`` and what follows from it (vs the naive loop, the full run projected, a sweep
+        run's setting), all in the stage's value, so ``--jsonl`` records it too. ``startup_s``:
+        ``None`` when not measured yet (no whole-call projection then)."""
+        e = end_to_end(cfg, device, floors, startup_s or 0.0, compressor)
+        naive = r.get("naive")
+        if isinstance(naive, dict) and "single" in naive:
+            e["vs_naive_single"] = e["images_per_s_writing"] / naive["single"]
+            e["vs_naive_pool"] = e["images_per_s_writing"] / naive["pool"]
+        if device == "cuda" and e["samples"] < args.samples:  # a shortened run: the full one projected
+            e["projected_seconds_writing_full"] = e["seconds_writing"] * args.samples / e["samples"]
+            e["projected_to_samples"] = args.samples
+            if startup_s is not None:
+                e["projected_seconds_whole_call_full"] = (startup_s + (e["seconds_whole_call"] - startup_s)
+                                                          * args.samples / e["samples"])
+        if name.startswith("sweep_"):  # what the chunk verdict compares (chunk_sweep.chunk_verdict)
+            e["setting"] = {"compressor": compressor, "chunk_size": cfg.chunk_size,
+                            "compression_level": cfg.compression_level,
+                            "label": setting_label(compressor, cfg.chunk_size, cfg.compression_level),
+                            # generate's defaults: auto (hybrid where nvCOMP runs), the chunk rule, the level
+                            "is_default": compressor in ("auto", "hybrid") and cfg.chunk_size is None
+                            and cfg.compression_level == default_level}
+        return e
+
+    def run_e2e(entries: dict[str, tuple[Any, str, str]], startup_s: float | None) -> None:
+        for name, (cfg, device, compressor) in entries.items():
+            first = r.get("generate_cuda_zstd")
+            if name == "cuda_zstd_cpu" and isinstance(first, dict) and str(first.get("compressor")).startswith("cpu-"):
+                r[f"generate_{name}"] = {"skipped": "auto chose the CPU: generate_cuda_zstd is this run"}
+                continue
+            # --smoke without nvCOMP: the sweep's nvCOMP and hybrid runs go through the host stand-in
+            with nvcomp_stand_in(args.smoke and name.startswith("sweep_") and nvcomp_problem() is not None):
+                run.stage(f"generate_{name}", lambda cfg=cfg, device=device, c=compressor, name=name: e2e_stage(
+                    name, cfg, device, c, startup_s))
+
+    # issue 24's sweep: inner-chunk settings and the hybrid CPU level, end to end on the GPU (each
+    # --compared-samples, the full run projected), compared by the chunk verdict at the end
+    default_level = next(f.default for f in dataclasses.fields(GenerateConfig) if f.name == "compression_level")
+    compared = min(args.compared_samples, args.samples)
+    sweep = {} if headline else {
+        "sweep_" + setting_key(c, k, level): (
+            GenerateConfig(**base, limit=compared, chunk_size=k, compression_level=level), "cuda", c)
+        for c, k, level in parse_settings(args.chunk_settings)
+    }
     if not (args.e2e_only or headline):
+        # first the compression sweep (issue 24), then the longer stages: a run cut short keeps it
+        run.stage("nvcomp_sweep", lambda: nvcomp_sweep(shard, config, cores, args.smoke, floors.get("disk_write_GBps")))
+        run_e2e(sweep, None)
         run.stage("host_tables", host_tables)
         run.stage("d2h_raw_shard", d2h_raw)
         run.stage("channel_stats", channel_stats)
         run.stage("jpeg_encode", lambda: jpeg_rates(shard["images"], h_images, cores, gpu_writers))
         run.stage("nvcomp_zstd", lambda: nvcomp_stage(shard, config.samples_per_chunk, n, floors["device_copy_GBps"] * 1e9))
-        run.stage("nvcomp_sweep", lambda: nvcomp_sweep(shard, config, cores, args.smoke))
     comp.free.put(slot)
     if not (args.e2e_only or headline):
         run.stage("cpu_compress_write_shard", cpu_compress_write)
 
     # -- baselines and end to end -----------------------------------------------------------
-    base = {"builtin_backgrounds": assets_n, "builtin_foregrounds": assets_n, "height": size, "width": size}
     naive = run.stage("naive", lambda: naive_rates(GenerateConfig(**base), args.naive_samples, cores)) \
         if not (args.e2e_only or sweeps) else {"skipped": "--e2e-only or --part sweeps"}
     startup = run.stage("startup_seconds", import_seconds) if not args.smoke else 0.0
@@ -609,23 +728,15 @@ def main() -> None:
     }
     e2e["cuda_jpeg"] = (GenerateConfig(**base, limit=jpeg_samples, image_codec="jpeg"), "cuda", "cpu")
     e2e["cpu_zstd"] = (GenerateConfig(**base, limit=args.cpu_samples), "cpu", "cpu")
+    if args.e2e_only:  # the sweep's runs did not run early
+        e2e.update(sweep)
     if args.part != "all":  # the headline: the defaults' runs; the sweeps: the others
         e2e = {k: v for k, v in e2e.items() if (k in ("cuda_zstd", "cuda_jpeg")) == headline}
-    for name, (cfg, device, compressor) in e2e.items():
-        first = r.get("generate_cuda_zstd")
-        if name == "cuda_zstd_cpu" and isinstance(first, dict) and str(first.get("compressor")).startswith("cpu-"):
-            r[f"generate_{name}"] = {"skipped": "auto chose the CPU: generate_cuda_zstd is this run"}
-            continue
-        e = run.stage(f"generate_{name}", lambda cfg=cfg, device=device, c=compressor: end_to_end(
-            cfg, device, floors, startup, c))
-        if "images_per_s_writing" not in e:
-            continue
-        if isinstance(naive, dict) and "single" in naive:
-            e["vs_naive_single"] = e["images_per_s_writing"] / naive["single"]
-            e["vs_naive_pool"] = e["images_per_s_writing"] / naive["pool"]
-        if device == "cuda" and e["samples"] < args.samples:  # a shortened run: the full one projected
-            e["projected_seconds_writing_full"] = e["seconds_writing"] * args.samples / e["samples"]
-            e["projected_seconds_whole_call_full"] = startup + (e["seconds_whole_call"] - startup) * args.samples / e["samples"]
+    # start-up measured (not with --smoke): the whole call of shortened runs projected too
+    run_e2e(e2e, startup if startup > 0 else None)
+    if sweep:
+        r["chunk_verdict"] = chunk_verdict(r)
+        run.record("chunk_verdict", r["chunk_verdict"])
 
     # -- the issue's targets ------------------------------------------------------------------
     def get(*keys: str) -> Any:
@@ -675,7 +786,37 @@ def main() -> None:
             if len(e.get("compressed_shards", {})) > 1:  # hybrid: each compressor's share
                 shares = ", ".join(f"{c} {k} shards" for c, k in sorted(e["compressed_shards"].items()))
                 print(f"  shards compressed by {shares} ({100 * e['gpu_compressed_share']:.0f}% on the GPU)")
+    if sweep:
+        print_chunk_sweep(r)
     print(f"saved {path}")
+
+
+def print_chunk_sweep(r: dict[str, Any]) -> None:
+    """The sweep of issue 24 next to the targets: nvCOMP alone per piece size (400k projected),
+    ``generate`` per setting (the full run projected), and the chunk verdict."""
+    pieces = r.get("nvcomp_sweep")
+    if isinstance(pieces, dict) and any(k.isdigit() for k in pieces):
+        disk = pieces.get("disk_write_GBps") or float("nan")
+        print(f"\n{pieces.get('compressor')} alone, one call per shard; {FULL_SAMPLES:,} samples projected "
+              f"(compression and the disk's measured {disk:.2f} GB/s overlap: the larger):")
+        for size, row in ((k, v) for k, v in pieces.items() if k.isdigit()):
+            p = row.get("projected_400k_s") or {}
+            end = f"{p['end_to_end_s']:7.1f} s, {p['bound']}-bound" if p else "      -"
+            print(f"  pieces of {int(size):>9,} B  {row['per_shard_call_GBps']:7.2f} GB/s  ratio {row['ratio']:5.2f}"
+                  f"  -> {end}  [{row['setting']}]")
+    runs = sweep_runs(r)
+    if runs:
+        print("generate end to end per setting (writing phase, the full run projected from each run's samples):")
+        for e in runs.values():
+            share = e.get("gpu_compressed_share") or 0.0
+            compression = (e.get("writer_cost") or {}).get("compression_share")
+            print(f"  {e['setting']['label']:58s} {seconds_full(e):7.1f} s for {samples_full(e):,}  "
+                  f"{e['raw_GBps_writing']:6.2f} GB/s raw  ratio {e['store_ratio'] or float('nan'):5.2f}  "
+                  f"store {e['store_bytes']:,} B ({e['samples']:,} samples)  GPU {100 * share:.0f}% of shards"
+                  + ("" if compression is None else f"  compression {100 * compression:.0f}% of writer CPU")
+                  + ("  [today's default]" if e["setting"]["is_default"] else ""))
+    verdict = r.get("chunk_verdict") or {}
+    print(f"chunk verdict: {verdict.get('line', 'none')}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ important questions: (1) ``smoke``: each GPU default once on small sizes,
 pass/fail per path; (2) ``headline``: 400k lossless and JPEG with ``generate``'s
 defaults, the naive loop, the disk floor; (3) ``training``: images/s and NVML
 utilisation per loader; (4) ``user_loader``: the user-loader benchmark, when
-its script exists; (5) ``sweeps``: codecs, JPEG encoders, overhead options,
-blend modes, scenes. Each step runs under its own ``timeout`` and appends one
+its script exists; (5) ``sweeps``: inner chunks and compressors (issue 24's
+sweep and its verdict on the default), codecs, JPEG encoders, overhead
+options, blend modes, scenes. Each step runs under its own ``timeout`` and appends one
 JSON line to ``--results`` as it ends (status, seconds, its JSON outputs, the
 tail of its log on failure), so a run cut short keeps what it measured. The
 caps, setup included, add up to at most :data:`BUDGET_S`; a step never runs
@@ -113,7 +114,7 @@ STAGES: tuple[Stage, ...] = (
              "--out {work}/blend.zarr", needs="kornia", fills="generate --blend motion --harmonize on CUDA (Kornia)"),
     )),
     Stage("headline", "the issue-12 targets: 400k with generate's defaults, naive loop, disk floor", (
-        Step("bench_gpu_headline", 165, "{py} benchmarks/bench_gpu.py --part headline --budget-s 145 "
+        Step("bench_gpu_headline", 150, "{py} benchmarks/bench_gpu.py --part headline --budget-s 130 "
              "--jpeg-samples 200000 --compressors auto --jsonl {dir}/stages.jsonl --results-dir {dir}",
              fills="ceilings (HBM copy, pinned D2H, disk write); naive loop single and pool; start-up; generate "
                    "400k lossless (auto: hybrid, each compressor's share of shards) and JPEG (200k, projected to "
@@ -128,12 +129,21 @@ STAGES: tuple[Stage, ...] = (
         Step("bench_user_loader", 25, "{py} " + USER_LOADER_SCRIPT + " --device cuda --seconds 4 --json {dir}/user_loader.json",
              needs=USER_LOADER_SCRIPT, fills="engine.loader vs a plain torch DataLoader (workers = cores) for examples/train_segmentation.py's work, images/s side by side"),
     )),
-    Stage("sweeps", "codecs, JPEG encoders, overhead options, blend modes, scenes: as time allows", (
-        Step("bench_gpu_sweeps", 38, "{py} benchmarks/bench_gpu.py --part sweeps --budget-s 24 --batch-sizes 1024,4096 "
-             "--compared-samples 50000 --cpu-samples 20000 --jsonl {dir}/stages.jsonl --results-dir {dir}",
-             fills="kernel per batch size; one shard's stages (host tables, D2H, statistics on the GPU); JPEG "
-                   "encoders (fgbg, nvJPEG, nvImageCodec, streams; auto's pick confirmed or not); nvCOMP and its "
-                   "piece-size sweep; generate with --compressor cpu (projected to 400k); CPU generate"),
+    Stage("sweeps", "inner chunks and compressors, codecs, JPEG encoders, overhead options, blend modes, scenes: "
+          "as time allows", (
+        Step("bench_gpu_sweeps", 53, "{py} benchmarks/bench_gpu.py --part sweeps --budget-s 39 --batch-sizes 1024,4096 "
+             "--compared-samples 20480 --cpu-samples 20000 --jsonl {dir}/stages.jsonl --results-dir {dir}",
+             fills="kernel per batch size; first issue 24's sweep: nvCOMP alone on one shard in pieces of 64 KiB, "
+                   "256 KiB, one sample's image (--chunk-size 1) and the default chunk (one call per array vs per "
+                   "shard: GB/s, ratio, next to CPU zstd-3; 400k projected from the compressor and the measured "
+                   "disk rate), then generate end to end per setting (20,480 samples each, the writing phase "
+                   "projected to 400k): --compressor nvcomp with the default chunks, --chunk-size 1 and 2, hybrid "
+                   "at --compression-level 3 and 2, cpu; GB/s, ratio, store bytes, x floor, the GPU's share of "
+                   "shards, the writers' CPU cost per step (compression's share); the chunk verdict (fastest "
+                   "setting, today's default or what to change); then one shard's stages (host tables, D2H, "
+                   "statistics on the GPU); JPEG encoders (fgbg, nvJPEG, nvImageCodec, streams; auto's pick "
+                   "confirmed or not); nvCOMP vs CPU zstd-3; generate with --compressor cpu (projected to 400k); "
+                   "CPU generate"),
         Step("loader_overheads", 18, _LOADER + " --sections overheads --samples 8000 --steps 50 --overhead-steps 50 "
              "--repeats 1 --no-compile", fills="(g): default vs fused SGD, CUDA graphs, batch 128/256"),
         Step("blend_modes", 16, "{py} benchmarks/bench_blend.py --device cuda --results-dir {dir}", needs="kornia",

@@ -7,8 +7,9 @@ Rewrites what lies between ``<!-- gpu-check:begin -->`` and
 ``<!-- gpu-check:end -->`` in RESULTS.md (appending the section, markers
 included, when they are absent); nothing else in the file changes. Tables:
 the run (GPU, versions, commit), the smoke run (pass/fail per path), the
-headline figures and the issue-12 targets, training per loader, and every other
-step's figures. A step that did not pass shows its status and the last line of
+headline figures and the issue-12 targets, training per loader, issue 24's
+sweep of inner chunks and compressors with its verdict on the default, and
+every other step's figures. A step that did not pass shows its status and the last line of
 its log; a figure a cut run did not reach shows as "not reached".
 """
 
@@ -19,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from chunk_sweep import FULL_SAMPLES, chunk_verdict, seconds_full, sweep_runs
 
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 BEGIN, END = "<!-- gpu-check:begin -->", "<!-- gpu-check:end -->"
@@ -96,6 +99,44 @@ def run_section(lines: list[dict[str, Any]], by_step: dict[str, dict[str, Any]])
     return out
 
 
+def sweep_section(line: dict[str, Any] | None) -> list[str]:
+    """Issue 24's sweep from ``bench_gpu_sweeps``: nvCOMP alone per piece size and ``generate``
+    per inner-chunk / compressor / level setting in one table, then the chunk verdict."""
+    out = ["### Inner chunks and compressors: the sweep and the default (issue 24)", ""]
+    if not line:
+        return out + ["not reached", ""]
+    stages = bench_gpu_stages(line)
+    pieces = stages.get("nvcomp_sweep")
+    runs = sweep_runs(stages)
+    rows: list[list[Any]] = []
+    if isinstance(pieces, dict):
+        for size, row in ((k, v) for k, v in pieces.items() if k.isdigit() and isinstance(v, dict)):
+            projected = row.get("projected_400k_s") or {}
+            rows.append([f"{pieces.get('compressor')} alone, pieces of {int(size):,} B: {row.get('setting')}",
+                         row.get("per_shard_call_GBps"), row.get("ratio"), projected.get("end_to_end_s"),
+                         None, None, None, None])
+    for e in runs.values():
+        default = " (today's default)" if e["setting"].get("is_default") else ""
+        rows.append([f"generate `{e['setting'].get('label')}`{default}, {e.get('samples'):,} samples",
+                     e.get("raw_GBps_writing"), e.get("store_ratio"), None, seconds_full(e), e.get("store_bytes"),
+                     e.get("gpu_compressed_share"), (e.get("writer_cost") or {}).get("compression_share")])
+    if not rows:
+        why = pieces.get("skipped") or pieces.get("error") if isinstance(pieces, dict) else None
+        return out + [f"bench_gpu_sweeps: {step_status(line)}" + (f"; nvcomp_sweep: {fmt(why)}" if why else ""), ""]
+    disk = pieces.get("disk_write_GBps") if isinstance(pieces, dict) else None
+    out += [f"GB/s: raw bytes in per second (nvCOMP: one call per shard; generate: its writing phase); ratio: raw / "
+            f"compressed bytes (generate: raw / store bytes). \"400k s, compressor alone\" is projected, not run: "
+            f"{FULL_SAMPLES:,} samples' raw bytes at that rate vs their compressed bytes at the disk's measured "
+            f"{fmt(disk)} GB/s, the larger (they overlap). generate's runs are shortened, their writing phase "
+            "projected to 400k; shares: of the shards compressed on the GPU, and compression's part of the "
+            "writers' CPU time.", ""]
+    out += table(["setting", "GB/s", "ratio", "400k s, compressor alone", "writing s, 400k projected",
+                  "store bytes", "GPU share", "compression share of writer CPU"], rows) + [""]
+    verdict = stages.get("chunk_verdict")
+    verdict = verdict if isinstance(verdict, dict) and "line" in verdict else chunk_verdict(stages)
+    return out + [f"**Chunk verdict**: {verdict['line']}", ""]
+
+
 def report(lines: list[dict[str, Any]]) -> str:
     """The generated section's markdown (markers excluded)."""
     by_step = {line.get("step"): line for line in lines}
@@ -155,6 +196,8 @@ def report(lines: list[dict[str, Any]]) -> str:
                      [[n, training.get(n, {}).get("samples_per_s"), training.get(n, {}).get("vs_device_resident"),
                        training.get(n, {}).get("gpu_util_median_pct"), alone.get(n, {}).get("samples_per_s")]
                       for n in names]) + [""]
+
+    out += sweep_section(by_step.get("bench_gpu_sweeps"))
 
     out += ["### Other steps", ""]
     shown = {"setup", "bench_gpu_headline", "bench_loader"} | {l["step"] for l in smoke}

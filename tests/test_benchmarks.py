@@ -40,7 +40,8 @@ def test_bench_generate_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_gpu_smoke_runs_on_the_simulator(tmp_path: Path) -> None:
-    stdout = run("bench_gpu.py", "--smoke", "--results-dir", str(tmp_path), env={"NUMBA_ENABLE_CUDASIM": "1"})
+    stdout = run("bench_gpu.py", "--smoke", "--results-dir", str(tmp_path), "--jsonl", str(tmp_path / "stages.jsonl"),
+                 env={"NUMBA_ENABLE_CUDASIM": "1"})
     assert "x the floor" in stdout and ">= 50x the single naive loop" in stdout
     results = json.loads((tmp_path / "gpu-smoke.json").read_text())["results"]
     assert results["simulated"] is True
@@ -49,6 +50,48 @@ def test_bench_gpu_smoke_runs_on_the_simulator(tmp_path: Path) -> None:
     assert results["naive"]["single"] > 0 and results["kernel"]["8"]["images_per_s"] > 0
     assert results["nvcomp_sweep"]["256"]["ratio"] > 0  # the host stand-in where nvCOMP is absent
     assert results["channel_stats"]["gpu_images_per_s"] > 0 and results["channel_stats"]["numpy_bincount_images_per_s"] > 0
+    _check_chunk_sweep(results, stdout, tmp_path / "stages.jsonl")
+
+
+def _check_chunk_sweep(results: dict, stdout: str, jsonl: Path) -> None:
+    """Issue 24's sweep in the smoke run: piece sizes with their 400k projection, one
+    generate run per default setting (nvCOMP through the host stand-in), the chunk verdict."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from chunk_sweep import DEFAULT_SETTINGS, parse_settings, setting_key
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    per_image, per_sample = 16 * 16 * 3, 16 * 16 * 6  # --smoke composites 16x16
+    sweep = results["nvcomp_sweep"]
+    assert sweep[str(per_image)]["setting"].startswith("--chunk-size 1")
+    for size in ("256", str(per_image), "1024"):
+        projected = sweep[size]["projected_400k_s"]
+        assert projected["raw_bytes"] == 400_000 * per_sample and projected["compress_s"] > 0
+        assert projected["end_to_end_s"] == max(projected["compress_s"], projected["write_s"]) > 0
+    recorded = {}
+    for line in jsonl.read_text().splitlines():
+        record = json.loads(line)
+        recorded[record["stage"]] = record["value"]
+    settings = parse_settings(DEFAULT_SETTINGS)
+    defaults = []
+    for compressor, chunk, level in settings:
+        name = "generate_sweep_" + setting_key(compressor, chunk, level)
+        e = recorded[name]  # as --jsonl recorded it: the projection and the setting included
+        assert e == results[name]
+        assert e["samples"] == 16 and e["projected_to_samples"] == 48
+        assert e["projected_seconds_writing_full"] == pytest.approx(e["seconds_writing"] * 3)
+        assert e["store_bytes"] > 0 and e["vs_floor"] > 0 and e["raw_GBps_writing"] > 0
+        assert e["chunk_samples"] == (chunk or 2048) and e["compression_level"] == level
+        assert e["writer_cost"]["samples"] == 16 and 0 < e["writer_cost"]["compression_share"] <= 1
+        if compressor != "cpu":
+            assert e["compressor"].startswith(("host-zstd-stand-in", "hybrid (host-zstd-stand-in")), e["compressor"]
+        assert e["setting"]["compressor"] == compressor and e["setting"]["chunk_size"] == chunk
+        defaults += [name] if e["setting"]["is_default"] else []
+    assert defaults == ["generate_sweep_hybrid_chunkdefault_level3"]
+    verdict = recorded["chunk_verdict"]
+    assert verdict == results["chunk_verdict"] and verdict["default"] == "hybrid_chunkdefault_level3"
+    assert sorted(verdict["measured_order"]) == sorted(setting_key(*s) for s in settings)
+    assert f"chunk verdict: {verdict['line']}" in stdout and "one sample's image" in stdout
 
 
 @pytest.mark.slow

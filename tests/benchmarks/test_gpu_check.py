@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parent / "gpu_check_fixture.jsonl"
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import chunk_sweep  # noqa: E402
 import gpu_check  # noqa: E402
 import gpu_report  # noqa: E402
 import trim_wheel  # noqa: E402
@@ -100,6 +101,115 @@ def test_report_renders_the_fixture_and_regenerates_only_its_section(tmp_path: P
     assert "| c_dali_jpeg | 23,000 | 0.954 | 93 | 31,000 |" in text
     assert "**sweeps / blend_modes**: **timeout**" in text and "| blend.modes.alpha.images_per_s | 90,000 |" in text
     assert "numba-cuda | 0.30.4" in text and "NVIDIA H200" in text
+    # issue 24's sweep: one table of nvCOMP alone per piece size and generate per setting, then the verdict
+    assert "### Inner chunks and compressors: the sweep and the default (issue 24)" in text
+    assert ("| setting | GB/s | ratio | 400k s, compressor alone | writing s, 400k projected | store bytes | GPU share "
+            "| compression share of writer CPU |") in text
+    assert "| nvcomp-zstd alone, pieces of 150,528 B: --chunk-size 1 (one sample's image) | 25 | 5.6 | 6.72 | — |" in text
+    assert ("| generate `--compressor hybrid --compression-level 3 (default chunks)` (today's default), 20,480 samples "
+            "| 3.85 | 10.5 | — | 31.2 | 587,202,560 | 0.2 | 0.81 |") in text
+    assert ("**Chunk verdict**: fastest end to end: `--compressor nvcomp --chunk-size 1`, 19.5 s writing for 400,000 "
+            "samples (projected from 20,480 samples) vs 31.2 s with today's default") in text
+    assert "`GenerateConfig.samples_per_chunk`" in text and "to 1 sample per chunk" in text
+    assert "`resolve_compressor` (today hybrid), to nvcomp." in text
+
+
+def _fixture_line(step: str) -> dict:
+    return next(line for line in gpu_report.read_lines(FIXTURE) if line.get("step") == step)
+
+
+def test_report_computes_the_chunk_verdict_when_the_run_did_not_record_it() -> None:
+    """A run cut before its end records no ``chunk_verdict``: the report derives the same one from the runs."""
+    line = _fixture_line("bench_gpu_sweeps")
+    recorded = gpu_report.sweep_section(line)
+    stages = line["outputs"]["stages.jsonl"]
+    cut = {**line, "outputs": {"stages.jsonl": [s for s in stages if s["stage"] != "chunk_verdict"]}}
+    assert len(cut["outputs"]["stages.jsonl"]) == len(stages) - 1
+    assert gpu_report.sweep_section(cut) == recorded
+    assert gpu_report.sweep_section(None)[-2:] == ["not reached", ""]
+
+
+def test_chunk_sweep_projects_400k_by_hand() -> None:
+    """400,000 samples of 224x224 (3 + 1 + 2 bytes a pixel: 301,056 B) are 120.4224 GB raw."""
+    p = chunk_sweep.project_400k(10.0, 4.0, 2.0, 301_056)
+    assert p["samples"] == 400_000 and p["raw_bytes"] == 120_422_400_000
+    assert p["compressed_bytes"] == pytest.approx(30_105_600_000)  # raw / ratio 4
+    assert p["compress_s"] == pytest.approx(12.04224)  # 120.4224 GB at 10 GB/s
+    assert p["write_s"] == pytest.approx(15.0528)  # 30.1056 GB at the disk's 2 GB/s
+    assert p["end_to_end_s"] == pytest.approx(15.0528) and p["bound"] == "disk"
+    slow = chunk_sweep.project_400k(5.0, 4.0, 2.0, 301_056)
+    assert slow["end_to_end_s"] == pytest.approx(24.08448) and slow["bound"] == "compression"
+    assert chunk_sweep.project_400k(1.0, 2.0, 1.0, 10, samples=100)["end_to_end_s"] == pytest.approx(1e-6)
+    assert "compressor alone" in p["basis"]
+    for missing in ((10.0, 4.0, None), (None, 4.0, 2.0), (10.0, 0.0, 2.0), (10.0, {"error": "x"}, 2.0)):
+        assert chunk_sweep.project_400k(*missing, 301_056) is None
+
+
+def test_chunk_settings_parse_and_name() -> None:
+    settings = chunk_sweep.parse_settings(chunk_sweep.DEFAULT_SETTINGS)
+    assert settings[:4] == [("nvcomp", None, 3), ("nvcomp", 1, 3), ("hybrid", None, 3), ("hybrid", None, 2)]
+    assert ("nvcomp", 2, 3) in settings and chunk_sweep.parse_settings("") == []
+    assert chunk_sweep.setting_key("hybrid", None, 2) == "hybrid_chunkdefault_level2"
+    assert chunk_sweep.setting_label("nvcomp", 1, 3) == "--compressor nvcomp --chunk-size 1"
+    assert chunk_sweep.setting_label("hybrid", None, 2) == "--compressor hybrid --compression-level 2 (default chunks)"
+    for bad in ("nvcomp:1", "zip:1:3", "nvcomp:one:3"):
+        with pytest.raises(ValueError):
+            chunk_sweep.parse_settings(bad)
+
+
+def _sweep_run(compressor: str, chunk: int | None, level: int, seconds_400k: float, store_bytes: int = 10**9) -> dict:
+    """A ``generate_sweep_*`` stage value as bench_gpu records it (20,480 samples, projected to 400k)."""
+    return {"samples": 20_480, "seconds_writing": seconds_400k * 20_480 / 400_000,
+            "projected_seconds_writing_full": seconds_400k, "projected_to_samples": 400_000,
+            "store_bytes": store_bytes, "chunk_samples": chunk or 8,
+            "setting": {"compressor": compressor, "chunk_size": chunk, "compression_level": level,
+                        "label": chunk_sweep.setting_label(compressor, chunk, level),
+                        "is_default": compressor == "hybrid" and chunk is None and level == 3}}
+
+
+def _stages(*runs: dict) -> dict:
+    return {"generate_sweep_" + chunk_sweep.setting_key(r["setting"]["compressor"], r["setting"]["chunk_size"],
+                                                        r["setting"]["compression_level"]): r for r in runs}
+
+
+def test_chunk_verdict_keeps_or_names_the_change() -> None:
+    default = _sweep_run("hybrid", None, 3, 30.0)
+    kept = chunk_sweep.chunk_verdict(_stages(default, _sweep_run("nvcomp", 1, 3, 35.0)))
+    assert kept["default_is_fastest"] is True and not kept["follow"] and kept["changes"] == []
+    assert kept["line"].endswith("next `--compressor nvcomp --chunk-size 1` 35.0 s. Keep the default.")
+
+    small = chunk_sweep.chunk_verdict(_stages(default, _sweep_run("nvcomp", 1, 3, 20.0, store_bytes=2 * 10**9)))
+    assert small["fastest"] == "nvcomp_chunk1_level3" and small["default"] == "hybrid_chunkdefault_level3"
+    assert small["default_is_fastest"] is False and small["follow"] and len(small["changes"]) == 2
+    assert "`GenerateConfig.samples_per_chunk`" in small["changes"][0] and "to 1 sample per chunk" in small["changes"][0]
+    assert "8 samples per chunk here" in small["changes"][0]
+    assert "`resolve_compressor` (today hybrid), to nvcomp" in small["changes"][1]
+    assert "20.0 s writing for 400,000 samples (projected from 20,480 samples) vs 30.0 s" in small["line"]
+    assert "(33% less, a store 2.00x the default's bytes)" in small["line"]
+    no_level = chunk_sweep.chunk_verdict(_stages(default, _sweep_run("nvcomp", 1, 2, 20.0)))  # nvCOMP has no level
+    assert len(no_level["changes"]) == 2 and not any("compression_level" in c for c in no_level["changes"])
+
+    near = chunk_sweep.chunk_verdict(_stages(default, _sweep_run("hybrid", None, 2, 28.9)))  # 3.7% less
+    assert near["fastest"] == "hybrid_chunkdefault_level2" and not near["follow"] and near["changes"] == []
+    assert "within the 5% margin. Keep the default." in near["line"]
+
+    level = chunk_sweep.chunk_verdict(_stages(default, _sweep_run("hybrid", None, 2, 27.0)))  # 10% less
+    assert level["follow"] and len(level["changes"]) == 1
+    assert "`GenerateConfig.compression_level` (today 3" in level["changes"][0] and level["changes"][0].endswith("to 2")
+
+    cpu = chunk_sweep.chunk_verdict(_stages(default, _sweep_run("cpu", None, 3, 25.0)))
+    assert cpu["changes"] == ["`--compressor auto`'s pick where nvCOMP runs, engine/compose/hardware.py "
+                              "`resolve_compressor` (today hybrid), to cpu"]
+
+
+def test_chunk_verdict_without_the_default_or_any_run() -> None:
+    alone = chunk_sweep.chunk_verdict(_stages(_sweep_run("nvcomp", 1, 3, 20.0), _sweep_run("nvcomp", None, 3, 90.0)))
+    assert alone["fastest"] == "nvcomp_chunk1_level3" and alone["default"] is None
+    assert alone["default_is_fastest"] is None and not alone["follow"] and "was not measured" in alone["line"]
+    broken = {"generate_sweep_hybrid_chunkdefault_level3": {"error": "RuntimeError: x"},
+              "generate_cuda_zstd": _sweep_run("hybrid", None, 3, 1.0)}  # not a sweep stage
+    assert chunk_sweep.chunk_verdict(broken)["fastest"] is None
+    assert chunk_sweep.chunk_verdict({})["line"] == "no end-to-end sweep run finished: no verdict"
 
 
 def _fake_library(entries: list[tuple[int, int, bytes]]) -> bytes:
