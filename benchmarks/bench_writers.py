@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # the CPU writers behind a GPU (generate --device cuda --compressor cpu); 2 on 2 cores, as on the CPU path
         args.writers = choose_writer_threads(RunOptions(), "cuda", "cpu", detect_hardware("cpu"))
-    scratch = Path(tempfile.mkdtemp(prefix="fgbg-writers-", dir=args.scratch))
+    scratch = Path(tempfile.mkdtemp(prefix="fgbg-writers-", dir=args.scratch or os.environ.get("FGBG_BENCH_SCRATCH")))
     runs: dict[str, list[dict[str, Any]]] = {"one_core": [], "every_core": []}
     try:
         for _ in range(args.repeats):  # alternating, so drift hits both alike

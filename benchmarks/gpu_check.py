@@ -126,7 +126,7 @@ STAGES: tuple[Stage, ...] = (
                    "online; each loader alone; GPU utilisation (NVML) during each"),
     )),
     Stage("user_loader", "the user-loader benchmark (runs only when its script exists)", (
-        Step("bench_user_loader", 25, "{py} " + USER_LOADER_SCRIPT + " --device cuda --seconds 4 --json {dir}/user_loader.json",
+        Step("bench_user_loader", 20, "{py} " + USER_LOADER_SCRIPT + " --device cuda --seconds 3 --json {dir}/user_loader.json",
              needs=USER_LOADER_SCRIPT, fills="engine.loader vs a plain torch DataLoader (workers = cores) for examples/train_segmentation.py's work, images/s side by side"),
     )),
     Stage("sweeps", "inner chunks and compressors, codecs, JPEG encoders, overhead options, blend modes, scenes: "
@@ -144,7 +144,11 @@ STAGES: tuple[Stage, ...] = (
                    "statistics on the GPU); JPEG encoders (fgbg, nvJPEG, nvImageCodec, streams; auto's pick "
                    "confirmed or not); nvCOMP vs CPU zstd-3; generate with --compressor cpu (projected to 400k); "
                    "CPU generate"),
-        Step("loader_overheads", 18, _LOADER + " --sections overheads --samples 8000 --steps 50 --overhead-steps 50 "
+        Step("writer_scaling", 12, "{py} benchmarks/bench_writers.py --shard-size 1024 --shards-per-core 1 --repeats 1 "
+             "--scratch {work} --json {dir}/writers.json",
+             fills="the CPU writers on one core vs every core (generate's CPU-compressor writer count): samples/s each, "
+                   "scaling efficiency (target >= 0.8 of cores x one core), compression's share of their CPU"),
+        Step("loader_overheads", 15, _LOADER + " --sections overheads --samples 8000 --steps 40 --overhead-steps 40 "
              "--repeats 1 --no-compile", fills="(g): default vs fused SGD, CUDA graphs, batch 128/256"),
         Step("blend_modes", 16, "{py} benchmarks/bench_blend.py --device cuda --results-dir {dir}", needs="kornia",
              fills="images/s per blend mode on the GPU (batches of 2,048 at 224 px)"),
@@ -154,9 +158,9 @@ STAGES: tuple[Stage, ...] = (
         Step("objects_online", 10, "{py} benchmarks/bench_objects.py --online --device cuda --variants '1 1,1 3,3 3' "
              "--batch 256 --reads 4 --samples 4096 --repeats 1 --results-dir {dir}",
              fills="online reads (train --source online) with several objects"),
-        Step("batch_assembly", 10, "{py} benchmarks/bench_data.py --results-dir {dir}",
+        Step("batch_assembly", 8, "{py} benchmarks/bench_data.py --results-dir {dir}",
              fills="batch assembly on the GPU"),
-        Step("cli_bench_quick", 14, "{py} cli.py bench --quick --device cuda --out {dir} --scratch {work}/bench -q",
+        Step("cli_bench_quick", 12, "{py} cli.py bench --quick --device cuda --out {dir} --scratch {work}/bench -q",
              fills="cli.py bench's CUDA stages and ceilings (quick sizes: compare with quick runs only)"),
     )),
 )

@@ -137,6 +137,27 @@ def sweep_section(line: dict[str, Any] | None) -> list[str]:
     return out + [f"**Chunk verdict**: {verdict['line']}", ""]
 
 
+def writers_section(line: dict[str, Any] | None) -> list[str]:
+    """The CPU writers on one core vs every core (``benchmarks/bench_writers.py``), issue 24's 16-core target."""
+    out = ["### CPU writers: one core vs every core (issue 24)", ""]
+    doc = (line or {}).get("outputs", {}).get("writers.json")
+    if not line:
+        return out + ["not reached", ""]
+    if not isinstance(doc, dict) or "scaling" not in doc:
+        return out + [f"bench_writers: {step_status(line)}", ""]
+    rows = []
+    for key, label in (("one_core", "one core, 1 writer"), ("every_core", f"{doc.get('cores')} cores, "
+                                                                       f"{doc.get('writers')} writers")):
+        runs = doc.get("runs", {}).get(key) or [{}]
+        r = runs[len(runs) // 2]
+        rows.append([label, doc.get(f"{key}_samples_per_s"), r.get("writer_cpu_ms_per_sample"),
+                     r.get("compression_share"), r.get("cpu_busy_fraction")])
+    out += table(["writers", "samples/s", "writer CPU ms/sample", "compression share", "CPUs busy"], rows) + [""]
+    met = "met" if doc["scaling"] >= 0.8 else "**not met**"
+    out += [f"Scaling: {fmt(doc['scaling'])} of {doc.get('cores')} x the one-core rate (target >= 0.8: {met}).", ""]
+    return out
+
+
 def report(lines: list[dict[str, Any]]) -> str:
     """The generated section's markdown (markers excluded)."""
     by_step = {line.get("step"): line for line in lines}
@@ -198,9 +219,10 @@ def report(lines: list[dict[str, Any]]) -> str:
                       for n in names]) + [""]
 
     out += sweep_section(by_step.get("bench_gpu_sweeps"))
+    out += writers_section(by_step.get("writer_scaling"))
 
     out += ["### Other steps", ""]
-    shown = {"setup", "bench_gpu_headline", "bench_loader"} | {l["step"] for l in smoke}
+    shown = {"setup", "bench_gpu_headline", "bench_loader", "writer_scaling"} | {l["step"] for l in smoke}
     for line in lines:
         if line.get("step") in shown:
             continue

@@ -315,3 +315,21 @@ def test_bench_user_files_quick_writes_both_whole_process_figures(tmp_path: Path
     rate = result["images_per_s"]
     assert result["ratio_generate_vs_naive"] == pytest.approx(rate["generate"] / rate["naive"], rel=1e-9)
     assert "cli.py generate --bg" in result["commands"]["generate"] and result["machine"]["cpu_count"] >= 1
+
+
+def test_bench_writers_quick_measures_both_and_their_scaling(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_writers import scaling
+
+    assert scaling(100.0, 160.0, 2) == pytest.approx(0.8)
+    with pytest.raises(ValueError):
+        scaling(0.0, 1.0, 2)
+    out = tmp_path / "writers.json"
+    stdout = run("bench_writers.py", "--quick", "--json", str(out))
+    doc = json.loads(out.read_text())
+    assert "scaling:" in stdout and doc["one_core_samples_per_s"] > 0 and doc["every_core_samples_per_s"] > 0
+    one, every = doc["runs"]["one_core"][0], doc["runs"]["every_core"][0]
+    assert one["cores"] == 1 and one["writers"] == 1 and every["cores"] == doc["cores"] >= 1
+    assert doc["scaling"] == pytest.approx(scaling(doc["one_core_samples_per_s"], doc["every_core_samples_per_s"],
+                                                   doc["cores"]))
+    assert 0 < one["compression_share"] <= 1 and one["samples"] == 64  # one shard of the quick size

@@ -112,6 +112,10 @@ def test_report_renders_the_fixture_and_regenerates_only_its_section(tmp_path: P
             "samples (projected from 20,480 samples) vs 31.2 s with today's default") in text
     assert "`GenerateConfig.samples_per_chunk`" in text and "to 1 sample per chunk" in text
     assert "`resolve_compressor` (today hybrid), to nvcomp." in text
+    # the CPU writers' scaling (bench_writers.py)
+    assert "| 16 cores, 8 writers | 42,000 | 0.31 | 0.84 | 0.8 |" in text
+    assert "Scaling: 0.75 of 16 x the one-core rate (target >= 0.8: **not met**)." in text
+    assert "**sweeps / writer_scaling**" not in text  # shown in its own table, not among the other steps
 
 
 def _fixture_line(step: str) -> dict:
