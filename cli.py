@@ -362,7 +362,7 @@ def generate(
     focal: Annotated[float | None, typer.Option(help="User backgrounds: focal length in output pixels (default: the width).", rich_help_panel=PANEL_DEPTH)] = None,
     max_depth: Annotated[float, typer.Option(help="Depth written for sky and far ground, metres.", rich_help_panel=PANEL_DEPTH)] = 80.0,
     image_codec: Annotated[Codec, typer.Option(help="Image storage: zstd (lossless, default), none (raw), or jpeg (one JPEG file per sample, for GPU decoders such as DALI's).", rich_help_panel=PANEL_STORE)] = Codec.zstd,
-    compression_level: Annotated[int, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 2 about half level 3's CPU for ~10% more bytes, 3 default, up to 22 smallest.", rich_help_panel=PANEL_STORE)] = 3,
+    compression_level: Annotated[int | None, typer.Option(help="Zstandard level of lossless arrays: 1 fastest, 2 (the default) about half level 3's CPU for 5-10% more bytes, 3 smaller (a slow disk), up to 22 smallest. With --resume, the store's own level unless given.", show_default=False, rich_help_panel=PANEL_STORE)] = None,
     quality: Annotated[int, typer.Option(help="JPEG quality with --image-codec jpeg.", rich_help_panel=PANEL_STORE)] = 95,
     jpeg_encoder: Annotated[JpegEncoder, typer.Option(help="With --image-codec jpeg: auto (on the GPU fgbg where its kernels run, else nvjpeg, else nvimgcodec; on the CPU libjpeg), libjpeg (every CPU core), fgbg (our kernels: every block row of a shard coded at once, on the GPU with --device cuda, else on every CPU core; the same bytes on both), nvjpeg (torchvision), nvimgcodec (one encoder per writer) or nvimgcodec-streams (several encoders on several CUDA streams per writer); on the GPU only JPEG bytes cross PCIe. All keep full-resolution colour (4:4:4).", rich_help_panel=PANEL_STORE)] = JpegEncoder.auto,
     compressor: Annotated[Compressor, typer.Option(help="Where lossless chunks are compressed: cpu (zstd on every core), nvcomp (nvCOMP on the GPU), hybrid (each shard on the GPU or the CPU, whichever has room, so both work at once), or auto (hybrid with --device cuda, lossless images and a working nvCOMP, else cpu). Same decoded arrays either way; info says which wrote a store.", rich_help_panel=PANEL_PERFORMANCE)] = Compressor.auto,
@@ -398,8 +398,11 @@ def generate(
     pin_local_gpu(ranks)  # before any CUDA library starts: LOCAL_RANK's GPU is this rank's device 0
     from engine.compose.compositor_cuda import resolve_device
     from engine import generate as run_generate
-    from engine.config import GenerateConfig, RunOptions
+    from engine.config import DEFAULT_COMPRESSION_LEVEL, GenerateConfig, RunOptions
+    from engine.store.attrs import recorded_setting
 
+    if compression_level is None:  # a store made before the default changed resumes at its own level
+        compression_level = (recorded_setting(out, "compression_level") if resume else None) or DEFAULT_COMPRESSION_LEVEL
     grouped = False
     try:
         grouped = init_group(ranks, "gloo")  # barriers and figures only: tiny CPU messages

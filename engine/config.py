@@ -26,6 +26,10 @@ JPEG_ENCODERS = ("auto", "libjpeg", "fgbg", "nvjpeg", "nvimgcodec", "nvimgcodec-
 ON_DEVICE_JPEG = ("nvjpeg", "nvimgcodec", "nvimgcodec-streams")
 #: JPEG encoders that code where the images are: on the GPU there, else on the CPU cores
 ANY_DEVICE_JPEG = ("fgbg",)
+#: Zstandard level of lossless arrays unless given: level 2 costs about half of level 3's CPU for
+#: images, for a store 5-9% larger (measured: benchmarks/RESULTS.md, issue 24); was 3 before
+#: 2026-12-06, and ``generate --resume`` keeps a store's own level
+DEFAULT_COMPRESSION_LEVEL = 2
 COMPRESSORS = ("auto", "cpu", "nvcomp", "hybrid")
 #: blending modes of the image post-pass (kernels.blend.BLEND_MODES; not imported: it pulls in torch)
 BLEND_MODES = ("alpha", "feather", "motion", "poisson")
@@ -124,7 +128,9 @@ class GenerateConfig:
             resolved before writing (:func:`engine.compose.hardware.resolve_jpeg_encoder`).
             Encoders write different, equally valid, JPEG bytes, hence part
             of the store's identity.
-        compression_level: Zstandard level (1 fastest .. 22 smallest) of lossless arrays.
+        compression_level: Zstandard level (1 fastest .. 22 smallest) of lossless arrays;
+            2 by measurement (benchmarks/RESULTS.md, issue 24: ~10% faster ``generate``
+            than 3 where the CPU writers limit, for a store 5-9% larger).
         shard_size: samples per shard (= per batch); the unit of resume.
         chunk_size: samples per chunk inside a shard (``None``: about 1 MB of images).
         max_pixels: refuse input images larger than this (decompression bombs).
@@ -188,7 +194,7 @@ class GenerateConfig:
     image_codec: str = "zstd"
     jpeg_quality: int = 95
     jpeg_encoder: str = "auto"
-    compression_level: int = 3
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
     shard_size: int = 2048
     chunk_size: int | None = None
     max_pixels: int = 64_000_000

@@ -128,6 +128,31 @@ def test_existing_output_needs_overwrite_or_resume(store: Path) -> None:
     assert result.exit_code == 0 and "completed 0 samples" in result.output
 
 
+def test_resume_keeps_the_stores_own_compression_level(tmp_path: Path) -> None:
+    """A store made at level 3 (the default before 2026-12-06) resumes without the flag;
+    a new store gets today's default; a level given that differs is a one-line refusal."""
+    from engine.config import DEFAULT_COMPRESSION_LEVEL
+    from engine.store.attrs import recorded_setting
+
+    old = tmp_path / "old.zarr"
+    assert runner.invoke(app, ["generate", *SMALL, "--out", str(old), "--compression-level", "3"]).exit_code == 0
+    shard = next((old / "images" / "c").rglob("*"))
+    while shard.is_dir():
+        shard = next(shard.iterdir())
+    shard.unlink()  # an interrupted store: one shard to write again
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(old), "--resume"])
+    assert result.exit_code == 0 and "completed 16 samples" in result.output, result.output
+    assert recorded_setting(old, "compression_level") == 3
+    result = runner.invoke(app, ["generate", *SMALL, "--out", str(old), "--resume", "--compression-level", "2"])
+    assert result.exit_code == 2 and "compression_level: the store's 3, this run's 2" in result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"error: {old}: made with different settings")
+    new = tmp_path / "new.zarr"
+    assert runner.invoke(app, ["generate", *SMALL, "--out", str(new)]).exit_code == 0
+    assert recorded_setting(new, "compression_level") == DEFAULT_COMPRESSION_LEVEL == 2
+    assert recorded_setting(tmp_path / "none.zarr", "compression_level") is None
+    assert recorded_setting("s3://bucket/store.zarr", "compression_level") is None
+
+
 def folders_with_a_broken_background(tmp_path: Path) -> tuple[Path, Path]:
     """``bg/`` with one good image and one broken JPEG, ``fg/`` with one sprite."""
     bg, fg = tmp_path / "bg", tmp_path / "fg"

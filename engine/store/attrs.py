@@ -52,6 +52,18 @@ def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True)
     return merge_markers(root, attrs) if markers else attrs
 
 
+def recorded_setting(path: str | Path, key: str) -> Any:
+    """The ``generate`` option ``key`` the fgbg store at ``path`` was made with, or
+    ``None``: no store there, not fgbg's, unreadable, or a URL (only local stores are read)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(path)):
+        return None
+    try:
+        attrs = read_attrs(Path(path), allow_unfinished=True, markers=False)
+    except StoreError:
+        return None
+    return None if attrs is None else attrs.get("config", {}).get(key)
+
+
 @dataclass(frozen=True)
 class StoreInfo:
     """What ``info`` reports about a store."""

@@ -380,10 +380,12 @@ class ZarrWriter:
         if attrs.get("format_version") != FORMAT_VERSION:
             raise StoreError(f"{root}: store format {attrs.get('format_version')} cannot be resumed by this version")
         stored = GenerateConfig.from_dict(attrs["config"])
-        differ = [k for k, v in config.identity().items() if stored.identity().get(k) != v]
+        given, made = config.identity(), stored.identity()
+        differ = [k for k, v in given.items() if made.get(k) != v]
         if differ:
-            raise StoreError(f"{root}: made with different settings ({', '.join(differ)}); "
-                             "resume with the same options, or use --overwrite")
+            what = ", ".join(f"{k}: the store's {made.get(k)!r}, this run's {given[k]!r}" for k in differ)
+            raise StoreError(f"{root}: made with different settings ({what}); resume with the store's options "
+                             "(info STORE --config FILE writes them; generate --config FILE), or use --overwrite")
         if attrs["inputs"] != inputs:
             changed = sorted(k for k in {*attrs["inputs"], *inputs} if attrs["inputs"].get(k) != inputs.get(k))
             raise StoreError(f"{root}: made from different input files ({', '.join(changed)}); "

@@ -13,9 +13,12 @@ import pytest
 
 from engine.compose.compositor_cuda import cuda_status, resolve_device
 from engine.compose.generate import generate
-from engine.config import GenerateConfig, RunOptions
+from engine.config import DEFAULT_COMPRESSION_LEVEL, GenerateConfig, RunOptions
 from engine.errors import ConfigError
 from tests.engine.compose.test_generate import tree
+
+#: the CPU writers' compressor name with the default level
+CPU_NAME = f"cpu-zstd-{DEFAULT_COMPRESSION_LEVEL}"
 
 
 def tiny(**overrides) -> GenerateConfig:
@@ -82,7 +85,7 @@ def nvcomp_stand_in(monkeypatch: pytest.MonkeyPatch) -> list[object]:
         return batches[-1]
 
     monkeypatch.setattr(gen, "detect_hardware", lambda device: Hardware(cores=2, nvcomp=None, nvimgcodec="off"))
-    monkeypatch.setattr(gen, "make_device_compressor", lambda: HostZstdStandIn(level=3))
+    monkeypatch.setattr(gen, "make_device_compressor", lambda: HostZstdStandIn(level=DEFAULT_COMPRESSION_LEVEL))
     monkeypatch.setattr(CudaCompositor, "composite", composite)
     return batches
 
@@ -155,7 +158,7 @@ def test_hybrid_writes_the_cpu_stores_shards(tmp_path: Path, nvcomp_stand_in: li
     assert threads == {"fgbg-writer-gpu"}  # the device side's own writers
     n_shards = len(choices)
     assert n_shards >= 4 and report.shards_written == n_shards
-    cpu_name = "cpu-zstd-3"
+    cpu_name = CPU_NAME
     assert report.compressor == f"hybrid (host-zstd-stand-in + {cpu_name})"
     assert report.compressed_shards == {"host-zstd-stand-in": choices.count("gpu"), cpu_name: choices.count("cpu")}
     cpu, hybrid = tree(tmp_path / "cpu.zarr"), tree(tmp_path / "hybrid.zarr")
@@ -221,7 +224,7 @@ def test_hybrid_auto_and_resume(tmp_path: Path, nvcomp_stand_in: list, monkeypat
     assert [k for k in cpu if cpu[k] != hybrid.get(k)] == ["zarr.json"] and cpu.keys() == hybrid.keys()
     result = CliRunner().invoke(cli.app, ["info", str(tmp_path / "h.zarr")])
     assert result.exit_code == 0, result.output
-    assert "compressed by cpu-zstd-3, host-zstd-stand-in" in result.output
+    assert f"compressed by {CPU_NAME}, host-zstd-stand-in" in result.output
 
 
 def test_hybrid_shard_jobs_record_each_shards_compressor(tmp_path: Path, nvcomp_stand_in: list,
@@ -240,7 +243,7 @@ def test_hybrid_shard_jobs_record_each_shards_compressor(tmp_path: Path, nvcomp_
     assert cpu.keys() == hybrid.keys() and [k for k in cpu if cpu[k] != hybrid[k]] == ["zarr.json"]
     attrs = json.loads(hybrid["zarr.json"])["attributes"]["fgbg"]
     assert attrs["progress"]["complete"]
-    assert sorted(w["compressor"] for w in attrs["writers"]) == ["cpu-zstd-3", "host-zstd-stand-in"]
+    assert sorted(w["compressor"] for w in attrs["writers"]) == [CPU_NAME, "host-zstd-stand-in"]
 
 
 def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,7 +258,7 @@ def test_nvcomp_is_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError, match="--compressor hybrid: nvCOMP is not installed"):
         generate(tiny(), tmp_path / "b.zarr", RunOptions(device="cuda", compressor="hybrid"))
     report = generate(tiny(), tmp_path / "c.zarr", RunOptions(device="cuda"))  # auto: the CPU compresses
-    assert report.compressor == "cpu-zstd-3" and report.compressed_shards == {"cpu-zstd-3": 5}
+    assert report.compressor == CPU_NAME and report.compressed_shards == {CPU_NAME: 5}
 
 
 def test_auto_never_picks_the_simulator() -> None:
@@ -383,7 +386,7 @@ def test_real_gpu_hybrid_store_reads_like_the_cpu_store(tmp_path: Path, monkeypa
     config = GenerateConfig(builtin_backgrounds=8, builtin_foregrounds=8, positions=4, shard_size=128, limit=1000)
     generate(config, tmp_path / "cpu.zarr", RunOptions(device="cpu"))
     report = generate(config, tmp_path / "h.zarr", RunOptions(device="cuda", compressor="hybrid"))
-    assert report.compressed_shards == {"nvcomp-zstd": choices.count("gpu"), "cpu-zstd-3": choices.count("cpu")}
+    assert report.compressed_shards == {"nvcomp-zstd": choices.count("gpu"), CPU_NAME: choices.count("cpu")}
     assert min(report.compressed_shards.values()) > 0
     cpu, hybrid = zarr.open_group(tmp_path / "cpu.zarr", mode="r"), zarr.open_group(tmp_path / "h.zarr", mode="r")
     for name in ("images", "masks", "depth"):
