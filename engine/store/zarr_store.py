@@ -31,8 +31,10 @@ This module imports zarr and numpy only (``info`` must stay fast).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import mmap
 import os
 import shutil
 import threading
@@ -478,7 +480,7 @@ class ZarrWriter:
                         _fsync(path)
                     continue
                 with cost.step(FILE_WRITE):
-                    atomic_write(path, shard)
+                    atomic_write(path, shard, direct=True)
                 del shard
             if self.config.multi_object:
                 with cost.step(OBJECTS):
@@ -651,28 +653,101 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def atomic_write(path: Path, data: bytes | Sequence[bytes]) -> None:
+def atomic_write(path: Path, data: bytes | Sequence[bytes], direct: bool = False) -> None:
     """Write ``data`` (bytes, or parts written in order as one file) to ``path``
     durably and atomically: temp file, fsync, rename.
 
     Parts go to the file with ``writev`` (one system call for a shard's chunks,
-    no joined copy). A killed write leaves at most a ``*.partial`` file, removed on resume.
+    no joined copy); with ``direct`` (shard files), through the page cache's
+    bypass where the filesystem has one (:func:`_write_direct`), else the same way.
+    A killed write leaves at most a ``*.partial`` file, removed on resume.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     parts = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            _write_all(fd, parts)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if not (direct and _write_direct(tmp, parts)):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+            try:
+                _write_all(fd, parts)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync(path.parent)
+
+
+#: ``O_DIRECT`` writes go through a staging buffer of this size, aligned to (and a multiple of)
+#: :data:`_DIRECT_ALIGN`, the largest logical block size disks use
+_DIRECT_STAGE = 4 << 20
+_DIRECT_ALIGN = 4096
+_direct_stage = threading.local()
+
+
+def _write_direct(tmp: Path, parts: Sequence[bytes]) -> bool:
+    """Write ``parts`` to a new file ``tmp`` with ``O_DIRECT`` and fsync it; ``False``
+    (nothing left at ``tmp``) where the filesystem refuses ``O_DIRECT`` (tmpfs, some
+    network filesystems): the caller writes it the usual way.
+
+    Why: the usual write copies every byte into the page cache, whose pages the
+    kernel then allocates and tracks - the writers' largest cost after compression
+    (perf: ``copy_folio_from_iter_atomic``, ~8% of ``generate``'s CPU on 2 cores). Here
+    the parts are copied into a small, cache-resident staging buffer and the disk
+    reads them from there. The last block is padded, then the file is cut back to its
+    length. The file's bytes and the fsync before the rename are the same.
+    """
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flag, 0o666)
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            return False
+        raise
+    try:
+        stage = getattr(_direct_stage, "buffer", None)
+        if stage is None:  # page-aligned anonymous memory, one per writer thread
+            stage = _direct_stage.buffer = memoryview(mmap.mmap(-1, _DIRECT_STAGE))
+        total = fill = 0
+        for part in parts:
+            view = memoryview(part).cast("B")
+            total += len(view)
+            while view:
+                k = min(len(view), _DIRECT_STAGE - fill)
+                stage[fill : fill + k] = view[:k]
+                fill += k
+                view = view[k:]
+                if fill == _DIRECT_STAGE:
+                    _write_stage(fd, stage)
+                    fill = 0
+        if fill:
+            padded = -(-fill // _DIRECT_ALIGN) * _DIRECT_ALIGN
+            stage[fill:padded] = bytes(padded - fill)
+            _write_stage(fd, stage[:padded])
+        os.ftruncate(fd, total)
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        if e.errno != errno.EINVAL:
+            raise
+        tmp.unlink(missing_ok=True)  # O_DIRECT opened but refused the write: the usual way then
+        return False
+    os.close(fd)
+    return True
+
+
+def _write_stage(fd: int, stage: memoryview) -> None:
+    """Write all of ``stage`` (a multiple of :data:`_DIRECT_ALIGN` bytes) at the file's position."""
+    done = 0
+    while done < len(stage):
+        n = os.write(fd, stage[done:])
+        if n % _DIRECT_ALIGN:  # a short write that breaks the alignment: no O_DIRECT write can follow it
+            raise OSError(errno.EINVAL, "short unaligned O_DIRECT write")
+        done += n
 
 
 def grouped_map(executor: Executor, tasks: int) -> Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]:

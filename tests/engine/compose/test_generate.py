@@ -297,10 +297,10 @@ def test_disk_errors_become_store_errors(tmp_path: Path, monkeypatch: pytest.Mon
 
     real = engine.store.zarr_store.atomic_write
 
-    def full(path, data):
+    def full(path, data, **kwargs):
         if "images" in str(path):
             raise OSError(28, "No space left on device")
-        return real(path, data)
+        return real(path, data, **kwargs)
 
     monkeypatch.setattr(engine.store.zarr_store, "atomic_write", full)
     out = tmp_path / "full.zarr"
