@@ -189,7 +189,7 @@ def generate(
     assets = load_assets(config)
     depth = make_depth_source(config, assets, device)
     compressor = resolve_compressor(run.compressor, device, config, hw, depth.per_composite)
-    writer_threads = choose_writer_threads(run, device, compressor, hw)
+    writer_threads = choose_writer_threads(run, device, compressor, hw, config.image_codec)
     plan = plan_for(config, assets, depth)
     if ranks.leader:  # before anything is written: a refusal leaves no store behind
         _preflight(config, plan, device, writer_threads, run.force)
