@@ -531,6 +531,7 @@ def bottleneck(report: GenerateReport) -> str:
                 f"host placement + atlas took {100 * host / main:.0f}%")
     on_gpu = s.get(WAIT_RESULTS, 0.0) / busy if busy else 0.0
     what = "the GPU's results (kernel + copy back)" if on_gpu > 0.5 else "encoding + compression + disk"
-    return (f"writers limit ({report.writer_threads} threads): the main thread waited on them {100 * waiting / main:.0f}% "
+    threads = f"{report.writer_threads} thread{'s' if report.writer_threads != 1 else ''}"
+    return (f"writers limit ({threads}): the main thread waited on them {100 * waiting / main:.0f}% "
             f"of the time; they spent {100 * on_gpu:.0f}% waiting for GPU results and "
             f"{100 * (1 - on_gpu):.0f}% encoding, compressing and writing -> {what}")
