@@ -87,9 +87,12 @@ def _check_chunk_sweep(results: dict, stdout: str, jsonl: Path) -> None:
             assert e["compressor"].startswith(("host-zstd-stand-in", "hybrid (host-zstd-stand-in")), e["compressor"]
         assert e["setting"]["compressor"] == compressor and e["setting"]["chunk_size"] == chunk
         defaults += [name] if e["setting"]["is_default"] else []
-    assert defaults == ["generate_sweep_hybrid_chunkdefault_level3"]
+    from engine.config import DEFAULT_COMPRESSION_LEVEL
+
+    default = f"hybrid_chunkdefault_level{DEFAULT_COMPRESSION_LEVEL}"  # what --compressor auto runs behind a GPU
+    assert defaults == [f"generate_sweep_{default}"]
     verdict = recorded["chunk_verdict"]
-    assert verdict == results["chunk_verdict"] and verdict["default"] == "hybrid_chunkdefault_level3"
+    assert verdict == results["chunk_verdict"] and verdict["default"] == default
     assert sorted(verdict["measured_order"]) == sorted(setting_key(*s) for s in settings)
     assert f"chunk verdict: {verdict['line']}" in stdout and "one sample's image" in stdout
 
