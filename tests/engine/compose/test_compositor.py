@@ -156,3 +156,13 @@ def test_no_batch_histogram_after_a_blending_pass_or_when_not_asked() -> None:
     assert compositor.composite(work).histogram is None  # pixels around the objects changed: the writers count
     compositor, work = small_compositor(count_images=False)
     assert compositor.composite(work).histogram is None
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 4, 5, 3), np.uint8), ((2, 4, 5), np.uint16), ((0, 4, 5), np.uint8)])
+def test_small_pages_are_plain_writable_c_arrays(shape: tuple[int, ...], dtype: type) -> None:
+    from engine.compose.compositor import small_pages
+
+    a = small_pages(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    a[...] = 7
+    assert int(a.sum()) == 7 * a.size
