@@ -88,8 +88,8 @@ def _composite_cpu(
         b = task // height
         r = task - b * height
         # Outside the foreground's box a pixel is its background's, with mask and
-        # alpha 0 (what composite_pixel gives there): copied as spans, ~3x faster
-        # than pixel by pixel for objects covering a quarter of the image.
+        # alpha 0 (what composite_pixel gives there): copied as spans (the whole
+        # kernel 0.129 -> 0.120 ms a sample on one thread, user files at 224x224).
         c0 = 0
         c1 = 0
         if r >= table[b, P.Y] and r < table[b, P.Y] + table[b, P.H]:

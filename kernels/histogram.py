@@ -67,8 +67,8 @@ def channel_histogram(images: np.ndarray, counts: np.ndarray | None = None) -> n
 # A composite equals its background outside the rectangle its objects cover, so
 # its histogram is the background's (counted once per run) plus, inside that
 # rectangle, +1 for each composite pixel and -1 for the background pixel it
-# replaced. With objects covering ~15% of an image this reads ~30% of the bytes a
-# full count reads (what made the writers' statistics 10-14% of their CPU time).
+# replaced. With objects' rectangles covering 26% of an image (user files at 224x224)
+# this reads about half the bytes a full count reads: 0.022 vs 0.034 ms a sample.
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

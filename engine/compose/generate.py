@@ -176,7 +176,7 @@ def generate(
     device = resolve_device(run.device)
     hw = check_jpeg_kernels(config, device, detect_hardware(device))
     config = resolve_jpeg_encoder(config, device, hw)
-    blend_spec(config)  # a blending mode that cannot run fails here, before any output exists
+    blend = blend_spec(config)  # a blending mode that cannot run fails here, before any output exists
     ranks = ranks or Ranks()
     where = locate(out)
     out = remote_working_folder(where, run, ranks) if where.remote else where.local  # type: ignore[assignment]
@@ -222,7 +222,7 @@ def generate(
     done_samples = share - sum(b - a for a, b in map(writer.layout.shard_range, todo))
     log.info("%s: %d samples in %d shards, %d to write%s", out, total, writer.layout.n_shards, len(todo),
              f" (rank {ranks.rank} of {ranks.world})" if ranks.shared else "")
-    if config.image_codec != "jpeg" and device != "cuda" and blend_spec(config) is not None:
+    if config.image_codec != "jpeg" and device != "cuda" and blend is not None:
         # after a blending post-pass the writers count the host images: load the counting kernel
         # (Numba's cache) now, with the other start-up work, not in the first shard's write
         # (writer cost model: per-sample steps)

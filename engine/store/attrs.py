@@ -55,9 +55,7 @@ def read_attrs(root: Path, allow_unfinished: bool = False, markers: bool = True)
 def recorded_setting(path: str | Path, key: str) -> Any:
     """The ``generate`` option ``key`` the fgbg store at ``path`` was made with, or
     ``None``: no store there, not fgbg's, unreadable, or a URL (only local stores are read)."""
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(path)):
-        return None
-    try:
+    try:  # a URL is no local path: read_attrs refuses it like a missing store
         attrs = read_attrs(Path(path), allow_unfinished=True, markers=False)
     except StoreError:
         return None

@@ -708,6 +708,7 @@ def _write_direct(tmp: Path, parts: Sequence[bytes]) -> bool:
         if e.errno == errno.EINVAL:
             return False
         raise
+    refused = False
     try:
         stage = getattr(_direct_stage, "buffer", None)
         if stage is None:  # page-aligned anonymous memory, one per writer thread
@@ -731,13 +732,14 @@ def _write_direct(tmp: Path, parts: Sequence[bytes]) -> bool:
         os.ftruncate(fd, total)
         os.fsync(fd)
     except OSError as e:
-        os.close(fd)
         if e.errno != errno.EINVAL:
             raise
+        refused = True
+    finally:
+        os.close(fd)
+    if refused:
         tmp.unlink(missing_ok=True)  # O_DIRECT opened but refused the write: the usual way then
-        return False
-    os.close(fd)
-    return True
+    return not refused
 
 
 def _write_stage(fd: int, stage: memoryview) -> None:
